@@ -1,0 +1,1 @@
+"""INT8 calibration and reduced-precision conversion with measured accuracy."""

@@ -1,0 +1,1 @@
+"""PyTorch reference models: camera geometry, PMBM, trajectory and restoration nets, checkpoint loading."""
