@@ -50,29 +50,34 @@ class _Down(nn.Module):
 
 
 class _Up(nn.Module):
-    """Upsample x2, two convolutions, fit to the skip's size the reference's way, fuse with the skip."""
+    """Upsample x2, two convolutions, fit to the skip's size the reference's way, fuse with the skip.
 
-    def __init__(self, in_channels: int, out_channels: int, skip_channels: int) -> None:
+    The reference fits by padding `d//2` before and `d - d//2` after for a size difference `d`. Sizes here are
+    architecture constants (a 1x1 context, skips tiled to 1, 2, 4, 8), so the only fit is `d = -1` at the first
+    level: drop the first row and column. Written as a static slice, the graph holds no shape-dependent Pad.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, skip_channels: int, drop_first: bool) -> None:
         super().__init__()
         self.double_conv = _double_conv(in_channels, out_channels)
         self.feat = _conv_lrelu(skip_channels + out_channels, out_channels)
+        self.drop_first = drop_first
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
         x = self.double_conv(x)
-        # The reference pads by d//2 before and d - d//2 after; for d = -1 that drops the first row/column.
-        dy, dx = skip.shape[-2] - x.shape[-2], skip.shape[-1] - x.shape[-1]
-        x = F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        if self.drop_first:
+            x = x[..., 1:, 1:]
         return self.feat(torch.cat([skip, x], dim=1))
 
 
 def _decoder_layers(width: int, outputs: int) -> dict[str, nn.Module]:
     """One output branch: four up blocks from 1x1 to 8x8, then an 8x8 convolution to `outputs` values."""
     return {
-        "up1": _Up(16 * width, 8 * width, 16 * width),
-        "up2": _Up(8 * width, 4 * width, 8 * width),
-        "up3": _Up(4 * width, 4 * width, 4 * width),
-        "up4": _Up(4 * width, 2 * width, 2 * width),
+        "up1": _Up(16 * width, 8 * width, 16 * width, drop_first=True),
+        "up2": _Up(8 * width, 4 * width, 8 * width, drop_first=False),
+        "up3": _Up(4 * width, 4 * width, 4 * width, drop_first=False),
+        "up4": _Up(4 * width, 2 * width, 2 * width, drop_first=False),
         "end": nn.Sequential(
             _conv3(2 * width, 2 * width),
             nn.LeakyReLU(0.01),
@@ -130,14 +135,15 @@ class TrajectoryNet(nn.Module):
         roll = self._decode("roll", context, skips).reshape(batch, self.n_positions, 1)
         pitch_yaw_px = self._decode("pitch_yaw", context, skips).reshape(batch, self.n_positions, 2)
         focal = focal_length.reshape(-1, 1, 1).to(pitch_yaw_px.dtype)
-        pitch_yaw = torch.atan2(pitch_yaw_px, focal.expand_as(pitch_yaw_px))
+        pitch_yaw = torch.atan(pitch_yaw_px / focal)  # = atan2(p, f) for f > 0, without atan2's NaN guards
         return torch.clamp(torch.cat([pitch_yaw, roll], dim=2), -MAX_ANGLE, MAX_ANGLE)
 
 
 def reference_pose_order(trajectory: Tensor) -> Tensor:
     """The reference's time order of poses `(B, P)`: start from the pose farthest from all others (summed
     distance), order every pose by decreasing distance to it. Recovers time order up to reversal."""
-    distances = torch.cdist(trajectory, trajectory)
+    differences = trajectory[:, :, None] - trajectory[:, None]
+    distances = torch.sqrt((differences * differences).sum(dim=-1))  # not cdist: the dynamo exporter lacks it
     extreme = distances.sum(dim=1).argmax(dim=1)
     from_extreme = torch.gather(distances, 1, extreme[:, None, None].expand(-1, 1, distances.shape[2]))
     return torch.argsort(from_extreme[:, 0], dim=1, descending=True)
