@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX bundle export, ONNX -> TensorRT engines, and the TensorRT-compatibility lint."""
