@@ -87,11 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     print("| work | median s | share of restoration |")
     print("|---|---|---|")
     print(f"| restoration (grids, 18 blur calls, 9 prior passes) | {figures['restoration_s']:.3f} | 100% |")
-    print(f"| 9 prior passes alone (convolutions) | {figures['prior_passes_s']:.3f} | "
-          f"{figures['prior_passes_s'] / figures['restoration_s']:.1%} |")
+    print(
+        f"| 9 prior passes alone (convolutions) | {figures['prior_passes_s']:.3f} | "
+        f"{figures['prior_passes_s'] / figures['restoration_s']:.1%} |"
+    )
     print(f"| PMBM alone (grids + 18 blur calls) | {figures['pmbm_s']:.3f} | {figures['pmbm_share']:.1%} |")
-    print(f"| restoration minus convolutions | {figures['restoration_s'] - figures['prior_passes_s']:.3f} | "
-          f"{figures['overhead_share']:.1%} |")
+    print(
+        f"| restoration minus convolutions | {figures['restoration_s'] - figures['prior_passes_s']:.3f} | "
+        f"{figures['overhead_share']:.1%} |"
+    )
     return 0
 
 

@@ -1,0 +1,298 @@
+"""Export the reference nets to a self-describing ONNX bundle and prove it: checker, lint, onnxruntime parity.
+
+    python -m export.onnx --trajectory CKPT --restoration CKPT --out BUNDLE [--opset 17] [--sigma 0.01]
+
+Opset 17 (default) goes through the TorchScript exporter, the only one that still writes opset 17: it is the
+highest opset TensorRT 8.5/8.6 (JetPack 5.1/6.0) parse. Opsets 18 and 19 use the dynamo exporter and need
+TensorRT 10. Opset 20 and later spell GridSample's mode `linear`, which TensorRT's parser runs as nearest:
+refused. The bundle is built in a temporary directory beside the target and renamed into place only when every
+graph passed, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from torch import nn
+
+from export.graphs import GRAPHS, MIN_SIDE, GraphSpec, example_inputs
+from export.lint import lint_model
+from models.checkpoint import CheckpointError, architecture_of, load_restoration_net, load_trajectory_net
+from models.restoration import RestorationNet
+from models.trajectory import TrajectoryNet
+from runtime.bundle import MANIFEST, SCHEMA_VERSION, file_sha256, files_entry, load_bundle
+
+DEFAULT_OPSET = 17
+#: GridSample exists from opset 16; from opset 20 its mode is spelled `linear` (TensorRT runs it as nearest).
+SUPPORTED_OPSETS = (16, 17, 18, 19)
+#: The oldest TensorRT that parses each opset, and the JetPack that ships it.
+OLDEST_TENSORRT = {16: ("8.5", "5.1"), 17: ("8.5", "5.1"), 18: ("10.0", "6.1"), 19: ("10.0", "6.1")}
+#: Max abs difference onnxruntime CPU vs PyTorch allowed per output (DESIGN.md section 5).
+TOLERANCES = {"trajectory": 1e-5, "restored": 1e-4, "frames": 1e-5, "reblurred": 1e-5}
+#: Traced at one shape, verified at another: batch 2, portrait, not a multiple of 8.
+TRACE_SHAPE = (1, 64, 64)
+VERIFY_SHAPE = (2, 70, 52)
+DEFAULT_SIGMA = 0.01
+
+
+class ExportError(RuntimeError):
+    """The export could not produce a sound bundle; the message says which graph or file and why."""
+
+
+def export_bundle(
+    trajectory_net: TrajectoryNet,
+    restoration_net: RestorationNet,
+    out: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    sigma: float = DEFAULT_SIGMA,
+    sources: dict[str, Path] | None = None,
+    overwrite: bool = False,
+    log: Any = print,
+) -> Path:
+    """Write the bundle directory `out` (trajectory, restoration and sequence graphs plus manifest.json).
+
+    `sources` names the checkpoint files the nets came from, recorded with their sha256. Raises `ExportError`
+    on any failed check; `out` is then untouched.
+    """
+    out = Path(out)
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(
+            f"opset {opset} not supported: choose one of {SUPPORTED_OPSETS} (GridSample must be "
+            "spelled 'bilinear', opset <= 19)"
+        )
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out}: already exists; pass --force to replace it")
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        staging.chmod(0o755)  # mkdtemp makes it private; a bundle is shared like any other output
+    except OSError as error:
+        raise ExportError(f"{out}: cannot write the bundle there ({error.strerror or error})") from None
+    try:
+        started = time.perf_counter()
+        trajectory_net.eval()
+        restoration_net.eval()
+        graphs, parity = {}, {}
+        for spec in GRAPHS:
+            module = spec.build(trajectory_net, restoration_net).eval()
+            graphs[spec.role], parity[spec.role] = _export_graph(
+                module, spec, staging, opset, trajectory_net.n_positions
+            )
+            log(f"{spec.role}: exported, checked, linted; parity {_format(parity[spec.role])}")
+        manifest = _manifest(trajectory_net, restoration_net, staging, graphs, parity, opset, sigma, sources)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        load_bundle(staging)
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    elapsed = time.perf_counter() - started
+    sizes = ", ".join(f"{name} {entry['bytes'] / 1e6:.1f} MB" for name, entry in manifest["files"].items())
+    log(f"bundle {out} written in {elapsed:.1f} s: {sizes}")
+    return out
+
+
+def _export_graph(
+    module: nn.Module, spec: GraphSpec, directory: Path, opset: int, n_positions: int
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Export one graph, check it fully, lint it for TensorRT and compare onnxruntime with PyTorch."""
+    path = directory / spec.file
+    trace = example_inputs(spec, *TRACE_SHAPE, n_positions)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        options: dict[str, Any] = (
+            {"dynamic_axes": spec.dynamic_axes}
+            if opset < 18
+            else {"dynamic_shapes": {name: _dims(spec.dynamic_axes[name]) for name in spec.inputs}}
+        )
+        try:
+            torch.onnx.export(
+                module,
+                tuple(trace.values()),
+                str(path),
+                input_names=list(spec.inputs),
+                output_names=list(spec.outputs),
+                opset_version=opset,
+                dynamo=opset >= 18,
+                external_data=False,
+                **options,
+            )
+        except Exception as error:
+            raise ExportError(f"{spec.file}: torch.onnx.export failed: {str(error).splitlines()[0]}") from error
+    model = onnx.load(str(path))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        raise ExportError(f"{spec.file}: invalid ONNX: {str(error).splitlines()[0]}") from None
+    trt_version = OLDEST_TENSORRT[opset][0]
+    problems = lint_model(model, trt_version)
+    if problems:
+        raise ExportError(f"{spec.file}: fails the TensorRT {trt_version} lint: " + "; ".join(map(str, problems)))
+    return _io_description(model), _parity(module, spec, path, n_positions)
+
+
+def _parity(module: nn.Module, spec: GraphSpec, path: Path, n_positions: int) -> dict[str, float]:
+    """Max abs difference per output, onnxruntime CPU vs PyTorch, at a shape unlike the traced one."""
+    inputs = example_inputs(spec, *VERIFY_SHAPE, n_positions, seed=1)
+    with torch.no_grad():
+        expected = module(*inputs.values())
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    actual = session.run(list(spec.outputs), {name: value.numpy() for name, value in inputs.items()})
+    errors = {
+        name: float(np.abs(got - want.numpy()).max())
+        for name, got, want in zip(spec.outputs, actual, expected, strict=True)
+    }
+    failed = [
+        f"{name} {error:.2e} > {TOLERANCES[name]:.0e}"
+        for name, error in errors.items()
+        if not error <= TOLERANCES[name]
+    ]
+    if failed:
+        raise ExportError(f"{spec.file}: onnxruntime differs from PyTorch: {', '.join(failed)}")
+    return errors
+
+
+def _dims(axes: dict[int, str]) -> dict[int, Any]:
+    minimum = {"batch": 1, "height": MIN_SIDE, "width": MIN_SIDE}
+    return {axis: torch.export.Dim(name, min=minimum[name]) for axis, name in axes.items()}
+
+
+def _io_description(model: onnx.ModelProto) -> dict[str, Any]:
+    """Names, dtypes and shapes (symbolic axes by name) of a graph's inputs and outputs."""
+
+    def describe(value: onnx.ValueInfoProto) -> dict[str, Any]:
+        tensor = value.type.tensor_type
+        shape = [dim.dim_param or dim.dim_value for dim in tensor.shape.dim]
+        return {
+            "name": value.name,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+            "shape": shape,
+        }
+
+    return {"inputs": [describe(v) for v in model.graph.input], "outputs": [describe(v) for v in model.graph.output]}
+
+
+def _manifest(
+    trajectory_net: TrajectoryNet,
+    restoration_net: RestorationNet,
+    directory: Path,
+    graphs: dict[str, dict[str, Any]],
+    parity: dict[str, dict[str, float]],
+    opset: int,
+    sigma: float,
+    sources: dict[str, Path] | None,
+) -> dict[str, Any]:
+    tensorrt, jetpack = OLDEST_TENSORRT[opset]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "n_positions": trajectory_net.n_positions,
+        "architecture": {
+            "trajectory": architecture_of(trajectory_net)[1],
+            "restoration": architecture_of(restoration_net)[1],
+        },
+        "sources": {
+            role: {"file": Path(path).name, "sha256": file_sha256(Path(path))} for role, path in (sources or {}).items()
+        },
+        "normalisation": "RGB float32 NCHW in [0, 1]; the trajectory graph subtracts 0.5 itself",
+        "trajectory_convention": "(pitch, yaw, roll) rotation vectors in radians, Rodrigues with eps 1e-6, "
+        "in the reference's time order",
+        "focal_length": {
+            "unit": "pixels",
+            "default": "max(height, width)",
+            "principal_point_default": "(width / 2, height / 2)",
+        },
+        "default_sigma": sigma,
+        "min_side": MIN_SIDE,
+        "opset": opset,
+        "exporter": "dynamo" if opset >= 18 else "torchscript",
+        "tensorrt_min_version": tensorrt,
+        "jetpack_min_version": jetpack,
+        "graphs": {spec.role: {"file": spec.file, **graphs[spec.role]} for spec in GRAPHS},
+        "files": files_entry(directory),
+        "tools": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+        "parity": {
+            "batch_height_width": list(VERIFY_SHAPE),
+            "backend": "onnxruntime CPUExecutionProvider",
+            "max_abs_error": {name: error for figures in parity.values() for name, error in figures.items()},
+            "tolerance": TOLERANCES,
+        },
+        "engines": [],
+    }
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished bundle to `out`; an existing `out` is swapped out first and removed after."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    out.rename(retired / out.name)
+    staging.rename(out)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _format(errors: dict[str, float]) -> str:
+    return ", ".join(f"{name} {error:.1e}" for name, error in errors.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.onnx", description="Export checkpoints to a bundle.")
+    parser.add_argument("--trajectory", required=True, type=Path, help="trajectory-net checkpoint (.pkl or ours)")
+    parser.add_argument("--restoration", required=True, type=Path, help="restoration-net checkpoint")
+    parser.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, one of {SUPPORTED_OPSETS} (default {DEFAULT_OPSET}: TensorRT 8.5+)",
+    )
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=DEFAULT_SIGMA,
+        help=f"default noise level recorded in the manifest (default {DEFAULT_SIGMA})",
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    args = parser.parse_args(argv)
+    try:
+        trajectory_net = load_trajectory_net(args.trajectory)
+        restoration_net = load_restoration_net(args.restoration)
+        export_bundle(
+            trajectory_net,
+            restoration_net,
+            args.out,
+            opset=args.opset,
+            sigma=args.sigma,
+            sources={"trajectory": args.trajectory, "restoration": args.restoration},
+            overwrite=args.force,
+        )
+    except (CheckpointError, ExportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The bundle: a directory of ONNX graphs (and engines) described by `manifest.json`; load it and prove it whole.
+
+The export writes bundles, the runtime reads them; this module is the one definition of the manifest both use.
+Loading refuses, with one line naming the file and the problem, a missing or unreadable manifest, an unknown
+schema version, a missing graph and a file whose sha256 differs from the manifest's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+#: Graphs every bundle holds, by role; the manifest maps each role to its file, I/O and sha256.
+REQUIRED_GRAPHS = ("trajectory", "restoration", "sequence")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message is one line naming the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated bundle: its directory and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    def graph_path(self, role: str) -> Path:
+        """The ONNX file of a graph role ("trajectory", "restoration", "sequence")."""
+        return self.path / self.manifest["graphs"][role]["file"]
+
+    @property
+    def default_sigma(self) -> float:
+        return float(self.manifest["default_sigma"])
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.manifest["n_positions"])
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (graphs reach hundreds of MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_bundle(path: str | Path, verify_files: bool = True) -> Bundle:
+    """Read and validate a bundle directory. `verify_files=False` skips the sha256 pass (large bundles)."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise BundleError(f"{path}: not a bundle directory")
+    if not manifest_path.is_file():
+        raise BundleError(f"{manifest_path}: missing; {path} is not a bundle")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{manifest_path}: unreadable manifest ({error})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_path}: not a manifest (a JSON object is expected)")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(
+            f"{manifest_path}: unknown schema_version {version!r}; this runtime reads version {SCHEMA_VERSION}"
+        )
+    graphs = manifest.get("graphs", {})
+    absent = [role for role in REQUIRED_GRAPHS if role not in graphs]
+    if absent:
+        raise BundleError(f"{manifest_path}: lists no {', '.join(absent)} graph")
+    for name, entry in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"{file}: missing from the bundle (listed in {MANIFEST})")
+        if verify_files and file_sha256(file) != entry["sha256"]:
+            raise BundleError(f"{file}: sha256 differs from {MANIFEST}: the file was changed or damaged")
+    for role in REQUIRED_GRAPHS:
+        if graphs[role]["file"] not in manifest.get("files", {}):
+            raise BundleError(f"{manifest_path}: graph {graphs[role]['file']} has no sha256 entry")
+    return Bundle(path, manifest)
+
+
+def files_entry(directory: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's `files` table: size and sha256 of every file in a bundle directory but the manifest."""
+    return {
+        file.name: {"bytes": file.stat().st_size, "sha256": file_sha256(file)}
+        for file in sorted(directory.iterdir())
+        if file.is_file() and file.name != MANIFEST
+    }
