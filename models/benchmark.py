@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--size {args.size!r}: expected HEIGHTxWIDTH, e.g. 256x256")
     torch.set_num_threads(args.threads)
     figures = pmbm_share(height, width, args.repeats)
-    figures.update(height=height, width=width, threads=args.threads, torch=torch.__version__)
     if args.json:
-        print(json.dumps(figures, indent=2))
+        setting = {"height": height, "width": width, "threads": args.threads, "torch": str(torch.__version__)}
+        print(json.dumps({**figures, **setting}, indent=2))
         return 0
     print(f"Full-size restoration net, {height}x{width}, {args.threads} threads, torch {torch.__version__}")
     print("| work | median s | share of restoration |")
