@@ -12,7 +12,6 @@ graph passed, so a failed export leaves nothing behind.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import sys
@@ -34,7 +33,7 @@ from export.lint import lint_model
 from models.checkpoint import CheckpointError, architecture_of, load_restoration_net, load_trajectory_net
 from models.restoration import RestorationNet
 from models.trajectory import TrajectoryNet
-from runtime.bundle import MANIFEST, SCHEMA_VERSION, file_sha256, files_entry, load_bundle
+from runtime.bundle import SCHEMA_VERSION, file_sha256, load_bundle, write_manifest
 
 DEFAULT_OPSET = 17
 #: GridSample exists from opset 16; from opset 20 its mode is spelled `linear` (TensorRT runs it as nearest).
@@ -93,8 +92,8 @@ def export_bundle(
                 module, spec, staging, opset, trajectory_net.n_positions
             )
             log(f"{spec.role}: exported, checked, linted; parity {_format(parity[spec.role])}")
-        manifest = _manifest(trajectory_net, restoration_net, staging, graphs, parity, opset, sigma, sources)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = _manifest(trajectory_net, restoration_net, graphs, parity, opset, sigma, sources)
+        manifest = write_manifest(staging, manifest)
         load_bundle(staging)
         _move_into_place(staging, out)
     except BaseException:
@@ -191,7 +190,6 @@ def _io_description(model: onnx.ModelProto) -> dict[str, Any]:
 def _manifest(
     trajectory_net: TrajectoryNet,
     restoration_net: RestorationNet,
-    directory: Path,
     graphs: dict[str, dict[str, Any]],
     parity: dict[str, dict[str, float]],
     opset: int,
@@ -225,7 +223,6 @@ def _manifest(
         "tensorrt_min_version": tensorrt,
         "jetpack_min_version": jetpack,
         "graphs": {spec.role: {"file": spec.file, **graphs[spec.role]} for spec in GRAPHS},
-        "files": files_entry(directory),
         "tools": {
             "python": platform.python_version(),
             "torch": torch.__version__,

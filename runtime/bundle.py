@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,5 +94,23 @@ def files_entry(directory: Path) -> dict[str, dict[str, Any]]:
     return {
         file.name: {"bytes": file.stat().st_size, "sha256": file_sha256(file)}
         for file in sorted(directory.iterdir())
-        if file.is_file() and file.name != MANIFEST
+        if file.is_file() and file.name != MANIFEST and not file.name.startswith(".")
     }
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Refresh the `files` table from the directory and write manifest.json atomically (temp file + rename).
+
+    For tools that add files to an existing bundle (engines, reduced-precision graphs). Returns the manifest.
+    """
+    manifest = {**manifest, "files": files_entry(directory)}
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{MANIFEST}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(json.dumps(manifest, indent=2) + "\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, directory / MANIFEST)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return manifest
