@@ -1,0 +1,66 @@
+"""The backends, fastest first, and how one is chosen: by name, or `auto` (the fastest that can run the bundle).
+
+tensorrt      native TensorRT engines built into the bundle (`python -m export.tensorrt`)
+ort-tensorrt  onnxruntime's TensorRT execution provider
+ort-cuda      onnxruntime's CUDA execution provider
+ort-cpu       onnxruntime on the CPU
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from runtime.backends import ort, tensorrt
+from runtime.backends.base import Backend, BackendError, Runner
+from runtime.bundle import Bundle
+from runtime.profiles import BuildProfile
+
+NAMES = ("auto", "tensorrt", "ort-tensorrt", "ort-cuda", "ort-cpu")
+
+
+def backends(profile: BuildProfile | None = None) -> list[Backend]:
+    """Every backend, fastest first; `profile` gives the TensorRT execution provider its shape profile."""
+    return [tensorrt.BACKEND, ort.ort_tensorrt(profile), ort.ORT_CUDA, ort.ORT_CPU]
+
+
+def load_runners(
+    bundle: Bundle,
+    roles: Iterable[str],
+    backend: str = "auto",
+    precision: str = "fp32",
+    profile: BuildProfile | None = None,
+    log: Callable[[str], object] = print,
+) -> tuple[str, dict[str, Runner]]:
+    """Runners for the graphs `roles` on one backend; `auto` takes the fastest that loads them and says so."""
+    if backend not in NAMES:
+        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(NAMES)}")
+    candidates = [b for b in backends(profile) if backend in ("auto", b.name)]
+    skipped = []
+    for candidate in candidates:
+        reason = candidate.unavailable_reason()
+        if reason is None:
+            try:
+                runners = _load_all(candidate, bundle, list(roles), precision)
+            except BackendError as error:
+                reason = str(error)
+            else:
+                if backend == "auto":
+                    log(f"backend: {candidate.name} (auto)" + (f"; skipped {'; '.join(skipped)}" if skipped else ""))
+                return candidate.name, runners
+        if backend != "auto":
+            raise BackendError(f"backend {candidate.name} cannot run here: {reason}")
+        skipped.append(f"{candidate.name}: {reason}")
+    raise BackendError("no backend can run this bundle: " + "; ".join(skipped))
+
+
+def _load_all(backend: Backend, bundle: Bundle, roles: list[str], precision: str) -> dict[str, Runner]:
+    """Load every role or none: a failure closes what was already loaded."""
+    runners: dict[str, Runner] = {}
+    try:
+        for role in roles:
+            runners[role] = backend.load(bundle, role, precision)
+    except BaseException:
+        for runner in runners.values():
+            runner.close()
+        raise
+    return runners

@@ -1,0 +1,96 @@
+"""onnxruntime backends: CPU, CUDA and TensorRT execution providers over the bundle's ONNX graphs.
+
+The TensorRT execution provider keeps its engine and timing caches inside the bundle (`ort-trt-cache/`, which
+the manifest's sha256 table ignores) and takes its shape profile from a build profile when one is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+
+from runtime.backends.base import Backend, BackendError
+from runtime.bundle import Bundle
+from runtime.profiles import BuildProfile
+
+CACHE_DIRECTORY = "ort-trt-cache"
+
+
+class OrtRunner:
+    """One bundle graph in an onnxruntime session. onnxruntime allocates per run, so `set_shapes` has no work."""
+
+    def __init__(self, session: onnxruntime.InferenceSession, backend: str) -> None:
+        self.backend = backend
+        self.session: onnxruntime.InferenceSession | None = session
+        self.input_names = tuple(value.name for value in session.get_inputs())
+        self.output_names = tuple(value.name for value in session.get_outputs())
+
+    def set_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        """Nothing to prepare: onnxruntime sizes its buffers on each run."""
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.session is None:
+            raise BackendError(f"{self.backend} runner used after close()")
+        outputs = self.session.run(list(self.output_names), dict(inputs))
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def close(self) -> None:
+        self.session = None
+
+
+def _providers(name: str, bundle: Bundle, role: str, profile: BuildProfile | None) -> list[Any]:
+    if name == "ort-cpu":
+        return ["CPUExecutionProvider"]
+    if name == "ort-cuda":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    cache = bundle.path / CACHE_DIRECTORY
+    cache.mkdir(exist_ok=True)
+    options: dict[str, Any] = {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache),
+    }
+    if profile is not None:
+        shapes = profile.input_shapes(bundle.manifest["graphs"][role]["inputs"])
+        for index, key in enumerate(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")):
+            options[key] = ",".join(f"{name}:{'x'.join(map(str, s[index]))}" for name, s in shapes.items())
+    return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _make_backend(name: str, provider: str, profile: BuildProfile | None = None) -> Backend:
+    def unavailable_reason() -> str | None:
+        if provider in onnxruntime.get_available_providers():
+            return None
+        return f"this onnxruntime ({onnxruntime.__version__}) has no {provider}"
+
+    def load(bundle: Bundle, role: str, precision: str) -> OrtRunner:
+        if precision != "fp32":
+            raise BackendError(f"{name} runs bundles in fp32 only; for {precision} use --backend tensorrt")
+        path: Path = bundle.graph_path(role)
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            session = onnxruntime.InferenceSession(
+                str(path), options, providers=_providers(name, bundle, role, profile)
+            )
+        except Exception as error:  # onnxruntime raises its own exception types per failure
+            raise BackendError(f"{path}: {name} cannot load it ({str(error).splitlines()[0]})") from None
+        if provider not in session.get_providers():
+            raise BackendError(f"{path}: {name} fell back to {session.get_providers()[0]}; {provider} is unusable")
+        return OrtRunner(session, name)
+
+    return Backend(name, unavailable_reason, load)
+
+
+def ort_tensorrt(profile: BuildProfile | None = None) -> Backend:
+    """The TensorRT execution provider, with the shape profile of `profile` (else onnxruntime's own)."""
+    return _make_backend("ort-tensorrt", "TensorrtExecutionProvider", profile)
+
+
+ORT_CUDA = _make_backend("ort-cuda", "CUDAExecutionProvider")
+ORT_CPU = _make_backend("ort-cpu", "CPUExecutionProvider")

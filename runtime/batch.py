@@ -1,0 +1,230 @@
+"""Deblur a batch of sources into an output folder: one sub-folder of results per source, failures collected.
+
+Per image: the restored image (same bit depth, gray-ness and alpha as the input), the trajectory as JSON and CSV,
+the kernel-field overlay, the trajectory plot, the reblurred image and, on request, the sharp-frame sequence
+(PNG folder, GIF, MP4). Per video or camera: the restored video at the source's frame rate and the per-frame
+trajectories as CSV. A source that fails is reported and the batch goes on; nothing is written over an input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+import numpy as np
+
+from runtime import visualize
+from runtime.deblurrer import Deblurrer, DeblurResult
+from runtime.media import (
+    MediaError,
+    Picture,
+    VideoReader,
+    VideoWriter,
+    read_image,
+    to_file_pixels,
+    write_bytes,
+    write_gif,
+    write_image,
+)
+from runtime.sources import Source
+
+SEQUENCE_FPS = 10.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to process and what to write. `focal_length` is in pixels of the input as read (before resizing);
+    a camera preset gives `(focal_length_px, width_px)` at the sensor mode's width."""
+
+    outdir: Path
+    focal_length: float | None = None
+    camera_preset: tuple[float, int] | None = None
+    max_side: int | None = None
+    scale: float | None = None
+    sequence: bool = False
+    timings: bool = False
+    max_frames: int | None = None
+
+
+@dataclass
+class Summary:
+    done: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Progress:
+    """A one-line progress display on stderr (rewritten in place on a terminal, one line per step otherwise)."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+
+    def __call__(self, text: str) -> None:
+        if self.live:
+            self.stream.write(f"\r\033[K{text}")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+
+
+def run_batch(
+    deblurrer: Deblurrer, sources: list[Source], options: Options, progress: Callable[[str], None] | None = None
+) -> Summary:
+    """Process every source; a failure is recorded with its reason and the next source goes on."""
+    progress = progress or Progress()
+    inputs = {source.location.resolve() for source in sources if isinstance(source.location, Path)}
+    summary = Summary()
+    started = time.perf_counter()
+    for index, source in enumerate(sources, 1):
+        label = f"[{index}/{len(sources)}] {source.name}"
+        progress(label)
+        target = options.outdir / source.name
+        try:
+            if target.resolve() in inputs or any(path.parent == target.resolve() for path in inputs):
+                raise MediaError(f"{target}: results would go where an input lies; choose another -o")
+            if source.kind == "image":
+                _image(deblurrer, source, options, target)
+            else:
+                _video(deblurrer, source, options, target, lambda text, label=label: progress(f"{label} {text}"))
+            summary.done.append(source.name)
+        except (MediaError, ValueError, OSError) as error:
+            summary.failed.append((str(source.location), str(error)))
+    summary.seconds = time.perf_counter() - started
+    if isinstance(progress, Progress):
+        progress.done()
+    return summary
+
+
+def focal_length_for(options: Options, width: int, processed_scale: float) -> float | None:
+    """The focal length in pixels of the processed image, or None for the default (longer side)."""
+    if options.focal_length is not None:
+        return options.focal_length * processed_scale
+    if options.camera_preset is not None:
+        focal, preset_width = options.camera_preset
+        return focal * width / preset_width * processed_scale
+    return None
+
+
+def _resize(rgb: np.ndarray, options: Options) -> tuple[np.ndarray, float]:
+    """Apply --scale and --max-side; returns the image and the factor applied."""
+    height, width = rgb.shape[:2]
+    factor = options.scale or 1.0
+    if options.max_side is not None:
+        factor = min(factor, options.max_side / max(height, width))
+    if factor == 1.0:
+        return rgb, 1.0
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+    return cv2.resize(rgb, size, interpolation=interpolation), factor
+
+
+def _image(deblurrer: Deblurrer, source: Source, options: Options, target: Path) -> None:
+    assert isinstance(source.location, Path)
+    picture = read_image(source.location)
+    rgb, factor = _resize(picture.rgb, options)
+    if factor != 1.0:
+        picture = Picture(rgb, picture.bit_depth, picture.gray, _resize_alpha(picture.alpha, rgb.shape[:2]))
+    result = deblurrer.restore(rgb, focal_length_for(options, picture.rgb.shape[1], 1.0))
+    frames, reblurred = deblurrer.sequence(np.clip(result.restored, 0, 1), result.trajectory, result.intrinsics)
+    restored = np.clip(result.restored, 0, 1)
+    write_image(target / "restored.png", to_file_pixels(restored, picture))
+    write_image(target / "reblurred.png", to_file_pixels(reblurred, picture))
+    _write_trajectory(target, result, rgb.shape[:2], deblurrer.backend)
+    preview = to_file_pixels(rgb)
+    write_image(target / "kernels.png", visualize.kernel_field(preview, result.trajectory, result.intrinsics))
+    plot = visualize.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
+    write_image(target / "trajectory.png", plot)
+    if options.sequence:
+        pixels = [to_file_pixels(np.clip(frame, 0, 1)) for frame in frames]
+        for number, frame in enumerate(pixels):
+            write_image(target / "frames" / f"frame_{number:02d}.png", frame)
+        write_gif(target / "sequence.gif", [frame[..., ::-1] for frame in pixels], SEQUENCE_FPS)
+        writer = VideoWriter(target / "sequence.mp4", SEQUENCE_FPS, (rgb.shape[1], rgb.shape[0]))
+        for frame in pixels:
+            writer.write(frame)
+        writer.close()
+    if options.timings:
+        print(f"{source.name}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+
+
+def _resize_alpha(alpha: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    return None if alpha is None else cv2.resize(alpha, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def _video(
+    deblurrer: Deblurrer, source: Source, options: Options, target: Path, progress: Callable[[str], None]
+) -> None:
+    reader = VideoReader(source.location)
+    writer: VideoWriter | None = None
+    rows: list[list[object]] = []
+    try:
+        for number, frame in enumerate(reader):
+            if options.max_frames is not None and number >= options.max_frames:
+                break
+            rgb, _ = _resize(frame[..., ::-1].astype(np.float32) / 255, options)
+            result = deblurrer.restore(rgb, focal_length_for(options, frame.shape[1], rgb.shape[1] / frame.shape[1]))
+            restored = to_file_pixels(np.clip(result.restored, 0, 1))
+            if writer is None:
+                writer = VideoWriter(target / "restored.mp4", reader.fps, (restored.shape[1], restored.shape[0]))
+            writer.write(restored)
+            rows += [
+                [number, pose, *map(float, angles), float(result.intrinsics[0, 0])]
+                for pose, angles in enumerate(result.trajectory)
+            ]
+            total = f"/{reader.frame_count}" if reader.frame_count else ""
+            progress(f"frame {number + 1}{total}")
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is None:
+        raise MediaError(f"{source.location}: no frames could be read")
+    writer.close()
+    _write_csv(
+        target / "trajectories.csv", ["frame", "pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px"], rows
+    )
+
+
+def _write_trajectory(target: Path, result: DeblurResult, shape: tuple[int, ...], backend: str) -> None:
+    height, width = shape[:2]
+    camera = result.intrinsics
+    description = {
+        "convention": "rotation vectors (pitch, yaw, roll) in radians, one per pose, in time order up to reversal",
+        "focal_length_px": float(camera[0, 0]),
+        "principal_point_px": [float(camera[0, 2]), float(camera[1, 2])],
+        "image_size": {"width": width, "height": height},
+        "poses": result.trajectory.astype(float).tolist(),
+        "backend": backend,
+        "timings_s": result.timings,
+        "tiles": result.tiles,
+    }
+    write_bytes(target / "trajectory.json", (json.dumps(description, indent=2) + "\n").encode())
+    rows = [
+        [pose, *map(float, angles), float(camera[0, 0]), width, height] for pose, angles in enumerate(result.trajectory)
+    ]
+    _write_csv(
+        target / "trajectory.csv",
+        ["pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px", "width_px", "height_px"],
+        rows,
+    )
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_bytes(path, text.getvalue().encode())

@@ -1,0 +1,114 @@
+"""`python -m runtime.deblur`: deblur images, folders, globs, videos or a camera with a bundle. Torch-free.
+
+python -m runtime.deblur --engine BUNDLE photo.jpg shots/ 'burst/*.png' clip.mp4 -o results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from runtime.backends import NAMES
+from runtime.backends.base import BackendError
+from runtime.batch import Options, run_batch
+from runtime.bundle import BundleError
+from runtime.deblurrer import DEFAULT_TILE_SIDE, Deblurrer
+from runtime.profiles import ProfileError, load_build_profile
+from runtime.sources import expand
+
+#: The compact demo bundle shipped with the project, used when --engine is not given.
+DEMO_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "demo"
+
+
+def camera_preset(path: Path) -> tuple[float, int]:
+    """`(focal_length_px, width_px)` from a camera preset YAML (focal length at the sensor mode's width)."""
+    try:
+        preset = yaml.safe_load(path.read_text())
+        return float(preset["focal_length_px"]), int(preset["width_px"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not a camera preset with focal_length_px and width_px ({error})") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(prog="python -m runtime.deblur", description=__doc__.splitlines()[0])
+    parse.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video, folder, glob or camera index")
+    parse.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results (one sub-folder each)")
+    parse.add_argument("--engine", type=Path, default=None, help="bundle directory (default: the shipped demo bundle)")
+    parse.add_argument("--backend", choices=NAMES, default="auto", help="default auto: the fastest available")
+    parse.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    parse.add_argument("--profile", type=Path, help="build profile YAML: shape profile for ort-tensorrt")
+    camera = parse.add_mutually_exclusive_group()
+    camera.add_argument("--focal-length", type=float, metavar="PX", help="focal length in pixels of the input")
+    camera.add_argument("--camera", type=Path, metavar="YAML", help="camera preset (configs/cameras/NAME.yaml)")
+    size = parse.add_mutually_exclusive_group()
+    size.add_argument("--max-side", type=int, metavar="PX", help="shrink inputs whose longer side is larger")
+    size.add_argument("--scale", type=float, help="resize inputs by this factor")
+    parse.add_argument("--sigma", type=float, help="noise level for the restoration (default: the bundle's)")
+    parse.add_argument(
+        "--tile-side",
+        type=int,
+        default=DEFAULT_TILE_SIDE,
+        help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE})",
+    )
+    parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
+    parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")
+    parse.add_argument("--max-frames", type=int, metavar="N", help="stop videos and cameras after N frames")
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    bundle = args.engine or DEMO_BUNDLE
+    if args.engine is None and not DEMO_BUNDLE.exists():
+        print("error: no --engine given and no demo bundle is shipped yet", file=sys.stderr)
+        return 2
+    try:
+        if args.focal_length is not None and not args.focal_length > 0:
+            raise ValueError(f"--focal-length must be a positive number of pixels, got {args.focal_length}")
+        options = Options(
+            outdir=args.outdir,
+            focal_length=args.focal_length,
+            camera_preset=camera_preset(args.camera) if args.camera else None,
+            max_side=args.max_side,
+            scale=args.scale,
+            sequence=args.sequence,
+            timings=args.timings,
+            max_frames=args.max_frames,
+        )
+        profile = load_build_profile(args.profile) if args.profile else None
+        deblurrer = Deblurrer(
+            bundle,
+            args.backend,
+            precision=args.precision,
+            sigma=args.sigma,
+            tile_side=args.tile_side,
+            profile=profile,
+            log=lambda text: print(text, file=sys.stderr),
+        )
+    except (BundleError, BackendError, ProfileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    sources, errors = expand(args.inputs)
+    with deblurrer:
+        summary = run_batch(deblurrer, sources, options)
+    failures = [
+        *errors,
+        *(
+            f"{location}: {reason}" if not reason.startswith(location) else reason
+            for location, reason in summary.failed
+        ),
+    ]
+    print(
+        f"{len(summary.done)} done, {len(failures)} failed in {summary.seconds:.1f} s; results in {args.outdir}",
+        file=sys.stderr,
+    )
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

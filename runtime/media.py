@@ -1,0 +1,172 @@
+"""Reading and writing images and videos, with clear refusals and atomic writes.
+
+Images come in as float32 RGB in [0, 1] plus what is needed to write results back the same way: the bit depth
+(8 or 16), whether the file was gray, and its alpha channel (kept as it was). Every write goes to a temporary
+file in the target folder and is renamed into place, so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"})
+
+
+class MediaError(ValueError):
+    """An input that cannot be read or an output that cannot be written; one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image as the nets want it (HxWx3 float32 RGB in [0, 1]) and how to write results like it."""
+
+    rgb: np.ndarray
+    bit_depth: int
+    gray: bool
+    alpha: np.ndarray | None
+
+
+def read_image(path: Path) -> Picture:
+    """Read an 8/16-bit gray, RGB or RGBA image; refuse anything else with a one-line reason."""
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise MediaError(f"{path}: not a readable image (corrupt, empty or not an image format OpenCV reads)")
+    if data.dtype == np.uint8:
+        bit_depth, scale = 8, 255.0
+    elif data.dtype == np.uint16:
+        bit_depth, scale = 16, 65535.0
+    else:
+        raise MediaError(f"{path}: {data.dtype} samples are not supported (8- or 16-bit integer images only)")
+    gray = data.ndim == 2 or data.shape[2] == 1
+    alpha = None
+    if gray:
+        bgr = np.repeat(data.reshape(data.shape[0], data.shape[1], 1), 3, axis=2)
+    elif data.shape[2] == 4:
+        bgr, alpha = data[..., :3], data[..., 3]
+    elif data.shape[2] == 3:
+        bgr = data
+    else:
+        raise MediaError(f"{path}: {data.shape[2]} channels are not supported (gray, RGB or RGBA)")
+    rgb = bgr[..., ::-1].astype(np.float32) / np.float32(scale)
+    return Picture(rgb, bit_depth, gray, alpha)
+
+
+def to_file_pixels(rgb: np.ndarray, like: Picture | None = None) -> np.ndarray:
+    """Float RGB in [0, 1] -> the pixels to write: BGR (or gray, or BGRA with the input's alpha), 8 or 16 bit."""
+    bit_depth = like.bit_depth if like else 8
+    scale, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
+    pixels = np.clip(rgb[..., ::-1] * scale + 0.5, 0, scale).astype(dtype)
+    if like is not None and like.gray:
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+    if like is not None and like.alpha is not None:
+        return np.dstack([pixels, like.alpha])
+    return pixels
+
+
+def write_image(path: Path, pixels: np.ndarray) -> None:
+    """Encode by the file's suffix and write atomically."""
+    ok, encoded = cv2.imencode(path.suffix, pixels)
+    if not ok:
+        raise MediaError(f"{path}: OpenCV cannot encode {pixels.dtype} {pixels.shape} as {path.suffix}")
+    write_bytes(path, encoded.tobytes())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a file atomically: a temporary file in the same folder, renamed into place."""
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A new empty file beside `path`, with its suffix (writers pick the format by it)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    except OSError as error:
+        raise MediaError(f"{path}: cannot write here ({error.strerror or error})") from None
+    os.close(handle)
+    return Path(name)
+
+
+def _publish(temporary: Path, path: Path) -> None:
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed into place if the block succeeds and removed if it fails."""
+    temporary = _temporary_beside(path)
+    try:
+        yield temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _publish(temporary, path)
+
+
+def write_gif(path: Path, frames_rgb: list[np.ndarray], fps: float) -> None:
+    """An animated GIF (looping) of uint8 RGB frames, written atomically."""
+    images = [Image.fromarray(frame) for frame in frames_rgb]
+    with atomic_path(path) as temporary:
+        images[0].save(
+            temporary, format="GIF", save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0
+        )
+
+
+class VideoReader:
+    """Frames of a video file or camera as uint8 BGR, with the source's frame rate and frame count."""
+
+    def __init__(self, source: Path | int) -> None:
+        self.source = source
+        self.capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+        if not self.capture.isOpened():
+            kind = "camera" if isinstance(source, int) else "video"
+            raise MediaError(f"{source}: cannot open {kind} (missing, empty, corrupt or no decoder)")
+        self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 30.0
+        self.frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not isinstance(source, int) else 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, frame = self.capture.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            self.capture.release()
+
+
+class VideoWriter:
+    """An MP4 written to a temporary file and renamed into place on `close()`; `abort()` removes it."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        self.path = path
+        self.temporary = _temporary_beside(path)
+        self.writer = cv2.VideoWriter(str(self.temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self.writer.isOpened():
+            self.abort()
+            raise MediaError(f"{path}: OpenCV cannot write MP4 video here")
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        self.writer.write(frame_bgr)
+
+    def close(self) -> None:
+        self.writer.release()
+        _publish(self.temporary, self.path)
+
+    def abort(self) -> None:
+        self.writer.release()
+        self.temporary.unlink(missing_ok=True)
