@@ -33,7 +33,9 @@ class TrajectoryGraph(nn.Module):
         self.net = net
 
     def forward(self, image: Tensor, focal_length: Tensor) -> Tensor:
-        return order_poses(self.net(image, focal_length))
+        ordered = order_poses(self.net(image, focal_length))
+        # Restating the pose count as a constant lets ONNX shape inference carry it to the output.
+        return ordered.reshape(image.shape[0], self.net.n_positions, 3)
 
 
 class RestorationGraph(nn.Module):

@@ -1,0 +1,289 @@
+"""Mixed-precision ONNX: FP16 everywhere except an FP32 island holding the geometry, float32 at the boundary.
+
+    python -m calibration.fp16 restoration.onnx restoration.fp16.onnx
+
+TensorRT 11 has no FP16 builder flag: a network's precision is what its ONNX says (strong typing). This writes
+that graph with `onnx` alone. The island is every GridSample and every node upstream of a GridSample's grid input
+(`export.tensorrt.geometry_island`): the sampling positions, computed from the trajectory, the intrinsics and the
+image size. In FP16, normalised grid coordinates step by ~4.9e-4, half a pixel at 1920 wide; in FP32 they are
+exact enough. Everything else computes in FP16: float32 tensors become float16, float initializers and
+constants of FP16 nodes are stored as float16 (values beyond FP16's +-65504 are clipped), and Casts are inserted
+wherever a tensor crosses between the two. Graph inputs and outputs stay float32, so callers see no change.
+
+Inputs the ONNX spec types as float32 only (Resize's `scales`) stay float32, and an op that has no float16
+variant stays FP32 as a whole. Subgraphs (If, Loop) are not converted: the bundle's lint forbids control flow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from export.tensorrt import SHAPE_OF, GraphNode, geometry_island
+
+FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
+FP16_MAX = float(np.finfo(np.float16).max)
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+#: Ops whose output dtype comes from an attribute, which the conversion rewrites.
+_TYPED_BY_ATTRIBUTE = ("Cast", "Constant", "ConstantOfShape")
+
+
+class ConversionError(ValueError):
+    """A graph that cannot be converted; one line naming the file or node and the problem."""
+
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    """Read an ONNX file, with a one-line error when it is missing or not ONNX."""
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # OSError, or protobuf's DecodeError for a file that is not ONNX
+        raise ConversionError(f"{path}: cannot read it as ONNX ({str(error).splitlines()[0]})") from None
+    if not model.HasField("graph") or not model.opset_import:
+        raise ConversionError(f"{path}: not an ONNX model (no graph or opset)")
+    return model
+
+
+def onnx_nodes(graph: onnx.GraphProto) -> list[GraphNode]:
+    """A graph's nodes as `GraphNode`s, for `geometry_island`."""
+    return [
+        GraphNode(
+            name=node.name,
+            kind=node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}",
+            inputs=tuple(node.input),
+            outputs=tuple(node.output),
+        )
+        for node in graph.node
+    ]
+
+
+def geometry_node_names(model: onnx.ModelProto) -> set[str]:
+    """Names of the nodes the conversion keeps in FP32 because they compute or apply the sampling grid."""
+    nodes = list(model.graph.node)
+    return {nodes[index].name for index in geometry_island(onnx_nodes(model.graph))}
+
+
+def convert_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The mixed-precision copy of `model` (the input is not changed); checked with full shape inference."""
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(original, check_type=True, strict_mode=True)
+    except onnx.shape_inference.InferenceError as error:
+        raise ConversionError(f"shape inference fails on the input graph: {str(error).splitlines()[0]}") from None
+    converter = _Converter(original, inferred)
+    converted = converter.run()
+    try:
+        converted = onnx.shape_inference.infer_shapes(converted, check_type=True, strict_mode=True)
+        onnx.checker.check_model(converted, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        raise ConversionError(f"the converted graph is invalid: {str(error).splitlines()[0]}") from None
+    return converted
+
+
+class _Converter:
+    """One conversion: walks the nodes in order, retyping FP16 nodes and inserting Casts at island borders."""
+
+    def __init__(self, model: onnx.ModelProto, inferred: onnx.ModelProto) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in _DEFAULT_DOMAINS), 0)
+        #: Current elem type of every tensor; produced tensors change as their producers are converted.
+        self.types: dict[str, int] = {}
+        for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+            self.types[value.name] = value.type.tensor_type.elem_type
+        for tensor in self.graph.initializer:
+            self.types[tensor.name] = tensor.data_type
+        #: float32 constants (initializers and Constant nodes) by name: FP16 consumers get float16 copies of them.
+        self.constants = {tensor.name: tensor for tensor in self.graph.initializer if tensor.data_type == FLOAT}
+        for node in self.graph.node:
+            value = _constant_value(node)
+            if value is not None and value.data_type == FLOAT:
+                self.constants[node.output[0]] = value
+        self.original_types = dict(self.types)
+        self.names = {name for node in self.graph.node for name in (*node.input, *node.output, node.name)}
+        self.names |= set(self.types)
+        self.casts: dict[tuple[str, int], str] = {}
+        self.half_constants: dict[str, TensorProto] = {}
+
+    def run(self) -> onnx.ModelProto:
+        nodes = list(self.graph.node)
+        island = geometry_island(onnx_nodes(self.graph))
+        output: list[onnx.NodeProto] = []
+        for index, original in enumerate(nodes):
+            node = onnx.NodeProto()
+            node.CopyFrom(original)
+            schema = self._schema(node)
+            constant = node.op_type == "Constant"  # stays float32; FP16 consumers get a float16 initializer copy
+            half = index not in island and not constant and schema is not None and self._has_fp16(node, schema)
+            if node.op_type not in SHAPE_OF:  # Shape/Size read no values: leave their input as it is
+                for k, tensor in enumerate(node.input):
+                    if tensor and self.original_types.get(tensor) == FLOAT:
+                        follows = schema is not None and _formal_type(schema.inputs, k) in _constraints(schema)
+                        node.input[k] = self._as_type(tensor, FLOAT16 if half and follows else FLOAT, output)
+            if half and schema is not None:
+                self._retype_attributes(node)
+                for k, tensor in enumerate(node.output):
+                    if (
+                        tensor
+                        and self.types.get(tensor) == FLOAT
+                        and _formal_type(schema.outputs, k) in _constraints(schema)
+                    ):
+                        self.types[tensor] = FLOAT16
+            output.append(node)
+        self._restore_float_outputs(output)
+        used = {tensor for node in output for tensor in node.input} | {value.name for value in self.graph.output}
+        output = [node for node in output if node.op_type != "Constant" or node.output[0] in used]
+        initializers = [tensor for tensor in self.graph.initializer if tensor.name in used]
+        initializers += [tensor for tensor in self.half_constants.values() if tensor.name in used]
+        del self.graph.node[:]
+        self.graph.node.extend(output)
+        del self.graph.initializer[:]
+        self.graph.initializer.extend(initializers)
+        del self.graph.value_info[:]
+        self.model.metadata_props.append(
+            onnx.StringStringEntryProto(key="precision", value="fp16 with an fp32 geometry island (calibration.fp16)")
+        )
+        return self.model
+
+    def _schema(self, node: onnx.NodeProto) -> onnx.defs.OpSchema | None:
+        if node.domain not in _DEFAULT_DOMAINS:
+            return None
+        try:
+            return onnx.defs.get_schema(node.op_type, self.opset, "")
+        except onnx.defs.SchemaError:
+            return None
+
+    def _has_fp16(self, node: onnx.NodeProto, schema: onnx.defs.OpSchema) -> bool:
+        """Whether every float32 tensor of the node is typed by a constraint that also allows float16."""
+        if node.op_type not in _TYPED_BY_ATTRIBUTE and any(a.name == "dtype" for a in node.attribute):
+            return False  # EyeLike, Random*: output dtype fixed by an attribute we do not rewrite
+        allowed = _constraints(schema)
+        for params, tensors in ((schema.inputs, node.input), (schema.outputs, node.output)):
+            for k, tensor in enumerate(tensors):
+                formal = _formal_type(params, k)
+                if tensor and self.original_types.get(tensor) == FLOAT and formal in allowed:
+                    if "tensor(float16)" not in allowed[formal]:
+                        return False
+        return True
+
+    def _as_type(self, tensor: str, elem_type: int, output: list[onnx.NodeProto]) -> str:
+        """A tensor holding `tensor`'s values as `elem_type`: itself, a float16 initializer copy, or a Cast."""
+        if self.types.get(tensor) == elem_type:
+            return tensor
+        if tensor in self.constants and elem_type == FLOAT16:
+            if tensor not in self.half_constants:
+                half = numpy_helper.from_array(_to_float16(numpy_helper.to_array(self.constants[tensor])))
+                half.name = self._fresh(f"{tensor}_fp16")
+                self.half_constants[tensor] = half
+                self.types[half.name] = FLOAT16
+            return self.half_constants[tensor].name
+        key = (tensor, elem_type)
+        if key not in self.casts:
+            suffix = "fp16" if elem_type == FLOAT16 else "fp32"
+            name = self._fresh(f"{tensor}_{suffix}")
+            output.append(helper.make_node("Cast", [tensor], [name], name=self._fresh(f"{name}_cast"), to=elem_type))
+            self.types[name] = elem_type
+            self.casts[key] = name
+        return self.casts[key]
+
+    def _retype_attributes(self, node: onnx.NodeProto) -> None:
+        """float32 in the attributes of an FP16 node: Cast's `to`, ConstantOfShape's `value`."""
+        if node.op_type == "Cast":
+            for attribute in node.attribute:
+                if attribute.name == "to" and attribute.i == FLOAT:
+                    attribute.i = FLOAT16
+        elif node.op_type == "ConstantOfShape":
+            value = next((attribute for attribute in node.attribute if attribute.name == "value"), None)
+            if value is None:  # the default is a float32 zero
+                node.attribute.append(helper.make_attribute("value", numpy_helper.from_array(np.zeros(1, np.float16))))
+            elif value.t.data_type == FLOAT:
+                value.t.CopyFrom(_half_tensor(value.t))
+
+    def _restore_float_outputs(self, output: list[onnx.NodeProto]) -> None:
+        """Graph outputs computed in FP16 get a final Cast back to float32 under their own name."""
+        for value in self.graph.output:
+            if self.types.get(value.name) != FLOAT16:
+                continue
+            inner = self._fresh(f"{value.name}_fp16")
+            for node in output:
+                node.input[:] = [inner if tensor == value.name else tensor for tensor in node.input]
+                node.output[:] = [inner if tensor == value.name else tensor for tensor in node.output]
+            output.append(
+                helper.make_node("Cast", [inner], [value.name], name=self._fresh(f"{value.name}_cast"), to=FLOAT)
+            )
+
+    def _fresh(self, base: str) -> str:
+        name, number = base, 1
+        while name in self.names:
+            name, number = f"{base}_{number}", number + 1
+        self.names.add(name)
+        return name
+
+
+def _constraints(schema: onnx.defs.OpSchema) -> dict[str, list[str]]:
+    return {constraint.type_param_str: list(constraint.allowed_type_strs) for constraint in schema.type_constraints}
+
+
+def _formal_type(params: Sequence[onnx.defs.OpSchema.FormalParameter], index: int) -> str:
+    """The type string of the formal parameter an input/output index binds to (variadic: the last one)."""
+    if not params:
+        return ""
+    return params[min(index, len(params) - 1)].type_str
+
+
+def _to_float16(values: np.ndarray) -> np.ndarray:
+    """float16 copy with finite values clipped to FP16's range (no silent infinities)."""
+    finite = np.isfinite(values)
+    clipped = np.where(finite, np.clip(values, -FP16_MAX, FP16_MAX), values)
+    return clipped.astype(np.float16)
+
+
+def _constant_value(node: onnx.NodeProto) -> TensorProto | None:
+    """The value of a default-domain Constant node as a tensor (from `value`, `value_float` or `value_floats`)."""
+    if node.op_type != "Constant" or node.domain not in _DEFAULT_DOMAINS or len(node.output) != 1:
+        return None
+    for attribute in node.attribute:
+        if attribute.name == "value":
+            return attribute.t
+        if attribute.name in ("value_float", "value_floats"):
+            values = attribute.f if attribute.name == "value_float" else list(attribute.floats)
+            return numpy_helper.from_array(np.asarray(values, dtype=np.float32))
+    return None
+
+
+def _half_tensor(tensor: TensorProto) -> TensorProto:
+    half = numpy_helper.from_array(_to_float16(numpy_helper.to_array(tensor)), tensor.name)
+    return half
+
+
+def convert_file(source: str | Path, target: str | Path) -> onnx.ModelProto:
+    """Convert an ONNX file and write the result; returns the converted model."""
+    model = convert_model(load_model(source))
+    onnx.save(model, str(target))
+    return model
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m calibration.fp16", description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, help="float32 ONNX graph")
+    parser.add_argument("target", type=Path, help="mixed-precision ONNX graph to write")
+    args = parser.parse_args(argv)
+    try:
+        model = convert_file(args.source, args.target)
+    except ConversionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    island = geometry_node_names(model)
+    half = sum(1 for tensor in model.graph.initializer if tensor.data_type == FLOAT16)
+    print(f"{args.target}: {len(island)} nodes kept FP32 (geometry), {half} float16 initializers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""Build TensorRT engines into a bundle, one per graph, and record them in its manifest.
+
+    python -m export.tensorrt BUNDLE --precision fp32|fp16 --profile configs/build/NAME.yaml
+                              [--roles trajectory,restoration,sequence]
+
+Each graph is parsed with TensorRT's ONNX parser and built with one optimisation profile (the build profile's
+min/opt/max batch, height and width), the profile's workspace and builder optimisation level, and a timing cache
+kept in the bundle (`tensorrt-cache/`, per TensorRT release and GPU). Engines land as `{role}.{precision}.engine`
+(written to a temporary name first, renamed when every graph has built), and the manifest gets one record per
+engine (`runtime.engines`) and a refreshed sha256 table.
+
+FP16 keeps the geometry in FP32: every GridSample and everything upstream of its grid input (the sampling
+positions, computed from the trajectory, the intrinsics and the image size only). FP16 grid coordinates step by
+~0.5 px at 1920 wide. With TensorRT 8.6/10 that is builder flag FP16 plus FP32 constraints on those layers;
+TensorRT 11 has no FP16 flag (networks are strongly typed), so the graph is first converted to mixed precision
+by `calibration.fp16` and parsed into a strongly typed network. TF32 is switched off: it would round the
+geometry's matrix products to 10 mantissa bits.
+
+No torch here: the runtime calls `build_engines` for `--rebuild`. TensorRT and onnx are imported only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runtime import engines
+from runtime.backends.base import BackendError
+from runtime.bundle import Bundle, BundleError, load_bundle, write_manifest
+from runtime.profiles import PRECISIONS, BuildProfile, ProfileError, ShapeRange, load_build_profile
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+#: Directory inside the bundle for TensorRT's timing caches (subdirectories stay out of the sha256 table).
+CACHE_DIRECTORY = "tensorrt-cache"
+#: Inputs of a GridSample node/layer: 0 the image, 1 the sampling grid.
+GRID_INPUT = 1
+#: Ops whose output depends only on the *shape* of their input: the upstream walk stops there.
+SHAPE_OF = frozenset({"Shape", "Size"})
+
+
+class BuildError(RuntimeError):
+    """An engine that cannot be built; one line saying which and why."""
+
+
+# --- The geometry island: pure, over a minimal graph interface shared by ONNX graphs and TensorRT networks. ---
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One node (ONNX) or layer (TensorRT): its name, op kind ("GridSample", "Shape", ...) and tensor names."""
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def geometry_island(nodes: Sequence[GraphNode]) -> set[int]:
+    """Indices of the nodes to keep in FP32: every GridSample and every node upstream of a GridSample's grid.
+
+    The walk follows producers from each grid input and stops at shape-of nodes (Shape, Size), whose output does
+    not depend on their input's values: the grid depends on the image's size, not on its pixels, so the image
+    path (and, inside the restoration, the prior) stays out of the island.
+    """
+    producer = {tensor: index for index, node in enumerate(nodes) for tensor in node.outputs if tensor}
+    island: set[int] = set()
+    pending = []
+    for index, node in enumerate(nodes):
+        if node.kind == "GridSample":
+            island.add(index)
+            if len(node.inputs) > GRID_INPUT and node.inputs[GRID_INPUT] in producer:
+                pending.append(producer[node.inputs[GRID_INPUT]])
+    while pending:
+        index = pending.pop()
+        if index in island:
+            continue
+        island.add(index)
+        if nodes[index].kind in SHAPE_OF:
+            continue
+        pending.extend(producer[tensor] for tensor in nodes[index].inputs if tensor in producer)
+    return island
+
+
+def tensorrt_nodes(network: trt.INetworkDefinition) -> list[GraphNode]:
+    """The layers of a TensorRT network as `GraphNode`s (GridSample and Shape layers named like ONNX ops)."""
+    import tensorrt as trt
+
+    kinds = {trt.LayerType.GRID_SAMPLE: "GridSample", trt.LayerType.SHAPE: "Shape"}
+    nodes = []
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        inputs = [layer.get_input(j) for j in range(layer.num_inputs)]
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        nodes.append(
+            GraphNode(
+                name=layer.name,
+                kind=kinds.get(layer.type, str(layer.type)),
+                inputs=tuple(tensor.name if tensor is not None else "" for tensor in inputs),
+                outputs=tuple(tensor.name if tensor is not None else "" for tensor in outputs),
+            )
+        )
+    return nodes
+
+
+def pin_geometry_fp32(network: trt.INetworkDefinition) -> int:
+    """Constrain the geometry island's floating-point layers to FP32 (precision and output types); their count.
+
+    Layers computing integers (shapes, indices) are left alone: a precision constraint means nothing to them.
+    """
+    import tensorrt as trt
+
+    pinned = 0
+    for index in sorted(geometry_island(tensorrt_nodes(network))):
+        layer = network.get_layer(index)
+        floats = [j for j in range(layer.num_outputs) if layer.get_output(j).dtype == trt.float32]
+        if not floats:
+            continue
+        layer.precision = trt.float32
+        for j in floats:
+            layer.set_output_type(j, trt.float32)
+        pinned += 1
+    return pinned
+
+
+# --- Pure helpers: shapes, roles, names. -------------------------------------------------------------------------
+
+
+def optimisation_shapes(manifest: Mapping[str, Any], role: str, profile: BuildProfile) -> dict[str, ShapeRange]:
+    """min/opt/max shape of every input of one graph: the optimisation profile the engine is built with."""
+    minimum_side = int(manifest.get("min_side", 1))
+    for axis in ("height", "width"):
+        if profile.axes[axis].minimum < minimum_side:
+            raise BuildError(
+                f"profile {profile.name}: {axis} min {profile.axes[axis].minimum} is below the bundle's "
+                f"min_side {minimum_side} (the trajectory net pools five times)"
+            )
+    try:
+        return profile.input_shapes(manifest["graphs"][role]["inputs"])
+    except ProfileError as error:
+        raise BuildError(str(error)) from None
+
+
+def parse_roles(roles: str | Iterable[str] | None) -> list[str]:
+    """The graph roles to build, in bundle order: all by default, or a comma-separated list / iterable."""
+    if roles is None:
+        return list(engines.ROLES)
+    names = [name.strip() for name in (roles.split(",") if isinstance(roles, str) else roles) if name.strip()]
+    unknown = [name for name in names if name not in engines.ROLES]
+    if unknown or not names:
+        raise BuildError(f"unknown role {', '.join(unknown) or '(none)'}: choose from {', '.join(engines.ROLES)}")
+    return [role for role in engines.ROLES if role in names]
+
+
+def timing_cache_path(bundle: Path, machine: engines.Machine) -> Path:
+    """Where the timing cache for this TensorRT release and GPU lives inside the bundle."""
+    gpu = "".join(char if char.isalnum() else "-" for char in machine.gpu_name).strip("-").lower() or "gpu"
+    return bundle / CACHE_DIRECTORY / f"timing-trt{machine.tensorrt_version}-{gpu}-sm{machine.compute_capability}.cache"
+
+
+# --- Building. ---------------------------------------------------------------------------------------------------
+
+
+def build_engines(
+    bundle_path: str | Path,
+    profile: BuildProfile | str | Path,
+    precision: str | None = None,
+    roles: str | Iterable[str] | None = None,
+    log: Callable[[str], object] = print,
+) -> list[engines.EngineRecord]:
+    """Build engines for `roles` (default: every graph) at `precision` (default: the profile's) into the bundle.
+
+    Raises BundleError, ProfileError or BuildError with one line; the bundle is unchanged unless every engine
+    built.
+    """
+    bundle = load_bundle(bundle_path)
+    build_profile = profile if isinstance(profile, BuildProfile) else load_build_profile(profile)
+    precision = precision or build_profile.precision
+    if precision not in PRECISIONS:
+        raise BuildError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    build_profile = dataclasses.replace(build_profile, precision=precision)  # recorded as built
+    wanted = parse_roles(roles)
+    shapes = {role: optimisation_shapes(bundle.manifest, role, build_profile) for role in wanted}
+    try:
+        from runtime.backends.tensorrt import current_machine, import_cudart, require_tensorrt
+
+        require_tensorrt()
+        import_cudart()
+        machine = current_machine()
+    except BackendError as error:
+        raise BuildError(f"cannot build TensorRT engines here: {error}") from None
+    cache = timing_cache_path(bundle.path, machine) if build_profile.timing_cache else None
+    built: list[tuple[Path, engines.EngineRecord]] = []
+    try:
+        for role in wanted:
+            started = time.perf_counter()
+            temporary, typing = _build_one(bundle, role, precision, build_profile, shapes[role], cache, log)
+            seconds = time.perf_counter() - started
+            record = engines.new_record(
+                role, precision, machine, build_profile, engines.graph_sha256(bundle.manifest, role), seconds, typing
+            )
+            built.append((temporary, record))
+            size = temporary.stat().st_size / 1e6
+            log(f"{role}: {precision} engine built in {seconds:.1f} s, {size:.1f} MB ({record.file})")
+        manifest = dict(bundle.manifest)
+        for temporary, record in built:
+            os.replace(temporary, bundle.path / record.file)
+            manifest = engines.with_engine(manifest, record)
+        write_manifest(bundle.path, manifest)
+    finally:
+        for temporary, _ in built:
+            temporary.unlink(missing_ok=True)
+    log(
+        f"{bundle.path}: manifest updated with {len(built)} engine(s) for TensorRT {machine.tensorrt_version} on "
+        f"{machine.gpu_name} (compute capability {machine.compute_capability})"
+    )
+    return [record for _, record in built]
+
+
+def _build_one(
+    bundle: Bundle,
+    role: str,
+    precision: str,
+    profile: BuildProfile,
+    shapes: dict[str, ShapeRange],
+    cache: Path | None,
+    log: Callable[[str], object],
+) -> tuple[Path, str]:
+    """Parse, configure and build one graph; the serialized engine is written to a hidden temporary file."""
+    import tensorrt as trt
+
+    from runtime.backends.tensorrt import logger
+
+    trt_logger = logger()
+    weak_fp16 = hasattr(trt.BuilderFlag, "FP16")
+    strongly_typed = precision == "fp16" and not weak_fp16
+    onnx_path = bundle.graph_path(role)
+    if strongly_typed:
+        from calibration.fp16 import convert_model, load_model
+
+        model_bytes = convert_model(load_model(onnx_path)).SerializeToString()
+    else:
+        model_bytes = onnx_path.read_bytes()
+    builder = trt.Builder(trt_logger)
+    network = builder.create_network(_network_flags(strongly_typed))
+    parser = trt.OnnxParser(network, trt_logger)
+    if not parser.parse(model_bytes, str(onnx_path)):  # the path locates any external weights
+        raise BuildError(f"{onnx_path}: TensorRT's ONNX parser failed: {_parser_errors(parser, model_bytes)}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, profile.workspace_mib << 20)
+    if hasattr(config, "builder_optimization_level"):  # TensorRT 8.6+
+        config.builder_optimization_level = profile.builder_optimization_level
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    optimisation = builder.create_optimization_profile()
+    for name, (low, optimum, high) in shapes.items():
+        optimisation.set_shape(name, trt.Dims(list(low)), trt.Dims(list(optimum)), trt.Dims(list(high)))
+    config.add_optimization_profile(optimisation)
+    if precision == "fp16" and weak_fp16:
+        _weak_fp16(builder, network, config, role, log)
+    elif strongly_typed:
+        log(f"{role}: FP16 from a mixed-precision graph (strongly typed; geometry kept FP32 by calibration.fp16)")
+    if cache is not None:
+        _load_timing_cache(config, cache, log)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BuildError(f"{onnx_path}: TensorRT could not build the {role} engine (see the TensorRT log above)")
+    if cache is not None:
+        _write_atomically(cache, memoryview(config.get_timing_cache().serialize()))
+    handle, name = tempfile.mkstemp(dir=bundle.path, prefix=f".{role}.{precision}.", suffix=".engine.tmp")
+    with os.fdopen(handle, "wb") as file:
+        file.write(memoryview(serialized))
+    os.chmod(name, 0o644)
+    return Path(name), "weak" if weak_fp16 else "strong"  # TensorRT 11 networks are always strongly typed
+
+
+def _network_flags(strongly_typed: bool) -> int:
+    """EXPLICIT_BATCH where it still exists (required by 8.x, ignored by 10, gone in 11); STRONGLY_TYPED if asked."""
+    import tensorrt as trt
+
+    flags = 0
+    names = ["EXPLICIT_BATCH", "STRONGLY_TYPED"] if strongly_typed else ["EXPLICIT_BATCH"]
+    for name in names:
+        flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
+        if flag is not None:
+            flags |= 1 << int(flag)
+    return flags
+
+
+def _weak_fp16(
+    builder: trt.Builder,
+    network: trt.INetworkDefinition,
+    config: trt.IBuilderConfig,
+    role: str,
+    log: Callable[[str], object],
+) -> None:
+    """FP16 by builder flag, with the geometry island constrained to FP32 (TensorRT 8.6 and 10)."""
+    import tensorrt as trt
+
+    constraint = getattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None) or getattr(
+        trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS", None
+    )
+    if constraint is None:
+        raise BuildError("this TensorRT has an FP16 flag but no precision constraints: the geometry cannot stay FP32")
+    if getattr(builder, "platform_has_fast_fp16", True) is False:
+        log(f"{role}: warning: this GPU has no fast FP16; the FP16 engine may be no faster than FP32")
+    config.set_flag(trt.BuilderFlag.FP16)
+    config.set_flag(constraint)
+    pinned = pin_geometry_fp32(network)
+    log(f"{role}: FP16, {pinned} geometry layers constrained to FP32")
+
+
+def _load_timing_cache(config: trt.IBuilderConfig, path: Path, log: Callable[[str], object]) -> None:
+    """Give the builder the bundle's timing cache, or an empty one when there is none or it does not fit."""
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is None or not config.set_timing_cache(cache, False):
+        log(f"{path}: timing cache unusable here, starting a new one")
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+
+
+def _parser_errors(parser: trt.OnnxParser, model_bytes: bytes) -> str:
+    """The parser's errors as one line, each with its ONNX node name and op."""
+    names: list[str] = []
+    messages = []
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        if hasattr(error, "node_name"):  # TensorRT 10+
+            node = f"{error.node_name()} ({error.node_operator()})"
+        else:  # 8.6 reports the node's index only: look its name up in the graph
+            if not names:
+                names = _onnx_node_names(model_bytes)
+            number = error.node()
+            node = names[number] if 0 <= number < len(names) else f"#{number}"
+        messages.append(f"node {node}: {error.desc()}")
+    return "; ".join(messages) or "no error reported"
+
+
+def _onnx_node_names(model_bytes: bytes) -> list[str]:
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    return [f"{node.name or '<unnamed>'} ({node.op_type})" for node in model.graph.node]
+
+
+def _write_atomically(path: Path, data: bytes | memoryview) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+# --- Command line. -----------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.tensorrt", description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path, help="bundle directory (from python -m export.onnx)")
+    parser.add_argument("--profile", type=Path, required=True, help="build profile YAML (configs/build/NAME.yaml)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="default: the profile's precision")
+    parser.add_argument(
+        "--roles", default=",".join(engines.ROLES), help=f"comma-separated graphs (default {','.join(engines.ROLES)})"
+    )
+    args = parser.parse_args(argv)
+    try:
+        build_engines(args.bundle, args.profile, args.precision, args.roles)
+    except (BundleError, ProfileError, BuildError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
