@@ -2,7 +2,8 @@
 
     python examples/deblur_stream.py --engine bundles/demo 0 restored.mp4 --frames 100
 
-One Deblurrer per thread: it reuses its buffers from frame to frame.
+One Deblurrer per thread: it reuses its buffers from frame to frame. Needs the project installed
+(`pip install -e .`); no PyTorch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 
 import cv2
 
+from runtime.backends.base import BackendError
+from runtime.bundle import BundleError
 from runtime.deblurrer import Deblurrer
 
 
@@ -31,22 +34,30 @@ def main() -> int:
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     writer = None
     count = 0
-    with Deblurrer(args.engine, backend=args.backend) as deblurrer:
-        while args.frames == 0 or count < args.frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            result = deblurrer(frame)
-            if writer is None:
-                height, width = result.restored.shape[:2]
-                writer = cv2.VideoWriter(args.output, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-            writer.write(result.restored)
-            count += 1
-            stages = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in result.timings.items())
-            print(f"frame {count}: {stages}", file=sys.stderr)
-    capture.release()
-    if writer is not None:
-        writer.release()
+    try:
+        with Deblurrer(args.engine, backend=args.backend, log=lambda text: print(text, file=sys.stderr)) as deblurrer:
+            while args.frames == 0 or count < args.frames:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                result = deblurrer(frame)
+                if writer is None:
+                    height, width = result.restored.shape[:2]
+                    writer = cv2.VideoWriter(args.output, cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+                    if not writer.isOpened():
+                        print(f"error: {args.output}: cannot write an MP4 video there", file=sys.stderr)
+                        return 2
+                writer.write(result.restored)
+                count += 1
+                stages = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in result.timings.items())
+                print(f"frame {count}: {stages}", file=sys.stderr)
+    except (BundleError, BackendError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
     print(f"{count} frames -> {args.output}", file=sys.stderr)
     return 0 if count else 1
 

@@ -9,11 +9,12 @@ trajectories as CSV. A source that fails is reported and the batch goes on; noth
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -22,6 +23,8 @@ import cv2
 import numpy as np
 
 from runtime import visualize
+from runtime.backends.base import BackendError
+from runtime.camera import scale_intrinsics
 from runtime.deblurrer import Deblurrer, DeblurResult
 from runtime.media import (
     MediaError,
@@ -37,12 +40,15 @@ from runtime.media import (
 from runtime.sources import Source
 
 SEQUENCE_FPS = 10.0
+#: The kernel overlay of a smaller image is drawn on an enlarged copy, so the kernels stay readable.
+KERNEL_OVERLAY_MIN_SIDE = 512
 
 
 @dataclass(frozen=True)
 class Options:
     """How to process and what to write. `focal_length` is in pixels of the input as read (before resizing);
-    a camera preset gives `(focal_length_px, width_px)` at the sensor mode's width."""
+    a camera preset gives `(focal_length_px, long_side_px)`: the focal length at a sensor mode whose longer side
+    is `long_side_px` (the longer side, so that portrait shots of the same camera scale right)."""
 
     outdir: Path
     focal_length: float | None = None
@@ -64,9 +70,9 @@ class Summary:
 class Progress:
     """A one-line progress display on stderr (rewritten in place on a terminal, one line per step otherwise)."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.live = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
 
     def __call__(self, text: str) -> None:
         if self.live:
@@ -98,9 +104,9 @@ def run_batch(
             if source.kind == "image":
                 _image(deblurrer, source, options, target)
             else:
-                _video(deblurrer, source, options, target, lambda text, label=label: progress(f"{label} {text}"))
+                _video(deblurrer, source, options, target, functools.partial(_prefixed, progress, label))
             summary.done.append(source.name)
-        except (MediaError, ValueError, OSError) as error:
+        except (MediaError, ValueError, OSError, BackendError, cv2.error) as error:
             summary.failed.append((str(source.location), str(error)))
     summary.seconds = time.perf_counter() - started
     if isinstance(progress, Progress):
@@ -108,18 +114,25 @@ def run_batch(
     return summary
 
 
-def focal_length_for(options: Options, width: int, processed_scale: float) -> float | None:
-    """The focal length in pixels of the processed image, or None for the default (longer side)."""
+def _prefixed(progress: Callable[[str], None], label: str, text: str) -> None:
+    progress(f"{label} {text}")
+
+
+def focal_length_for(options: Options, shape: tuple[int, ...], processed_scale: float) -> float | None:
+    """The focal length in pixels of the processed image, or None for the default (longer side).
+
+    `shape` is the input's (H, W) as read; `processed_scale` the resize factor applied to it since.
+    """
     if options.focal_length is not None:
         return options.focal_length * processed_scale
     if options.camera_preset is not None:
-        focal, preset_width = options.camera_preset
-        return focal * width / preset_width * processed_scale
+        focal, preset_long_side = options.camera_preset
+        return focal * max(shape[:2]) / preset_long_side * processed_scale
     return None
 
 
 def _resize(rgb: np.ndarray, options: Options) -> tuple[np.ndarray, float]:
-    """Apply --scale and --max-side; returns the image and the factor applied."""
+    """Apply --scale and --max-side; returns the image and the factor applied (on the longer side)."""
     height, width = rgb.shape[:2]
     factor = options.scale or 1.0
     if options.max_side is not None:
@@ -128,36 +141,65 @@ def _resize(rgb: np.ndarray, options: Options) -> tuple[np.ndarray, float]:
         return rgb, 1.0
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
-    return cv2.resize(rgb, size, interpolation=interpolation), factor
+    return cv2.resize(rgb, size, interpolation=interpolation), max(size) / max(height, width)
 
 
 def _image(deblurrer: Deblurrer, source: Source, options: Options, target: Path) -> None:
     assert isinstance(source.location, Path)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
     picture = read_image(source.location)
+    shape = picture.rgb.shape[:2]
     rgb, factor = _resize(picture.rgb, options)
     if factor != 1.0:
         picture = Picture(rgb, picture.bit_depth, picture.gray, _resize_alpha(picture.alpha, rgb.shape[:2]))
-    result = deblurrer.restore(rgb, focal_length_for(options, picture.rgb.shape[1], 1.0))
-    frames, reblurred = deblurrer.sequence(np.clip(result.restored, 0, 1), result.trajectory, result.intrinsics)
+    timings["read"] = time.perf_counter() - started
+    result = deblurrer.restore(rgb, focal_length_for(options, shape, factor))
+    timings.update(result.timings)
+    started = time.perf_counter()
     restored = np.clip(result.restored, 0, 1)
+    frames, reblurred = deblurrer.sequence(restored, result.trajectory, result.intrinsics)
+    timings["sequence"] = time.perf_counter() - started
+
+    started = time.perf_counter()
     write_image(target / "restored.png", to_file_pixels(restored, picture))
     write_image(target / "reblurred.png", to_file_pixels(reblurred, picture))
     _write_trajectory(target, result, rgb.shape[:2], deblurrer.backend)
-    preview = to_file_pixels(rgb)
-    write_image(target / "kernels.png", visualize.kernel_field(preview, result.trajectory, result.intrinsics))
+    write_image(target / "kernels.png", _kernel_overlay(rgb, result))
     plot = visualize.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
     write_image(target / "trajectory.png", plot)
     if options.sequence:
-        pixels = [to_file_pixels(np.clip(frame, 0, 1)) for frame in frames]
-        for number, frame in enumerate(pixels):
-            write_image(target / "frames" / f"frame_{number:02d}.png", frame)
-        write_gif(target / "sequence.gif", [frame[..., ::-1] for frame in pixels], SEQUENCE_FPS)
-        writer = VideoWriter(target / "sequence.mp4", SEQUENCE_FPS, (rgb.shape[1], rgb.shape[0]))
-        for frame in pixels:
-            writer.write(frame)
-        writer.close()
+        _write_sequence(target, [to_file_pixels(np.clip(frame, 0, 1)) for frame in frames])
+    timings["write"] = time.perf_counter() - started
     if options.timings:
-        print(f"{source.name}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+        print(f"{source.name}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
+
+
+def _kernel_overlay(rgb: np.ndarray, result: DeblurResult) -> np.ndarray:
+    """The kernel field over the processed image, enlarged first when it is too small to draw kernels on."""
+    factor = max(1.0, KERNEL_OVERLAY_MIN_SIDE / max(rgb.shape[:2]))
+    preview = to_file_pixels(rgb)
+    if factor > 1.0:
+        size = (round(rgb.shape[1] * factor), round(rgb.shape[0] * factor))
+        preview = cv2.resize(preview, size, interpolation=cv2.INTER_CUBIC)
+    camera = scale_intrinsics(result.intrinsics, factor)
+    return visualize.kernel_field(preview, result.trajectory, camera)
+
+
+def _write_sequence(target: Path, frames_bgr: list[np.ndarray]) -> None:
+    """The sharp frames as 8-bit PNGs, a looping GIF and an MP4, all at `SEQUENCE_FPS`."""
+    for number, frame in enumerate(frames_bgr):
+        write_image(target / "frames" / f"frame_{number:02d}.png", frame)
+    write_gif(target / "sequence.gif", [frame[..., ::-1] for frame in frames_bgr], SEQUENCE_FPS)
+    height, width = frames_bgr[0].shape[:2]
+    writer = VideoWriter(target / "sequence.mp4", SEQUENCE_FPS, (width, height))
+    try:
+        for frame in frames_bgr:
+            writer.write(frame)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
 
 
 def _resize_alpha(alpha: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -170,12 +212,13 @@ def _video(
     reader = VideoReader(source.location)
     writer: VideoWriter | None = None
     rows: list[list[object]] = []
+    timings: dict[str, list[float]] = {}
     try:
         for number, frame in enumerate(reader):
             if options.max_frames is not None and number >= options.max_frames:
                 break
-            rgb, _ = _resize(frame[..., ::-1].astype(np.float32) / 255, options)
-            result = deblurrer.restore(rgb, focal_length_for(options, frame.shape[1], rgb.shape[1] / frame.shape[1]))
+            rgb, factor = _resize(frame[..., ::-1].astype(np.float32) / np.float32(255), options)
+            result = deblurrer.restore(rgb, focal_length_for(options, frame.shape[:2], factor))
             restored = to_file_pixels(np.clip(result.restored, 0, 1))
             if writer is None:
                 writer = VideoWriter(target / "restored.mp4", reader.fps, (restored.shape[1], restored.shape[0]))
@@ -184,18 +227,25 @@ def _video(
                 [number, pose, *map(float, angles), float(result.intrinsics[0, 0])]
                 for pose, angles in enumerate(result.trajectory)
             ]
+            for stage, seconds in result.timings.items():
+                timings.setdefault(stage, []).append(seconds)
             total = f"/{reader.frame_count}" if reader.frame_count else ""
             progress(f"frame {number + 1}{total}")
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        reader.close()
     if writer is None:
         raise MediaError(f"{source.location}: no frames could be read")
     writer.close()
     _write_csv(
         target / "trajectories.csv", ["frame", "pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px"], rows
     )
+    if options.timings:
+        stages = ", ".join(f"{k} {float(np.median(v)) * 1000:.0f} ms" for k, v in timings.items())
+        print(f"{source.name}: {len(rows) // deblurrer.bundle.n_positions} frames, per frame (median): {stages}")
 
 
 def _write_trajectory(target: Path, result: DeblurResult, shape: tuple[int, ...], backend: str) -> None:
@@ -222,7 +272,7 @@ def _write_trajectory(target: Path, result: DeblurResult, shape: tuple[int, ...]
     )
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
+def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> None:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)

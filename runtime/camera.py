@@ -47,6 +47,17 @@ def tile_intrinsics(camera: npt.ArrayLike, x0: float, y0: float) -> FloatArray:
     return tile
 
 
+def scale_intrinsics(camera: npt.ArrayLike, factor: float) -> FloatArray:
+    """The intrinsics of the image resized by `factor`: focal length and principal point scale with it.
+
+    Points scale the same way (`p' = factor * p`), so the homographies of the resized image carry `p'` exactly
+    where those of the original carry `p`, times `factor`.
+    """
+    scaled = np.array(camera, dtype=np.float64, copy=True)
+    scaled[:2] *= factor
+    return scaled
+
+
 def intrinsics_inverse(camera: npt.ArrayLike) -> FloatArray:
     """Analytic inverse of zero-skew intrinsics: `[[1/fx, 0, -cx/fx], [0, 1/fy, -cy/fy], [0, 0, 1]]`."""
     k = np.asarray(camera, dtype=np.float64)

@@ -6,6 +6,8 @@ python -m runtime.deblur --engine BUNDLE photo.jpg shots/ 'burst/*.png' clip.mp4
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -24,12 +26,44 @@ DEMO_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "demo"
 
 
 def camera_preset(path: Path) -> tuple[float, int]:
-    """`(focal_length_px, width_px)` from a camera preset YAML (focal length at the sensor mode's width)."""
+    """`(focal_length_px, long_side_px)` from a camera preset YAML: the focal length at a sensor mode of
+    `width_px` x `height_px` (height optional), and that mode's longer side, which images are scaled against."""
     try:
         preset = yaml.safe_load(path.read_text())
-        return float(preset["focal_length_px"]), int(preset["width_px"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path}: not a camera preset with focal_length_px and width_px ({error})") from None
+        focal, width = float(preset["focal_length_px"]), int(preset["width_px"])
+        height = int(preset.get("height_px", 0))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read camera preset ({error.strerror or error})") from None
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not a camera preset with focal_length_px and width_px ({reason})") from None
+    if not (focal > 0 and width > 0 and height >= 0):
+        raise ValueError(f"{path}: focal_length_px and width_px must be positive, got {focal} and {width}")
+    return focal, max(width, height)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse meaningless numbers before anything is loaded; one line each."""
+    checks = [
+        (args.focal_length, "--focal-length", "a positive number of pixels", lambda v: math.isfinite(v) and v > 0),
+        (args.scale, "--scale", "a positive factor", lambda v: math.isfinite(v) and v > 0),
+        (args.max_side, "--max-side", "at least 1 pixel", lambda v: v >= 1),
+        (args.sigma, "--sigma", "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0),
+        (args.max_frames, "--max-frames", "at least 1", lambda v: v >= 1),
+    ]
+    for value, name, expected, valid in checks:
+        if value is not None and not valid(value):
+            raise ValueError(f"{name} must be {expected}, got {value}")
+
+
+def _make_outdir(path: Path) -> None:
+    """Create the output folder now, so a path that cannot hold results fails before any work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot create the output folder ({error.strerror or error})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: the output folder is not writable")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
         "--tile-side",
         type=int,
         default=DEFAULT_TILE_SIDE,
-        help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE})",
+        help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE}; 0: never tile)",
     )
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")
@@ -66,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no --engine given and no demo bundle is shipped yet", file=sys.stderr)
         return 2
     try:
-        if args.focal_length is not None and not args.focal_length > 0:
-            raise ValueError(f"--focal-length must be a positive number of pixels, got {args.focal_length}")
+        _check_arguments(args)
         options = Options(
             outdir=args.outdir,
             focal_length=args.focal_length,
@@ -84,11 +117,17 @@ def main(argv: list[str] | None = None) -> int:
             args.backend,
             precision=args.precision,
             sigma=args.sigma,
-            tile_side=args.tile_side,
+            tile_side=args.tile_side or None,
             profile=profile,
             log=lambda text: print(text, file=sys.stderr),
         )
     except (BundleError, BackendError, ProfileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        _make_outdir(args.outdir)
+    except ValueError as error:
+        deblurrer.close()
         print(f"error: {error}", file=sys.stderr)
         return 2
     sources, errors = expand(args.inputs)
@@ -97,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = [
         *errors,
         *(
-            f"{location}: {reason}" if not reason.startswith(location) else reason
+            _one_line(reason if reason.startswith(location) else f"{location}: {reason}")
             for location, reason in summary.failed
         ),
     ]
@@ -108,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

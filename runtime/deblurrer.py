@@ -10,6 +10,7 @@ per thread (they can share a bundle directory).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,10 +23,12 @@ from runtime.backends import load_runners
 from runtime.backends.base import Runner
 from runtime.bundle import Bundle, load_bundle
 from runtime.profiles import BuildProfile
-from runtime.tiling import blur_extent_px, restore_tiled, tile_margin
+from runtime.tiling import DEFAULT_N_ITER, MIN_MARGIN, blur_extent_px, max_margin, restore_tiled, tile_margin
 
 #: Images whose longer side exceeds this are restored in tiles (memory grows with H x W).
 DEFAULT_TILE_SIDE = 1024
+#: Smallest tile side: room for a core of half a tile between two margins of `MIN_MARGIN`.
+MIN_TILE_SIDE = 4 * MIN_MARGIN
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,9 @@ class DeblurResult:
     trajectory: np.ndarray
     #: `(3, 3)` intrinsics used (focal length and principal point in pixels of this frame).
     intrinsics: np.ndarray
-    #: Seconds per stage: trajectory, restoration (and tiles when tiled).
+    #: Seconds per stage: trajectory (unless one was given), restoration.
     timings: dict[str, float] = field(default_factory=dict)
+    #: Tiles the restoration ran in (1: the whole image at once).
     tiles: int = 1
 
 
@@ -47,7 +51,8 @@ class Deblurrer:
 
     `focal_length` is in pixels of the frames you pass (default: the longer side, as the reference). `sigma` is
     the noise level given to the restoration (default: the bundle's). Frames whose longer side exceeds
-    `tile_side` are restored in overlapping tiles; None never tiles.
+    `tile_side` are restored in overlapping tiles of at most `tile_side` px (see `runtime.tiling`); None never
+    tiles.
     """
 
     def __init__(
@@ -62,62 +67,62 @@ class Deblurrer:
         log: Callable[[str], object] = print,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        if focal_length is not None and not focal_length > 0:
-            raise ValueError(f"focal length must be a positive number of pixels, got {focal_length}")
-        self.focal_length = focal_length
-        self.sigma = self.bundle.default_sigma if sigma is None else sigma
+        self.focal_length = _focal_length(focal_length)
+        self.sigma = self.bundle.default_sigma if sigma is None else float(sigma)
+        if not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise ValueError(f"sigma (the noise level) must be a finite number >= 0, got {sigma}")
+        if tile_side is not None and not tile_side >= MIN_TILE_SIDE:
+            raise ValueError(f"tile side must be at least {MIN_TILE_SIDE} px (or None: never tile), got {tile_side}")
         self.tile_side = tile_side
+        self.min_side = int(self.bundle.manifest.get("min_side", 32))
+        architecture = self.bundle.manifest.get("architecture", {}).get("restoration", {})
+        self.n_iter = int(architecture.get("n_iter", DEFAULT_N_ITER))
+        self.log = log
         self.backend, self._runners = load_runners(
             self.bundle, ("trajectory", "restoration", "sequence"), backend, precision, profile, log
         )
-        self._input: np.ndarray | None = None
+        self._batch: np.ndarray | None = None
+        self._margin_warned = False
 
     def __call__(self, frame: np.ndarray) -> DeblurResult:
-        """Deblur one HxWx3 uint8 BGR frame; the restored frame comes back the same way."""
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {frame.dtype} {frame.shape}")
-        image = self._input_buffer(frame.shape[0], frame.shape[1])
-        np.multiply(frame[..., ::-1], np.float32(1 / 255), out=image)
-        result = self.restore(image)
-        restored = np.clip(result.restored[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8)
-        return DeblurResult(restored, result.trajectory, result.intrinsics, result.timings, result.tiles)
+        """Deblur one HxWx3 uint8 BGR frame; the restored frame comes back the same way (rounded, clipped).
 
-    def restore(self, image: np.ndarray, focal_length: float | None = None) -> DeblurResult:
-        """Deblur an HxWx3 float32 RGB image in [0, 1]; the restored image is float32 RGB, not clipped."""
-        height, width = image.shape[:2]
-        minimum = int(self.bundle.manifest["min_side"])
-        if min(height, width) < minimum:
-            raise ValueError(f"image is {width}x{height}; the bundle needs at least {minimum} px on each side")
-        camera = camera_model.intrinsics(height, width, focal_length or self.focal_length)
-        batch = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
-        timings: dict[str, float] = {}
+        The frame goes to the nets as RGB `frame / 255` in float32, through a buffer reused while the size stays.
+        """
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {_describe(frame)}")
+        self._check_size(frame.shape[0], frame.shape[1])
+        batch = self._input_batch(frame.shape[0], frame.shape[1])
+        np.divide(frame.transpose(2, 0, 1)[::-1], np.float32(255), out=batch[0])
+        restored, trajectory, camera, timings, tiles = self._restore(batch, None, None)
+        pixels = np.clip(restored[0, ::-1].transpose(1, 2, 0) * np.float32(255) + np.float32(0.5), 0, 255)
+        return DeblurResult(pixels.astype(np.uint8, order="C"), trajectory, camera, timings, tiles)
 
-        started = time.perf_counter()
-        trajectory = self._run("trajectory", image=batch, focal_length=np.array([camera[0, 0]], np.float32))
-        timings["trajectory"] = time.perf_counter() - started
+    def restore(
+        self, image: np.ndarray, focal_length: float | None = None, trajectory: np.ndarray | None = None
+    ) -> DeblurResult:
+        """Deblur an HxWx3 float32 RGB image in [0, 1]; the restored image is float32 RGB, not clipped.
 
-        started = time.perf_counter()
-        tiles = 1
-        if self.tile_side is not None and max(height, width) > self.tile_side:
-            margin = tile_margin(blur_extent_px(trajectory[0], camera, height, width))
-            restored, tiles = restore_tiled(self._restore_batch, batch, trajectory, camera, self.tile_side, margin)
-        else:
-            restored = self._restore_batch(batch, trajectory, camera)
-        timings["restoration"] = time.perf_counter() - started
-        return DeblurResult(restored[0].transpose(1, 2, 0), trajectory[0], camera, timings, tiles)
+        `focal_length` (px) overrides the Deblurrer's for this image. A known `trajectory` `(P, 3)` radians (from
+        a gyroscope, or an earlier estimate) skips the trajectory net.
+        """
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
+            raise ValueError(f"expected an HxWx3 float32 RGB image in [0, 1], got {_describe(image)}")
+        self._check_size(image.shape[0], image.shape[1])
+        batch = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+        restored, poses, camera, timings, tiles = self._restore(batch, focal_length, trajectory)
+        return DeblurResult(np.ascontiguousarray(restored[0].transpose(1, 2, 0)), poses, camera, timings, tiles)
 
     def sequence(self, sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The sharp frames `(P, H, W, 3)` of an HxWx3 float32 RGB image under a trajectory, and their mean."""
-        batch = np.ascontiguousarray(sharp.transpose(2, 0, 1)[None], dtype=np.float32)
-        outputs = self._runners["sequence"]
-        shapes = {"sharp": batch.shape, "trajectory": (1, *trajectory.shape), "intrinsics": (1, 3, 3)}
-        outputs.set_shapes(shapes)
-        result = outputs.run(
-            {
-                "sharp": batch,
-                "trajectory": trajectory[None].astype(np.float32),
-                "intrinsics": camera[None].astype(np.float32),
-            }
+        if not isinstance(sharp, np.ndarray) or sharp.ndim != 3 or sharp.shape[2] != 3 or sharp.dtype != np.float32:
+            raise ValueError(f"expected an HxWx3 float32 RGB image in [0, 1], got {_describe(sharp)}")
+        self._check_size(sharp.shape[0], sharp.shape[1])
+        result = self._run(
+            "sequence",
+            sharp=np.ascontiguousarray(sharp.transpose(2, 0, 1)[None]),
+            trajectory=self._poses(trajectory),
+            intrinsics=np.asarray(camera, np.float32).reshape(1, 3, 3),
         )
         return result["frames"][0].transpose(0, 2, 3, 1), result["reblurred"][0].transpose(1, 2, 0)
 
@@ -131,22 +136,86 @@ class Deblurrer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _restore(
+        self, batch: np.ndarray, focal_length: float | None, trajectory: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float], int]:
+        """Restore a `(1, 3, H, W)` float32 batch: (restored batch, trajectory, intrinsics, timings, tiles)."""
+        height, width = batch.shape[-2:]
+        focal = _focal_length(focal_length)
+        camera = camera_model.intrinsics(height, width, focal if focal is not None else self.focal_length)
+        timings: dict[str, float] = {}
+        if trajectory is None:
+            started = time.perf_counter()
+            focal_input = np.array([camera[0, 0]], np.float32)
+            poses = self._run("trajectory", image=batch, focal_length=focal_input)["trajectory"]
+            timings["trajectory"] = time.perf_counter() - started
+        else:
+            poses = self._poses(trajectory)
+
+        started = time.perf_counter()
+        tiles = 1
+        if self.tile_side is not None and max(height, width) > self.tile_side:
+            margin = self._margin(blur_extent_px(poses[0], camera, height, width))
+            restored, tiles = restore_tiled(self._restore_batch, batch, poses, camera, self.tile_side, margin)
+        else:
+            restored = self._restore_batch(batch, poses, camera)
+        timings["restoration"] = time.perf_counter() - started
+        return restored, poses[0], camera, timings, tiles
+
+    def _margin(self, extent_px: float) -> int:
+        """The tile margin for this blur, capped to what the tile side allows (said once when it is)."""
+        assert self.tile_side is not None
+        margin, cap = tile_margin(extent_px, self.n_iter), max_margin(self.tile_side)
+        if margin > cap:
+            if not self._margin_warned:
+                self.log(
+                    f"warning: a blur of {extent_px:.0f} px needs tile margins of {margin} px but tiles of "
+                    f"{self.tile_side} px allow {cap}: seams may show; raise the tile side to {4 * margin}"
+                )
+                self._margin_warned = True
+            margin = cap
+        return margin
+
     def _restore_batch(self, blurry: np.ndarray, trajectory: np.ndarray, camera: np.ndarray) -> np.ndarray:
         return self._run(
             "restoration",
             blurry=blurry,
             trajectory=trajectory,
-            intrinsics=camera[None].astype(np.float32),
+            intrinsics=np.asarray(camera, np.float32).reshape(1, 3, 3),
             sigma=np.array([self.sigma], np.float32),
-        )
+        )["restored"]
 
-    def _run(self, role: str, **inputs: np.ndarray) -> np.ndarray:
+    def _run(self, role: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         runner: Runner = self._runners[role]
         runner.set_shapes({name: value.shape for name, value in inputs.items()})
-        return next(iter(runner.run(inputs).values()))
+        return runner.run(inputs)
 
-    def _input_buffer(self, height: int, width: int) -> np.ndarray:
-        """An HxWx3 float32 buffer reused while the frame size stays the same."""
-        if self._input is None or self._input.shape[:2] != (height, width):
-            self._input = np.empty((height, width, 3), np.float32)
-        return self._input
+    def _poses(self, trajectory: np.ndarray) -> np.ndarray:
+        """A `(P, 3)` trajectory as the graphs' `(1, P, 3)` float32 input, checked."""
+        poses = np.asarray(trajectory, dtype=np.float32)
+        expected = (self.bundle.n_positions, 3)
+        if poses.shape != expected or not np.isfinite(poses).all():
+            raise ValueError(f"a trajectory must be {expected[0]}x3 finite radians, got {_describe(trajectory)}")
+        return np.ascontiguousarray(poses[None])
+
+    def _check_size(self, height: int, width: int) -> None:
+        if min(height, width) < self.min_side:
+            raise ValueError(f"image is {width}x{height}; the bundle needs at least {self.min_side} px on each side")
+
+    def _input_batch(self, height: int, width: int) -> np.ndarray:
+        """A `(1, 3, H, W)` float32 input buffer, reused while the frame size stays the same."""
+        if self._batch is None or self._batch.shape[-2:] != (height, width):
+            self._batch = np.empty((1, 3, height, width), np.float32)
+        return self._batch
+
+
+def _focal_length(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"focal length must be a positive number of pixels, got {value}")
+    return value
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__

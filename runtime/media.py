@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from PIL import Image
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"})
+EXIF_ORIENTATION = 0x0112
 
 
 class MediaError(ValueError):
@@ -36,13 +37,30 @@ class Picture:
     alpha: np.ndarray | None
 
 
+#: EXIF orientation -> how to turn the stored pixels upright (as viewers show them), per the EXIF standard.
+_ORIENTATIONS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda data: data[:, ::-1],
+    3: lambda data: data[::-1, ::-1],
+    4: lambda data: data[::-1],
+    5: lambda data: data.swapaxes(0, 1),
+    6: lambda data: np.rot90(data, -1),
+    7: lambda data: np.rot90(data, 2).swapaxes(0, 1),
+    8: lambda data: np.rot90(data, 1),
+}
+
+
 def read_image(path: Path) -> Picture:
-    """Read an 8/16-bit gray, RGB or RGBA image; refuse anything else with a one-line reason."""
+    """Read an 8/16-bit gray, RGB or RGBA image, upright; refuse anything else with a one-line reason.
+
+    OpenCV's unchanged mode (needed for 16 bits and alpha) ignores the EXIF orientation that phone photos carry,
+    so it is applied here: results come out upright, as viewers show the input.
+    """
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise MediaError(f"{path}: not a readable image (corrupt, empty or not an image format OpenCV reads)")
+    data = np.ascontiguousarray(_ORIENTATIONS.get(exif_orientation(path), lambda pixels: pixels)(data))
     if data.dtype == np.uint8:
         bit_depth, scale = 8, 255.0
     elif data.dtype == np.uint16:
@@ -63,11 +81,21 @@ def read_image(path: Path) -> Picture:
     return Picture(rgb, bit_depth, gray, alpha)
 
 
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image file (1, upright, when it has none or cannot be read)."""
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, SyntaxError):  # Pillow's errors on files it does not know or finds damaged
+        return 1
+
+
 def to_file_pixels(rgb: np.ndarray, like: Picture | None = None) -> np.ndarray:
     """Float RGB in [0, 1] -> the pixels to write: BGR (or gray, or BGRA with the input's alpha), 8 or 16 bit."""
     bit_depth = like.bit_depth if like else 8
-    scale, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
-    pixels = np.clip(rgb[..., ::-1] * scale + 0.5, 0, scale).astype(dtype)
+    scale = 65535.0 if bit_depth == 16 else 255.0
+    rounded = np.clip(rgb[..., ::-1] * scale + 0.5, 0, scale)
+    pixels: np.ndarray = rounded.astype(np.uint16) if bit_depth == 16 else rounded.astype(np.uint8)
     if like is not None and like.gray:
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
     if like is not None and like.alpha is not None:
@@ -146,16 +174,24 @@ class VideoReader:
                     return
                 yield frame
         finally:
-            self.capture.release()
+            self.close()
+
+    def close(self) -> None:
+        """Release the file or camera (also done when iteration ends)."""
+        self.capture.release()
 
 
 class VideoWriter:
-    """An MP4 written to a temporary file and renamed into place on `close()`; `abort()` removes it."""
+    """An MP4 written to a temporary file and renamed into place on `close()`; `abort()` removes it.
+
+    MPEG-4 Part 2 (`mp4v`) frames have even sides: OpenCV's FFmpeg writer drops the last column or row of an odd
+    size (a 75x53 video comes out 74x52).
+    """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         self.path = path
         self.temporary = _temporary_beside(path)
-        self.writer = cv2.VideoWriter(str(self.temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        self.writer = cv2.VideoWriter(str(self.temporary), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
             self.abort()
             raise MediaError(f"{path}: OpenCV cannot write MP4 video here")

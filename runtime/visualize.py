@@ -91,7 +91,7 @@ def kernel_field(
     image_bgr: npt.ArrayLike,
     trajectory: npt.ArrayLike,
     camera: npt.ArrayLike,
-    grid: tuple[int, int] = (5, 7),
+    grid: tuple[int, int] | None = None,
     cell_px: int | None = None,
 ) -> ImageArray:
     """The photo, dimmed, with the local blur kernel drawn at each point of a rows x cols grid.
@@ -99,10 +99,13 @@ def kernel_field(
     Rotational shake blurs differently across the frame (roll most of all); this shows how. Each kernel is the
     point's path under the poses (`camera.point_paths`, relative to the point), rendered by `render_kernel`,
     magnified by one common factor so the largest fills most of its cell (the factor is written in the corner),
-    colour-mapped and alpha-blended at the point, inside a thin box. No motion draws a dot.
+    colour-mapped and alpha-blended at the point, inside a thin box. No motion draws a dot. The default grid is
+    5 x 7 on a landscape image and 7 x 5 on a portrait one.
     """
     canvas = _dimmed(np.asarray(image_bgr))
     height, width = canvas.shape[:2]
+    if grid is None:
+        grid = (5, 7) if width >= height else (7, 5)
     points = grid_points(height, width, grid)
     displacements = point_paths(trajectory, camera, points) - points  # (P, N, 2)
     if cell_px is None:
@@ -111,10 +114,11 @@ def kernel_field(
     reach = float(np.abs(displacements).max()) if displacements.size else 0.0
     fill = KERNEL_FILL * (size - 1) / 2
     magnify = fill / max(reach, fill / MAX_MAGNIFICATION)
+    # The label goes under the kernels (its box is translucent), so it never hides the top-left kernel.
+    _corner_label(canvas, f"kernels x{magnify:.1f}" if magnify >= 0.95 else f"kernels x{magnify:.2f}")
     for index, (x, y) in enumerate(points.astype(int)):
         kernel = render_kernel(displacements[:, index], size, magnify)
         _blend_kernel(canvas, _display_kernel(kernel), int(x), int(y))
-    _corner_label(canvas, f"kernels x{magnify:.1f}" if magnify >= 0.95 else f"kernels x{magnify:.2f}")
     return canvas
 
 
@@ -159,12 +163,13 @@ def _blend_kernel(canvas: ImageArray, value: FloatArray, x: int, y: int) -> None
 
 
 def _corner_label(canvas: ImageArray, text: str) -> None:
-    """White text on a dark box in the top-left corner, scaled to the image."""
-    scale = float(np.clip(min(canvas.shape[:2]) / 700, 0.3, 1.4))
+    """White text on a translucent dark box in the top-left corner, scaled to the image."""
+    scale = float(np.clip(min(canvas.shape[:2]) / 900, 0.3, 1.0))
     thickness = max(1, round(2 * scale))
     (text_w, text_h), baseline = cv2.getTextSize(text, FONT, scale, thickness)
-    pad = max(2, round(6 * scale))
-    cv2.rectangle(canvas, (0, 0), (text_w + 2 * pad, text_h + baseline + 2 * pad), (20, 20, 20), -1)
+    pad = max(2, round(5 * scale))
+    box = canvas[: text_h + baseline + 2 * pad, : text_w + 2 * pad]
+    box[:] = np.round(0.35 * box.astype(np.float32) + 0.65 * 20).astype(np.uint8)
     cv2.putText(canvas, text, (pad, pad + text_h), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
 
 
@@ -188,8 +193,10 @@ class _Axes:
         (x0, x1), (y0, y1) = self.x_range, self.y_range
         px = self.left + (np.asarray(x, dtype=np.float64) - x0) / (x1 - x0) * (self.right - self.left)
         fraction = (np.asarray(y, dtype=np.float64) - y0) / (y1 - y0)
-        py = self.top + fraction * (self.bottom - self.top) if self.y_down else self.bottom - fraction * (
-            self.bottom - self.top
+        py = (
+            self.top + fraction * (self.bottom - self.top)
+            if self.y_down
+            else self.bottom - fraction * (self.bottom - self.top)
         )
         return np.stack(np.broadcast_arrays(px, py), axis=-1).reshape(-1, 2)
 
@@ -214,7 +221,7 @@ def trajectory_plot(
     title = f"Camera shake: {len(poses)} poses, f = {focal_length_px:.0f} px, image {image_w}x{image_h}"
     _text(figure, title, (width // 2, round(24 * scale)), 0.62 * scale, INK, anchor="centre", bold=True)
 
-    top, bottom = round(70 * scale), height - round(62 * scale)
+    top, bottom = round(70 * scale), height - round(80 * scale)
     split = width // 2
     angles = np.degrees(poses)
     _angle_panel(figure, angles, (round(78 * scale), top, split - round(24 * scale), bottom), scale)
@@ -266,7 +273,7 @@ def _centre_panel(figure: ImageArray, path: FloatArray, rect: tuple[int, int, in
 
     extent = path.max(axis=0) - path.min(axis=0)
     note = f"extent {extent[0]:.1f} px (x) by {extent[1]:.1f} px (y)"
-    _text(figure, note, ((left + right) // 2, bottom + round(52 * scale)), 0.48 * scale, INK, anchor="centre")
+    _text(figure, note, ((left + right) // 2, bottom + round(68 * scale)), 0.48 * scale, INK, anchor="centre")
 
 
 def _end_marker(figure: ImageArray, points: FloatArray, length: float) -> None:
@@ -341,13 +348,13 @@ def _draw_frame(
     """Grid lines, the axes box, tick marks and labels, axis labels and a panel title."""
     tick_len, font = max(3, round(5 * scale)), 0.42 * scale
     for value in x_ticks:
-        (px, _), = axes.to_px([value], [axes.y_range[0]])
+        ((px, _),) = axes.to_px([value], [axes.y_range[0]])
         x = round(px)
         cv2.line(figure, (x, axes.top), (x, axes.bottom), GRID, 1)
         cv2.line(figure, (x, axes.bottom), (x, axes.bottom + tick_len), INK, 1)
         _text(figure, _tick_label(value, x_ticks), (x, axes.bottom + tick_len + round(16 * scale)), font, INK, "centre")
     for value in y_ticks:
-        (_, py), = axes.to_px([axes.x_range[0]], [value])
+        ((_, py),) = axes.to_px([axes.x_range[0]], [value])
         y = round(py)
         cv2.line(figure, (axes.left, y), (axes.right, y), GRID, 1)
         cv2.line(figure, (axes.left - tick_len, y), (axes.left, y), INK, 1)
@@ -359,7 +366,9 @@ def _draw_frame(
     _text(figure, title, (middle_x, axes.top - round(14 * scale)), 0.55 * scale, INK, "centre", bold=True)
 
 
-def _legend(figure: ImageArray, entries: Sequence[tuple[str, Colour, str]], corner: tuple[int, int], scale: float) -> None:
+def _legend(
+    figure: ImageArray, entries: Sequence[tuple[str, Colour, str]], corner: tuple[int, int], scale: float
+) -> None:
     """A boxed legend in the top-right corner of a plot; each entry is (name, colour, 'line' | 'dot' | 'arrow')."""
     font, thickness = 0.45 * scale, 1
     row_h, sample_w, pad = round(20 * scale), round(26 * scale), round(8 * scale)

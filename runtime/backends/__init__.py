@@ -35,7 +35,7 @@ def load_runners(
     if backend not in NAMES:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(NAMES)}")
     candidates = [b for b in backends(profile) if backend in ("auto", b.name)]
-    skipped = []
+    skipped: list[str] = []
     for candidate in candidates:
         reason = candidate.unavailable_reason()
         if reason is None:

@@ -35,7 +35,10 @@ class OrtRunner:
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.session is None:
             raise BackendError(f"{self.backend} runner used after close()")
-        outputs = self.session.run(list(self.output_names), dict(inputs))
+        try:
+            outputs = self.session.run(list(self.output_names), dict(inputs))
+        except Exception as error:  # onnxruntime raises its own exception types (bad input, out of memory, ...)
+            raise BackendError(f"{self.backend}: {str(error).splitlines()[0]}") from None
         return dict(zip(self.output_names, outputs, strict=True))
 
     def close(self) -> None:

@@ -83,3 +83,20 @@ def test_a_zero_byte_video_is_refused(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(media.MediaError, match="cannot open video"):
         media.VideoReader(tmp_path / "empty.mp4")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_photos_come_in_upright_as_viewers_show_them(tmp_path, orientation):
+    """OpenCV's unchanged mode ignores EXIF orientation; read_image applies it like Pillow's exif_transpose."""
+    from PIL import Image, ImageOps
+
+    stored = (gradient(24, 36) * 255).round().astype(np.uint8)  # RGB, not square: rotations show in the shape
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[media.EXIF_ORIENTATION] = orientation
+    image.save(tmp_path / "photo.png", exif=exif)
+    with Image.open(tmp_path / "photo.png") as opened:
+        upright = np.asarray(ImageOps.exif_transpose(opened))
+    assert media.exif_orientation(tmp_path / "photo.png") == orientation
+    picture = media.read_image(tmp_path / "photo.png")
+    assert np.array_equal(np.round(picture.rgb * 255).astype(np.uint8), upright)

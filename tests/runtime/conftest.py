@@ -1,0 +1,41 @@
+"""Helpers for the runtime tests: smooth test pictures and the recorded camera-shake trajectories in ../shared."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import shared_file
+
+#: A recorded trajectory with pitch, yaw and roll all present (up to ~1 degree each).
+RECORDED = "data/trajectories/000000000009_0.txt"
+
+
+def read_trajectory(relative: str = RECORDED, poses: int = 25) -> np.ndarray:
+    """A recorded trajectory in the authors' format as `(poses, 3)` float32 radians (pitch, yaw, roll).
+
+    The file is comma-separated with 6 columns, the last 3 rotation angles in radians; the path is mean-centred and
+    resampled to `poses` poses, evenly in time (linear interpolation).
+    """
+    rotations = np.loadtxt(shared_file(relative), delimiter=",", ndmin=2)[:, 3:6]
+    rotations = rotations - rotations.mean(axis=0)
+    times = np.linspace(0, len(rotations) - 1, poses)
+    steps = np.arange(len(rotations))
+    return np.stack([np.interp(times, steps, rotations[:, axis]) for axis in range(3)], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def recorded_trajectory() -> np.ndarray:
+    return read_trajectory()
+
+
+def smooth_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """An HxWx3 float32 RGB image in [0, 1], spatially correlated like a photograph (noise upsampled ~8x)."""
+    coarse = np.random.default_rng(seed).random((height // 8 + 2, width // 8 + 2, 3)).astype(np.float32)
+    return np.clip(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def smooth_bgr8(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """The same as uint8 BGR, OpenCV's convention."""
+    return np.round(smooth_rgb(height, width, seed)[..., ::-1] * 255).astype(np.uint8)

@@ -1,0 +1,66 @@
+"""Choosing a backend: `auto` takes the fastest that runs here and says why the others did not."""
+
+import numpy as np
+import onnxruntime
+import pytest
+
+from runtime.backends import NAMES, backends, load_runners
+from runtime.backends.base import BackendError
+from runtime.backends.ort import ORT_CPU
+from runtime.bundle import load_bundle
+
+ROLES = ("trajectory", "restoration", "sequence")
+
+
+@pytest.fixture(scope="module")
+def bundle(small_bundle):
+    return load_bundle(small_bundle)
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in onnxruntime.get_available_providers(), reason="a GPU onnxruntime picks another backend"
+)
+def test_auto_takes_the_cpu_here_and_says_why(bundle):
+    said = []
+    name, runners = load_runners(bundle, ROLES, "auto", log=said.append)
+    assert name == "ort-cpu" and set(runners) == set(ROLES)
+    assert all(runner.backend == "ort-cpu" for runner in runners.values())
+    assert len(said) == 1 and said[0].startswith("backend: ort-cpu (auto); skipped ")
+    skipped = said[0].split("; skipped ", 1)[1].split("; ")
+    assert [reason.split(":")[0] for reason in skipped] == ["tensorrt", "ort-tensorrt", "ort-cuda"]
+    assert all(len(reason.split(": ", 1)[1]) > 10 for reason in skipped)  # each with its reason
+    assert "has no CUDAExecutionProvider" in said[0]
+    for runner in runners.values():
+        runner.close()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("auto", "ort-cpu")])
+def test_an_explicit_backend_that_cannot_run_here_is_named(bundle, name):
+    if next(b for b in backends() if b.name == name).unavailable_reason() is None:
+        pytest.skip(f"{name} is available here")
+    with pytest.raises(BackendError, match=f"^backend {name} cannot run here: .+") as error:
+        load_runners(bundle, ROLES, name, log=pytest.fail)
+    assert "\n" not in str(error.value)
+
+
+def test_an_unknown_backend_is_refused_with_the_choices(bundle):
+    with pytest.raises(BackendError, match="unknown backend 'cuda': choose one of auto, tensorrt, .*ort-cpu"):
+        load_runners(bundle, ROLES, "cuda")
+
+
+def test_onnxruntime_runs_fp32_only(bundle):
+    with pytest.raises(BackendError, match="ort-cpu runs bundles in fp32 only"):
+        load_runners(bundle, ROLES, "ort-cpu", precision="fp16")
+
+
+def test_a_runner_says_what_went_wrong_in_one_line(bundle):
+    runner = ORT_CPU.load(bundle, "trajectory", "fp32")
+    assert runner.input_names == ("image", "focal_length") and runner.output_names == ("trajectory",)
+    image = np.zeros((1, 3, 40, 40), np.float32)
+    assert runner.run({"image": image, "focal_length": np.float32([40])})["trajectory"].shape == (1, 25, 3)
+    with pytest.raises(BackendError, match="^ort-cpu: .*INVALID_ARGUMENT") as error:
+        runner.run({"image": image.astype(np.float64), "focal_length": np.float32([40])})
+    assert "\n" not in str(error.value)
+    runner.close()
+    with pytest.raises(BackendError, match="ort-cpu runner used after close"):
+        runner.run({"image": image, "focal_length": np.float32([40])})

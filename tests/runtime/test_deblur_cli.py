@@ -1,0 +1,293 @@
+"""`python -m runtime.deblur` end to end on the CPU backend: every output, every kind of input, every refusal."""
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from runtime.backends import backends
+from runtime.deblur import main
+from tests.runtime.conftest import smooth_bgr8
+
+ROOT = Path(__file__).resolve().parents[2]
+HEIGHT, WIDTH = 48, 64
+IMAGE_OUTPUTS = ("restored.png", "reblurred.png", "trajectory.json", "trajectory.csv", "kernels.png", "trajectory.png")
+SEQUENCE_OUTPUTS = ("sequence.gif", "sequence.mp4", *(f"frames/frame_{i:02d}.png" for i in range(25)))
+
+
+def run(*arguments: object) -> tuple[int, str, str]:
+    """`main` in this process: (exit code, stdout, stderr)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main([str(argument) for argument in arguments])
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def write_video(path: Path, frames: int = 5, fps: float = 12.0, size: tuple[int, int] = (WIDTH, HEIGHT)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    for number in range(frames):
+        writer.write(np.roll(smooth_bgr8(size[1], size[0], seed=3), 2 * number, axis=1))
+    writer.release()
+    return path
+
+
+def video_facts(path: Path) -> tuple[int, float, tuple[int, int]]:
+    """(frames decoded, frame rate, (width, height))."""
+    capture = cv2.VideoCapture(str(path))
+    fps, size = capture.get(cv2.CAP_PROP_FPS), (int(capture.get(3)), int(capture.get(4)))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count, fps, size
+
+
+def snapshot(folder: Path) -> dict[Path, tuple[bytes, int]]:
+    return {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """An 8-bit colour photo, a 16-bit one, a gray one, one with alpha and a 5-frame video at 12 fps."""
+    folder = tmp_path_factory.mktemp("inputs")
+    photo = smooth_bgr8(HEIGHT, WIDTH)
+    cv2.imwrite(str(folder / "photo.png"), photo)
+    cv2.imwrite(str(folder / "deep.png"), photo.astype(np.uint16) * 257 + 100)
+    cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))
+    alpha = np.tile(np.linspace(0, 255, WIDTH).astype(np.uint8), (HEIGHT, 1))
+    cv2.imwrite(str(folder / "rgba.png"), np.dstack([photo, alpha]))
+    write_video(folder / "clip.mp4")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def batch(inputs, small_bundle, tmp_path_factory):
+    """One run over every input, with the sequence and the timings: (exit code, stdout, stderr, outdir)."""
+    outdir = tmp_path_factory.mktemp("results") / "out"
+    arguments = ["--engine", small_bundle, "--backend", "ort-cpu", "--sequence", "--timings", "-o", outdir]
+    code, stdout, stderr = run(*arguments, *(inputs / name for name in ("photo.png", "deep.png", "gray.png")), inputs)
+    return code, stdout, stderr, outdir
+
+
+def test_a_batch_completes_and_says_so(batch):
+    code, _, stderr, outdir = batch
+    assert code == 0, stderr
+    assert "backend" not in stderr  # an explicit backend is not announced
+    assert "8 done, 0 failed" in stderr  # the folder repeats three images: their results go to name_2
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        "clip", "deep", "deep_2", "gray", "gray_2", "photo", "photo_2", "rgba",
+    ]  # fmt: skip
+    assert not [p for p in outdir.rglob(".*")]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("name", ["photo", "deep", "gray", "rgba"])
+def test_every_image_output_is_written(batch, name):
+    outdir = batch[3] / name
+    for output in (*IMAGE_OUTPUTS, *SEQUENCE_OUTPUTS):
+        assert (outdir / output).is_file() and (outdir / output).stat().st_size > 0, output
+    with Image.open(outdir / "sequence.gif") as gif:
+        assert gif.n_frames == 25 and gif.size == (WIDTH, HEIGHT)
+    assert video_facts(outdir / "sequence.mp4") == (25, 10.0, (WIDTH, HEIGHT))
+    for number in (0, 24):
+        assert cv2.imread(str(outdir / f"frames/frame_{number:02d}.png")).shape == (HEIGHT, WIDTH, 3)
+    assert cv2.imread(str(outdir / "trajectory.png")).shape == (480, 960, 3)
+    kernels = cv2.imread(str(outdir / "kernels.png"))
+    assert kernels.shape[0] / kernels.shape[1] == HEIGHT / WIDTH and max(kernels.shape) >= 512  # enlarged to read
+
+
+@pytest.mark.parametrize(
+    "name, dtype, shape",
+    [
+        ("photo", np.uint8, (HEIGHT, WIDTH, 3)),
+        ("deep", np.uint16, (HEIGHT, WIDTH, 3)),
+        ("gray", np.uint8, (HEIGHT, WIDTH)),
+        ("rgba", np.uint8, (HEIGHT, WIDTH, 4)),
+    ],
+)
+def test_results_keep_the_input_format(batch, inputs, name, dtype, shape):
+    for output in ("restored.png", "reblurred.png"):
+        pixels = cv2.imread(str(batch[3] / name / output), cv2.IMREAD_UNCHANGED)
+        assert pixels.dtype == dtype and pixels.shape == shape, output
+    if name == "rgba":
+        alpha = cv2.imread(str(inputs / "rgba.png"), cv2.IMREAD_UNCHANGED)[..., 3]
+        assert np.array_equal(cv2.imread(str(batch[3] / name / "restored.png"), cv2.IMREAD_UNCHANGED)[..., 3], alpha)
+    if name == "deep":  # 16 bits are kept, not 8 bits scaled up
+        assert np.any(cv2.imread(str(batch[3] / name / "restored.png"), cv2.IMREAD_UNCHANGED) % 257)
+
+
+def test_the_trajectory_is_written_as_json_and_csv(batch):
+    outdir = batch[3] / "photo"
+    description = json.loads((outdir / "trajectory.json").read_text())
+    assert np.array(description["poses"]).shape == (25, 3)
+    assert description["focal_length_px"] == WIDTH and description["principal_point_px"] == [WIDTH / 2, HEIGHT / 2]
+    assert description["image_size"] == {"width": WIDTH, "height": HEIGHT}
+    assert description["backend"] == "ort-cpu" and description["tiles"] == 1
+    assert set(description["timings_s"]) == {"trajectory", "restoration"}
+    with (outdir / "trajectory.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 25 and [int(row["pose"]) for row in rows] == list(range(25))
+    poses = [[float(row[key]) for key in ("pitch_rad", "yaw_rad", "roll_rad")] for row in rows]
+    assert np.allclose(poses, description["poses"], rtol=0, atol=1e-12)
+    assert {float(row["focal_length_px"]) for row in rows} == {WIDTH}
+
+
+def test_a_video_gives_a_restored_video_at_its_frame_rate(batch):
+    outdir = batch[3] / "clip"
+    assert video_facts(outdir / "restored.mp4") == (5, 12.0, (WIDTH, HEIGHT))
+    with (outdir / "trajectories.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 5 * 25 and {int(row["frame"]) for row in rows} == set(range(5))
+
+
+def test_timings_are_printed_per_stage(batch):
+    stdout = batch[1]
+    line = next(line for line in stdout.splitlines() if line.startswith("photo: "))
+    for stage in ("read", "trajectory", "restoration", "sequence", "write"):
+        assert f"{stage} " in line and line.endswith(" ms")
+    assert any(line.startswith("clip: 5 frames, per frame (median): trajectory ") for line in stdout.splitlines())
+
+
+def test_bad_inputs_are_reported_and_the_good_ones_complete(small_bundle, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / "good.png"), smooth_bgr8(HEIGHT, WIDTH))
+    (inputs / "corrupt.png").write_bytes((inputs / "good.png").read_bytes()[:60])
+    (inputs / "notes.jpg").write_text("not a picture\n")
+    (inputs / "empty").mkdir()
+    (inputs / "empty.mp4").write_bytes(b"")
+    write_video(inputs / "short.mp4", frames=4)
+    names = ["corrupt.png", "good.png", "notes.jpg", "empty", "empty.mp4", "short.mp4"]
+    before = snapshot(inputs)
+
+    code, _, stderr = run(
+        "--engine", small_bundle, "--backend", "ort-cpu", "--max-frames", 2, "-o", tmp_path / "out",
+        *(inputs / name for name in names),
+    )  # fmt: skip
+
+    assert code == 1
+    failures = [line for line in stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failures) == 4
+    for name, reason in [
+        ("corrupt.png", "not a readable image"),
+        ("notes.jpg", "not a readable image"),
+        ("empty", "folder holds no images or videos"),
+        ("empty.mp4", "cannot open video"),
+    ]:
+        assert sum(line.startswith(f"failed: {inputs / name}: {reason}") for line in failures) == 1, name
+    assert "2 done, 4 failed" in stderr
+    assert (tmp_path / "out" / "good" / "restored.png").is_file()
+    assert video_facts(tmp_path / "out" / "short" / "restored.mp4")[0] == 2  # --max-frames
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good", "short"]
+    assert snapshot(inputs) == before  # not a byte or a timestamp changed
+
+
+def test_an_output_folder_that_cannot_exist_is_refused(small_bundle, inputs, tmp_path):
+    (tmp_path / "file").write_text("")
+    code, _, stderr = run("--engine", small_bundle, "-o", tmp_path / "file" / "out", inputs / "photo.png")
+    assert code == 2
+    expected = f"error: {tmp_path / 'file' / 'out'}: cannot create the output folder (Not a directory)"
+    assert stderr.splitlines()[-1] == expected
+
+
+def test_a_tampered_bundle_is_refused_in_one_line(small_bundle, inputs, tmp_path):
+    bundle = Path(shutil.copytree(small_bundle, tmp_path / "bundle"))
+    data = bytearray((bundle / "restoration.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bundle / "restoration.onnx").write_bytes(bytes(data))
+    code, _, stderr = run("--engine", bundle, "-o", tmp_path / "out", inputs / "photo.png")
+    assert code == 2
+    damaged = bundle / "restoration.onnx"
+    assert stderr == f"error: {damaged}: sha256 differs from manifest.json: the file was changed or damaged\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_backend_is_refused_by_the_parser(small_bundle, inputs, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--engine", str(small_bundle), "--backend", "cuda", "-o", str(tmp_path), str(inputs / "photo.png")])
+    assert exit_.value.code == 2
+    assert "argument --backend: invalid choice: 'cuda'" in capsys.readouterr().err
+
+
+def test_an_unavailable_backend_is_named(small_bundle, inputs, tmp_path):
+    if next(b for b in backends() if b.name == "tensorrt").unavailable_reason() is None:
+        pytest.skip("TensorRT runs here")
+    code, _, stderr = run("--engine", small_bundle, "--backend", "tensorrt", "-o", tmp_path, inputs / "photo.png")
+    assert code == 2 and len(stderr.splitlines()) == 1
+    assert stderr.startswith("error: backend tensorrt cannot run here: ")
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--focal-length", "-5"], "--focal-length must be a positive number of pixels, got -5.0"),
+        (["--scale", "0"], "--scale must be a positive factor, got 0.0"),
+        (["--max-side", "0"], "--max-side must be at least 1 pixel, got 0"),
+        (["--sigma", "nan"], "--sigma must be a finite number >= 0, got nan"),
+        (["--max-frames", "0"], "--max-frames must be at least 1, got 0"),
+        (["--tile-side", "100"], "tile side must be at least 256 px"),
+        (["--camera", "configs/README.md"], "README.md: not a camera preset with focal_length_px and width_px"),
+    ],
+)
+def test_meaningless_settings_are_refused(small_bundle, inputs, tmp_path, arguments, message):
+    code, _, stderr = run("--engine", small_bundle, *arguments, "-o", tmp_path / "out", inputs / "photo.png")
+    assert code == 2 and len(stderr.splitlines()) == 1 and message in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def written(outdir: Path, name: str) -> tuple[float, dict, tuple[int, ...]]:
+    """(focal length, image size, restored shape) of one result folder."""
+    description = json.loads((outdir / name / "trajectory.json").read_text())
+    shape = cv2.imread(str(outdir / name / "restored.png"), cv2.IMREAD_UNCHANGED).shape
+    return description["focal_length_px"], description["image_size"], shape
+
+
+def test_the_focal_length_follows_the_options(small_bundle, inputs, tmp_path):
+    portrait = tmp_path / "portrait.png"
+    cv2.imwrite(str(portrait), smooth_bgr8(WIDTH, HEIGHT))
+    large = tmp_path / "large.png"
+    cv2.imwrite(str(large), smooth_bgr8(2 * HEIGHT, 2 * WIDTH))
+    common = ["--engine", small_bundle, "--backend", "ort-cpu"]
+    preset = ROOT / "configs" / "cameras" / "rpi-camera-v2.yaml"  # 2714 px at 3280 x 2464
+
+    assert run(*common, "--focal-length", 300, "-o", tmp_path / "a", inputs / "photo.png", large)[0] == 0
+    assert written(tmp_path / "a", "photo") == (300.0, {"width": WIDTH, "height": HEIGHT}, (HEIGHT, WIDTH, 3))
+    assert written(tmp_path / "a", "large")[0] == 300.0  # in pixels of the input, whatever its size
+
+    assert run(*common, "--camera", preset, "-o", tmp_path / "b", inputs / "photo.png", portrait, large)[0] == 0
+    assert written(tmp_path / "b", "photo")[0] == pytest.approx(2714 * WIDTH / 3280)
+    assert written(tmp_path / "b", "portrait")[0] == pytest.approx(2714 * WIDTH / 3280)  # the longer side counts
+    assert written(tmp_path / "b", "large")[0] == pytest.approx(2714 * 2 * WIDTH / 3280)
+
+    # Resizing scales the focal length with the image: it is given in pixels of the input as read.
+    assert run(*common, "--max-side", WIDTH, "--focal-length", 300, "-o", tmp_path / "c", large)[0] == 0
+    assert written(tmp_path / "c", "large") == (150.0, {"width": WIDTH, "height": HEIGHT}, (HEIGHT, WIDTH, 3))
+    assert run(*common, "--scale", 0.5, "--camera", preset, "-o", tmp_path / "d", large)[0] == 0
+    assert written(tmp_path / "d", "large")[0] == pytest.approx(2714 * WIDTH / 3280)
+    assert written(tmp_path / "d", "large")[1:] == ({"width": WIDTH, "height": HEIGHT}, (HEIGHT, WIDTH, 3))
+    assert run(*common, "--scale", 0.5, "-o", tmp_path / "e", large)[0] == 0
+    assert written(tmp_path / "e", "large")[0] == WIDTH  # the default: the longer side of what the nets see
+
+
+def test_the_runtime_runs_without_torch(small_bundle, inputs, tmp_path):
+    arguments = ["--engine", str(small_bundle), "-o", str(tmp_path / "out"), str(inputs / "photo.png")]
+    code = (
+        "import sys\n"
+        "import runtime, runtime.deblur, runtime.deblurrer, runtime.batch, runtime.tiling, runtime.visualize\n"
+        "assert 'torch' not in sys.modules, 'importing the runtime imported torch'\n"
+        f"rc = runtime.deblur.main({arguments!r})\n"
+        "assert 'torch' not in sys.modules, 'running the runtime imported torch'\n"
+        "sys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "backend: ort-cpu (auto)" in done.stderr  # auto says what it picked
+    assert (tmp_path / "out" / "photo" / "restored.png").is_file()

@@ -1,0 +1,186 @@
+"""The Deblurrer runs the bundle's graphs and nothing else: the same bytes as onnxruntime, the reference's numbers."""
+
+import numpy as np
+import onnxruntime
+import pytest
+
+from runtime.backends.base import BackendError
+from runtime.deblurrer import Deblurrer
+from tests.runtime.conftest import smooth_bgr8
+
+HEIGHT, WIDTH = 60, 84  # not multiples of 8: the prior pads
+
+
+def plain_session(bundle, role: str) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(str(bundle / f"{role}.onnx"), providers=["CPUExecutionProvider"])
+
+
+def camera(height: int, width: int, focal: float | None = None) -> np.ndarray:
+    """Default intrinsics written out by hand: f = longer side, principal point at the centre."""
+    f = float(max(height, width)) if focal is None else focal
+    return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], np.float32)
+
+
+def onnxruntime_reference(bundle, rgb: np.ndarray, focal: float | None = None, sigma: float = 0.01):
+    """Trajectory `(1, P, 3)` and restored `(1, 3, H, W)` from plain sessions over the bundle's graphs."""
+    height, width = rgb.shape[:2]
+    batch = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    intrinsics = camera(height, width, focal)
+    (trajectory,) = plain_session(bundle, "trajectory").run(
+        None, {"image": batch, "focal_length": intrinsics[:1, 0].copy()}
+    )
+    inputs = {"blurry": batch, "trajectory": trajectory, "intrinsics": intrinsics[None], "sigma": np.float32([sigma])}
+    (restored,) = plain_session(bundle, "restoration").run(None, inputs)
+    return trajectory, restored
+
+
+@pytest.fixture(scope="module")
+def deblurrer(small_bundle):
+    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
+        yield deblurrer
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    return smooth_bgr8(HEIGHT, WIDTH)
+
+
+def test_a_frame_gives_exactly_what_onnxruntime_gives(deblurrer, small_bundle, frame):
+    rgb = frame[..., ::-1].astype(np.float32) / np.float32(255)
+    trajectory, restored = onnxruntime_reference(small_bundle, rgb)
+
+    result = deblurrer(frame)
+    expected = np.clip(np.floor(restored[0, ::-1].transpose(1, 2, 0) * np.float32(255) + np.float32(0.5)), 0, 255)
+    assert result.restored.dtype == np.uint8 and result.restored.shape == frame.shape
+    assert result.restored.flags.c_contiguous  # ready for OpenCV
+    assert np.array_equal(result.restored, expected.astype(np.uint8))
+    assert np.array_equal(result.trajectory, trajectory[0])
+    assert np.array_equal(result.intrinsics, camera(HEIGHT, WIDTH))
+    assert set(result.timings) == {"trajectory", "restoration"} and result.tiles == 1
+
+    floating = deblurrer.restore(rgb)
+    assert floating.restored.dtype == np.float32
+    assert np.array_equal(floating.restored, restored[0].transpose(1, 2, 0))
+    assert np.array_equal(floating.trajectory, trajectory[0])
+
+
+def test_the_runtime_matches_the_pytorch_reference(deblurrer, small_nets, frame):
+    import torch
+
+    from export.graphs import RestorationGraph, TrajectoryGraph
+
+    trajectory_net, restoration_net = small_nets
+    rgb = frame[..., ::-1].astype(np.float32) / np.float32(255)
+    result = deblurrer.restore(rgb)
+    image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]))
+    intrinsics = torch.from_numpy(camera(HEIGHT, WIDTH))[None]
+    with torch.no_grad():
+        trajectory = TrajectoryGraph(trajectory_net)(image, intrinsics[:, 0, 0])
+        # The restoration is compared on the same trajectory, so each graph is judged on its own.
+        restored = RestorationGraph(restoration_net)(
+            image, torch.from_numpy(result.trajectory)[None], intrinsics, torch.tensor([0.01])
+        )
+    trajectory_error = np.abs(result.trajectory - trajectory[0].numpy()).max()
+    restored_error = np.abs(result.restored - restored[0].numpy().transpose(1, 2, 0)).max()
+    print(f"vs PyTorch: trajectory {trajectory_error:.2e} rad, restored {restored_error:.2e}")
+    assert trajectory_error <= 1e-5  # the export's parity tolerances
+    assert restored_error <= 1e-4
+
+
+def test_frames_of_other_sizes_follow_each_other(deblurrer, frame):
+    first = deblurrer(frame)
+    portrait = deblurrer(smooth_bgr8(96, 64, seed=1))
+    again = deblurrer(frame)
+    assert portrait.restored.shape == (96, 64, 3)
+    assert np.array_equal(portrait.intrinsics[:2, 2], [32, 48])
+    # The input buffer is reused and regrown; results are the caller's own and stay as they were.
+    assert np.array_equal(again.restored, first.restored) and np.array_equal(again.trajectory, first.trajectory)
+    assert again.restored is not first.restored
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((31, 64, 3), np.uint8), "image is 64x31; the bundle needs at least 32 px on each side"),
+        (np.zeros((48, 64, 3), np.float32), "expected an HxWx3 uint8 BGR frame, got float32"),
+        (np.zeros((48, 64, 3), np.uint16), "expected an HxWx3 uint8 BGR frame, got uint16"),
+        (np.zeros((48, 64), np.uint8), r"got uint8 array of shape \(48, 64\)"),
+        (np.zeros((48, 64, 4), np.uint8), r"got uint8 array of shape \(48, 64, 4\)"),
+        ([[0, 1], [2, 3]], "got list"),
+    ],
+)
+def test_frames_the_nets_cannot_take_are_refused(deblurrer, bad, message):
+    with pytest.raises(ValueError, match=message):
+        deblurrer(bad)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda d: d.restore(np.zeros((48, 64, 3), np.uint8)), "expected an HxWx3 float32 RGB image in"),
+        (lambda d: d.restore(np.zeros((48, 64, 3), np.float64)), "got float64"),
+        (lambda d: d.restore(np.zeros((48, 20, 3), np.float32)), "image is 20x48"),
+        (lambda d: d.restore(np.zeros((48, 64, 3), np.float32), focal_length=0.0), "focal length must be a positive"),
+        (lambda d: d.restore(np.zeros((48, 64, 3), np.float32), trajectory=np.zeros((24, 3))), "must be 25x3"),
+        (lambda d: d.sequence(np.zeros((48, 64, 3), np.uint8), np.zeros((25, 3)), np.eye(3)), "float32"),
+    ],
+)
+def test_images_and_trajectories_the_nets_cannot_take_are_refused(deblurrer, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(deblurrer)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"focal_length": -3.0}, "focal length must be a positive number of pixels, got -3.0"),
+        ({"focal_length": float("nan")}, "focal length must be"),
+        ({"sigma": -0.1}, "sigma .* must be a finite number >= 0"),
+        ({"tile_side": 100}, "tile side must be at least 256 px"),
+    ],
+)
+def test_bad_settings_are_refused(small_bundle, settings, message):
+    with pytest.raises(ValueError, match=message):
+        Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, **settings)
+
+
+def test_the_focal_length_is_honoured(small_bundle, deblurrer, frame):
+    rgb = frame[..., ::-1].astype(np.float32) / np.float32(255)
+    with Deblurrer(small_bundle, "ort-cpu", focal_length=500.0, log=lambda _: None) as long_lens:
+        result = long_lens.restore(rgb)
+    assert np.array_equal(result.intrinsics, camera(HEIGHT, WIDTH, 500.0))
+    trajectory, restored = onnxruntime_reference(small_bundle, rgb, focal=500.0)
+    assert np.array_equal(result.trajectory, trajectory[0])
+    assert np.array_equal(result.restored, restored[0].transpose(1, 2, 0))
+    assert not np.array_equal(result.trajectory, deblurrer.restore(rgb).trajectory)
+    # Per image, the argument wins over the Deblurrer's setting.
+    assert deblurrer.restore(rgb, focal_length=700.0).intrinsics[0, 0] == 700.0
+
+
+def test_a_known_trajectory_skips_the_trajectory_net(deblurrer, small_bundle, frame, recorded_trajectory):
+    rgb = frame[..., ::-1].astype(np.float32) / np.float32(255)
+    result = deblurrer.restore(rgb, trajectory=recorded_trajectory)
+    assert "trajectory" not in result.timings and np.array_equal(result.trajectory, recorded_trajectory)
+    inputs = {
+        "blurry": np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]),
+        "trajectory": recorded_trajectory[None],
+        "intrinsics": camera(HEIGHT, WIDTH)[None],
+        "sigma": np.float32([0.01]),
+    }
+    (restored,) = plain_session(small_bundle, "restoration").run(None, inputs)
+    assert np.array_equal(result.restored, restored[0].transpose(1, 2, 0))
+
+
+def test_the_sequence_frames_average_to_the_reblurred_image(deblurrer, frame, recorded_trajectory):
+    sharp = frame[..., ::-1].astype(np.float32) / np.float32(255)
+    frames, reblurred = deblurrer.sequence(sharp, recorded_trajectory * 5, camera(HEIGHT, WIDTH))
+    assert frames.shape == (25, HEIGHT, WIDTH, 3) and reblurred.shape == (HEIGHT, WIDTH, 3)
+    assert np.abs(frames.mean(axis=0) - reblurred).max() < 1e-6
+    assert np.abs(reblurred - sharp).max() > 0.01  # a real blur
+
+
+def test_a_closed_deblurrer_says_so(small_bundle, frame):
+    deblurrer = Deblurrer(small_bundle, "ort-cpu", log=lambda _: None)
+    deblurrer.close()
+    with pytest.raises(BackendError, match="used after close"):
+        deblurrer(frame)

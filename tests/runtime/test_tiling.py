@@ -1,0 +1,112 @@
+"""Tiled restoration: how an axis is cut, how wide the margins are, and that tiles reproduce the whole image."""
+
+import numpy as np
+import pytest
+
+from runtime import deblurrer as deblurrer_module
+from runtime import tiling
+from runtime.camera import intrinsics
+from runtime.deblurrer import Deblurrer
+from tests.runtime.conftest import smooth_rgb
+
+
+def check_spans(spans, length: int, tile: int) -> None:
+    cores = [(core_start, core_end) for _, _, core_start, core_end in spans]
+    assert cores[0][0] == 0 and cores[-1][1] == length
+    # A partition, in order: each core starts where the one before ends.
+    assert all(end == next_start for (_, end), (next_start, _) in zip(cores, cores[1:], strict=False))
+    for start, end, core_start, core_end in spans:
+        assert start % tiling.ALIGN == 0 and start <= core_start < core_end <= end <= length
+        assert end - start <= tile
+
+
+@pytest.mark.parametrize(
+    "length, tile, margin, count",
+    [
+        (1030, 1024, 64, 2),  # just over one tile: two halves, not a full tile and a sliver
+        (4000, 1024, 64, 5),
+        (4000, 1024, 256, 8),  # cores of at least half a tile
+        (5000, 1024, 200, 9),
+        (300, 256, 64, 2),
+        (257, 256, 64, 2),
+        (1000, 256, 64, 8),
+        (100_000, 256, 64, 782),  # cores of 128 px
+        (999, 160, 72, 63),  # cores of one alignment step
+    ],
+)
+def test_cores_partition_the_axis_and_tiles_start_aligned(length, tile, margin, count):
+    spans = tiling.tile_spans(length, tile, margin)
+    check_spans(spans, length, tile)
+    assert len(spans) == count
+
+
+def test_an_axis_no_longer_than_a_tile_is_one_tile():
+    assert tiling.tile_spans(256, 256, 64) == [(0, 256, 0, 256)]
+    assert tiling.tile_spans(33, 1024, 64) == [(0, 33, 0, 33)]
+
+
+@pytest.mark.parametrize("tile, margin, message", [(256, 60, "multiple of 8"), (256, 128, "cannot hold a core")])
+def test_impossible_spans_are_refused(tile, margin, message):
+    with pytest.raises(ValueError, match=message):
+        tiling.tile_spans(1000, tile, margin)
+
+
+def test_the_margin_grows_with_the_blur_and_the_iterations():
+    assert tiling.tile_margin(0.0) == tiling.MIN_MARGIN
+    assert tiling.tile_margin(20.0, n_iter=2) == 64  # 3 extents: 60 px, at least 64
+    assert tiling.tile_margin(30.0, n_iter=2) == 96  # 90 px, aligned up
+    assert tiling.tile_margin(30.0, n_iter=8) == 184  # 6 extents: 180 px, aligned up
+    assert tiling.max_margin(1024) == 256 and tiling.max_margin(300) == 72
+
+
+def test_tiles_are_restored_with_their_own_intrinsics_and_stitched_in_place():
+    """A stand-in restoration that writes each pixel's full-image coordinates, read off the tile's intrinsics."""
+    height, width = 200, 264
+    camera = intrinsics(height, width, 321.0)
+
+    def restore(blurry, trajectory, tile_camera):
+        assert tile_camera[0, 0] == 321.0  # the focal length never changes
+        x0, y0 = camera[0, 2] - tile_camera[0, 2], camera[1, 2] - tile_camera[1, 2]
+        rows, columns = np.mgrid[0 : blurry.shape[-2], 0 : blurry.shape[-1]]
+        return np.stack([columns + x0, rows + y0, blurry[0, 0]])[None]
+
+    blurry = np.random.default_rng(0).random((1, 3, height, width)).astype(np.float32)
+    restored, tiles = tiling.restore_tiled(restore, blurry, np.zeros((1, 25, 3)), camera, 128, 32)
+    rows, columns = np.mgrid[0:height, 0:width]
+    assert tiles == 4 * 5
+    assert np.array_equal(restored[0, 0], columns) and np.array_equal(restored[0, 1], rows)
+    assert np.array_equal(restored[0, 2], blurry[0, 0])
+
+
+def test_tiled_restoration_equals_the_whole_image(small_bundle, recorded_trajectory):
+    """A smooth picture blurred by a recorded camera shake (20 px), restored whole and in 2x2 tiles of 256 px."""
+    height, width, focal = 264, 288, 1150.0
+    camera = intrinsics(height, width, focal)
+    extent = tiling.blur_extent_px(recorded_trajectory, camera, height, width)
+    with Deblurrer(small_bundle, "ort-cpu", tile_side=None, log=lambda _: None) as whole:
+        _, blurry = whole.sequence(smooth_rgb(height, width), recorded_trajectory, camera)
+        expected = whole.restore(blurry, focal, recorded_trajectory)
+    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, log=pytest.fail) as tiled:
+        result = tiled.restore(blurry, focal, recorded_trajectory)
+    error = np.abs(result.restored - expected.restored)
+    margin = tiling.tile_margin(extent, 2)
+    print(f"extent {extent:.1f} px, margin {margin} px, {result.tiles} tiles: max {error.max():.2e}")
+    assert 20 < extent < 21 and result.tiles == 4 and expected.tiles == 1
+    assert error.max() <= 1e-3
+
+
+def test_a_margin_the_tiles_cannot_hold_is_capped_and_said_once(small_bundle, recorded_trajectory, monkeypatch):
+    calls = []
+
+    def restore_tiled(restore, blurry, trajectory, camera, tile, margin):
+        calls.append((tile, margin))
+        return blurry.copy(), 4
+
+    monkeypatch.setattr(deblurrer_module, "restore_tiled", restore_tiled)
+    said = []
+    image = smooth_rgb(264, 288)
+    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, log=said.append) as deblurrer:
+        for _ in range(2):
+            deblurrer.restore(image, 5000.0, recorded_trajectory)  # an 85 px blur: margins of 256 px
+    assert calls == [(256, 64), (256, 64)]
+    assert len(said) == 1 and "blur of 85 px needs tile margins of 256 px but tiles of 256 px allow 64" in said[0]
