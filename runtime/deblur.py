@@ -73,7 +73,14 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--engine", type=Path, default=None, help="bundle directory (default: the shipped demo bundle)")
     parse.add_argument("--backend", choices=NAMES, default="auto", help="default auto: the fastest available")
     parse.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
-    parse.add_argument("--profile", type=Path, help="build profile YAML: shape profile for ort-tensorrt")
+    parse.add_argument(
+        "--profile", type=Path, help="build profile YAML: shape profile for ort-tensorrt, engine profile for --rebuild"
+    )
+    parse.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build TensorRT engines that are missing or were built for another GPU or TensorRT, then run",
+    )
     camera = parse.add_mutually_exclusive_group()
     camera.add_argument("--focal-length", type=float, metavar="PX", help="focal length in pixels of the input")
     camera.add_argument("--camera", type=Path, metavar="YAML", help="camera preset (configs/cameras/NAME.yaml)")
@@ -120,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             tile_side=args.tile_side or None,
             profile=profile,
             log=lambda text: print(text, file=sys.stderr),
+            rebuild=args.rebuild,
         )
     except (BundleError, BackendError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

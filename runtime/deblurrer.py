@@ -52,7 +52,8 @@ class Deblurrer:
     `focal_length` is in pixels of the frames you pass (default: the longer side, as the reference). `sigma` is
     the noise level given to the restoration (default: the bundle's). Frames whose longer side exceeds
     `tile_side` are restored in overlapping tiles of at most `tile_side` px (see `runtime.tiling`); None never
-    tiles.
+    tiles. `rebuild` builds TensorRT engines that are missing or were built for another GPU or TensorRT release
+    (with `profile`, else the profile they were built with) before loading them.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class Deblurrer:
         tile_side: int | None = DEFAULT_TILE_SIDE,
         profile: BuildProfile | None = None,
         log: Callable[[str], object] = print,
+        rebuild: bool = False,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.focal_length = _focal_length(focal_length)
@@ -79,7 +81,7 @@ class Deblurrer:
         self.n_iter = int(architecture.get("n_iter", DEFAULT_N_ITER))
         self.log = log
         self.backend, self._runners = load_runners(
-            self.bundle, ("trajectory", "restoration", "sequence"), backend, precision, profile, log
+            self.bundle, ("trajectory", "restoration", "sequence"), backend, precision, profile, log, rebuild
         )
         self._batch: np.ndarray | None = None
         self._margin_warned = False

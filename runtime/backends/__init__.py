@@ -30,8 +30,13 @@ def load_runners(
     precision: str = "fp32",
     profile: BuildProfile | None = None,
     log: Callable[[str], object] = print,
+    rebuild: bool = False,
 ) -> tuple[str, dict[str, Runner]]:
-    """Runners for the graphs `roles` on one backend; `auto` takes the fastest that loads them and says so."""
+    """Runners for the graphs `roles` on one backend; `auto` takes the fastest that loads them and says so.
+
+    `rebuild`: where TensorRT can run, first rebuild engines that are missing or do not fit this machine
+    (with `profile`, else the profile recorded with the old engine).
+    """
     if backend not in NAMES:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(NAMES)}")
     candidates = [b for b in backends(profile) if backend in ("auto", b.name)]
@@ -40,6 +45,8 @@ def load_runners(
         reason = candidate.unavailable_reason()
         if reason is None:
             try:
+                if rebuild and candidate is tensorrt.BACKEND:
+                    bundle = tensorrt.rebuild_stale(bundle, list(roles), precision, profile, log)
                 runners = _load_all(candidate, bundle, list(roles), precision)
             except BackendError as error:
                 reason = str(error)

@@ -12,14 +12,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runtime import engines
 from runtime.backends.base import Backend, BackendError
-from runtime.bundle import Bundle
+from runtime.bundle import Bundle, load_bundle
+from runtime.profiles import BuildProfile
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -274,6 +275,47 @@ def load(bundle: Bundle, role: str, precision: str) -> TensorRTRunner:
         hint = engines.rebuild_hint(where, precision, str(record.profile.get("name", "PROFILE")))
         raise BackendError(f"{path}: TensorRT could not deserialize the engine (see its log above); {hint}")
     return TensorRTRunner(trt_runtime, engine, record, bundle.manifest["graphs"][role]["inputs"], where)
+
+
+def rebuild_stale(
+    bundle: Bundle,
+    roles: list[str],
+    precision: str,
+    profile: BuildProfile | None = None,
+    log: Callable[[str], object] = print,
+) -> Bundle:
+    """Build the engines of `roles` that are missing or were built for another TensorRT, GPU or graph.
+
+    The profile is `profile`, else the one recorded with the stale engine; a missing engine needs `profile`.
+    Returns the re-read bundle (its manifest lists the new engines); unchanged when every engine fits.
+    """
+    machine = current_machine()
+    where = str(bundle.path)
+    stale: dict[str, BuildProfile] = {}
+    for role in roles:
+        record, reason = engines.check_engine(bundle.manifest, role, precision, machine, where)
+        if reason is None:
+            continue
+        if profile is not None:
+            stale[role] = profile
+        elif record is not None:
+            stale[role] = record.build_profile
+        else:
+            raise BackendError(f"{reason}; --rebuild needs --profile for an engine that was never built")
+    if not stale:
+        return bundle
+    from export.tensorrt import BuildError, build_engines
+
+    for role, role_profile in stale.items():
+        log(
+            f"{where}: rebuilding the {precision} {role} engine for TensorRT {machine.tensorrt_version} on "
+            f"{machine.gpu_name} (profile {role_profile.name})"
+        )
+        try:
+            build_engines(bundle.path, role_profile, precision, [role], log)
+        except BuildError as error:
+            raise BackendError(str(error)) from None
+    return load_bundle(bundle.path)
 
 
 BACKEND = Backend("tensorrt", unavailable_reason, load)

@@ -336,6 +336,29 @@ def test_an_engine_of_another_tensorrt_release_is_refused_before_loading(bundle,
         trt_backend.load(load_bundle(bundle), "restoration", "fp16")
 
 
+def test_rebuild_builds_only_stale_engines_with_the_profile_they_were_built_with(bundle, profile_path, monkeypatch):
+    """--rebuild: the engine of another TensorRT release is rebuilt with its recorded profile; a missing one
+    needs --profile; one that fits is left alone."""
+    here = engines.Machine("10.3.0.30", "Orin", "8.7")
+    add_engine_record(bundle, engines.Machine("8.6.2.3", "Orin", "8.7"), profile_path)
+    monkeypatch.setattr(trt_backend, "current_machine", lambda: here)
+    builds = []
+
+    def record_build(bundle_path, profile, precision, roles, log):
+        builds.append((Path(bundle_path), profile.name, precision, list(roles)))
+        add_engine_record(Path(bundle_path), here, profile_path)
+        return []
+
+    monkeypatch.setattr(build, "build_engines", record_build)
+    loaded = trt_backend.rebuild_stale(load_bundle(bundle), ["restoration"], "fp32", log=lambda _: None)
+    assert builds == [(bundle, "small-test", "fp32", ["restoration"])]
+    assert engines.find_engine(loaded.manifest, "restoration", "fp32").tensorrt_version == "10.3.0.30"
+    assert trt_backend.rebuild_stale(loaded, ["restoration"], "fp32", log=lambda _: None) is loaded
+    assert len(builds) == 1
+    with pytest.raises(BackendError, match="--rebuild needs --profile for an engine that was never built"):
+        trt_backend.rebuild_stale(loaded, ["trajectory"], "fp32", log=lambda _: None)
+
+
 # --- The runner against a stand-in engine and cuda-python ("device" memory is host memory). ----------------------
 
 
