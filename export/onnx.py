@@ -77,6 +77,7 @@ def export_bundle(
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists; pass --force to replace it")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         staging.chmod(0o755)  # mkdtemp makes it private; a bundle is shared like any other output
     except OSError as error:
