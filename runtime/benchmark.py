@@ -486,14 +486,10 @@ def run_benchmark(
 ) -> BenchmarkResult:
     """Time every stage at each `(height, width)` on one backend and count each graph's multiply-accumulates.
 
-    `threads` (onnxruntime intra-op threads) is not supported yet: the backends take no thread count, so a value
-    other than None raises `BackendError`; onnxruntime's default is used and reported.
+    `threads`: onnxruntime intra-op threads for the timed runs (None: onnxruntime's default, reported as seen).
     """
-    if threads is not None:
-        raise BackendError(
-            "--threads is not supported yet: runtime/backends/ort.py takes no thread count; omit it for "
-            "onnxruntime's default"
-        )
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats {repeats}, warmup {warmup}")
     if not sizes:
@@ -516,10 +512,10 @@ def run_benchmark(
             macs[size][role] = count
 
     times: dict[tuple[int, int], dict[str, tuple[float, ...]]] = {}
-    name, runners = load_runners(bundle, GRAPHS, backend, log=log)
+    name, runners = load_runners(bundle, GRAPHS, backend, log=log, threads=threads)
     try:
         with (
-            Deblurrer(bundle, name, tile_side=None, log=log) as deblurrer,
+            Deblurrer(bundle, name, tile_side=None, log=log, threads=threads) as deblurrer,
             tempfile.TemporaryDirectory(prefix="blur2seq-benchmark-") as directory,
         ):
             for size in sizes:
@@ -544,7 +540,7 @@ def run_benchmark(
         bundle=str(bundle.path),
         architecture=dict(bundle.manifest.get("architecture", {})),
         backend=name,
-        threads=f"onnxruntime default ({default_threads})",
+        threads=str(threads) if threads is not None else f"onnxruntime default ({default_threads})",
         warmup=warmup,
         repeats=repeats,
         machine={**machine, "load_average_end": load_average()},
@@ -579,7 +575,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--backend", choices=NAMES, default="ort-cpu", help="default ort-cpu")
     parse.add_argument("--repeats", type=int, default=5, help="timed runs per stage (default 5)")
     parse.add_argument("--warmup", type=int, default=1, help="untimed runs before them (default 1)")
-    parse.add_argument("--threads", type=int, help="onnxruntime intra-op threads (not supported yet)")
+    parse.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: one per core)")
     parse.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     parse.add_argument("--markdown", type=Path, metavar="FILE", help="also write the tables to a file")
     return parse

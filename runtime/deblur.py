@@ -94,6 +94,7 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_TILE_SIDE,
         help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE}; 0: never tile)",
     )
+    parse.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: one per core)")
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")
     parse.add_argument("--max-frames", type=int, metavar="N", help="stop videos and cameras after N frames")
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             profile=profile,
             log=lambda text: print(text, file=sys.stderr),
             rebuild=args.rebuild,
+            threads=args.threads,
         )
     except (BundleError, BackendError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -53,7 +53,8 @@ class Deblurrer:
     the noise level given to the restoration (default: the bundle's). Frames whose longer side exceeds
     `tile_side` are restored in overlapping tiles of at most `tile_side` px (see `runtime.tiling`); None never
     tiles. `rebuild` builds TensorRT engines that are missing or were built for another GPU or TensorRT release
-    (with `profile`, else the profile they were built with) before loading them.
+    (with `profile`, else the profile they were built with) before loading them. `threads` sets onnxruntime's
+    intra-op threads (default: one per core).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class Deblurrer:
         profile: BuildProfile | None = None,
         log: Callable[[str], object] = print,
         rebuild: bool = False,
+        threads: int | None = None,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.focal_length = _focal_length(focal_length)
@@ -81,7 +83,7 @@ class Deblurrer:
         self.n_iter = int(architecture.get("n_iter", DEFAULT_N_ITER))
         self.log = log
         self.backend, self._runners = load_runners(
-            self.bundle, ("trajectory", "restoration", "sequence"), backend, precision, profile, log, rebuild
+            self.bundle, ("trajectory", "restoration", "sequence"), backend, precision, profile, log, rebuild, threads
         )
         self._batch: np.ndarray | None = None
         self._margin_warned = False

@@ -18,9 +18,10 @@ from runtime.profiles import BuildProfile
 NAMES = ("auto", "tensorrt", "ort-tensorrt", "ort-cuda", "ort-cpu")
 
 
-def backends(profile: BuildProfile | None = None) -> list[Backend]:
-    """Every backend, fastest first; `profile` gives the TensorRT execution provider its shape profile."""
-    return [tensorrt.BACKEND, ort.ort_tensorrt(profile), ort.ORT_CUDA, ort.ORT_CPU]
+def backends(profile: BuildProfile | None = None, threads: int | None = None) -> list[Backend]:
+    """Every backend, fastest first; `profile` gives the TensorRT execution provider its shape profile and
+    `threads` sets onnxruntime's intra-op threads."""
+    return [tensorrt.BACKEND, ort.ort_tensorrt(profile, threads), ort.ort_cuda(threads), ort.ort_cpu(threads)]
 
 
 def load_runners(
@@ -31,15 +32,18 @@ def load_runners(
     profile: BuildProfile | None = None,
     log: Callable[[str], object] = print,
     rebuild: bool = False,
+    threads: int | None = None,
 ) -> tuple[str, dict[str, Runner]]:
     """Runners for the graphs `roles` on one backend; `auto` takes the fastest that loads them and says so.
 
     `rebuild`: where TensorRT can run, first rebuild engines that are missing or do not fit this machine
-    (with `profile`, else the profile recorded with the old engine).
+    (with `profile`, else the profile recorded with the old engine). `threads`: onnxruntime intra-op threads.
     """
     if backend not in NAMES:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(NAMES)}")
-    candidates = [b for b in backends(profile) if backend in ("auto", b.name)]
+    if threads is not None and threads < 1:
+        raise BackendError(f"threads must be at least 1, got {threads}")
+    candidates = [b for b in backends(profile, threads) if backend in ("auto", b.name)]
     skipped: list[str] = []
     for candidate in candidates:
         reason = candidate.unavailable_reason()

@@ -65,7 +65,9 @@ def _providers(name: str, bundle: Bundle, role: str, profile: BuildProfile | Non
     return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-def _make_backend(name: str, provider: str, profile: BuildProfile | None = None) -> Backend:
+def _make_backend(
+    name: str, provider: str, profile: BuildProfile | None = None, threads: int | None = None
+) -> Backend:
     def unavailable_reason() -> str | None:
         if provider in onnxruntime.get_available_providers():
             return None
@@ -77,6 +79,8 @@ def _make_backend(name: str, provider: str, profile: BuildProfile | None = None)
         path: Path = bundle.graph_path(role)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = threads
         try:
             session = onnxruntime.InferenceSession(
                 str(path), options, providers=_providers(name, bundle, role, profile)
@@ -90,10 +94,19 @@ def _make_backend(name: str, provider: str, profile: BuildProfile | None = None)
     return Backend(name, unavailable_reason, load)
 
 
-def ort_tensorrt(profile: BuildProfile | None = None) -> Backend:
+def ort_tensorrt(profile: BuildProfile | None = None, threads: int | None = None) -> Backend:
     """The TensorRT execution provider, with the shape profile of `profile` (else onnxruntime's own)."""
-    return _make_backend("ort-tensorrt", "TensorrtExecutionProvider", profile)
+    return _make_backend("ort-tensorrt", "TensorrtExecutionProvider", profile, threads)
 
 
-ORT_CUDA = _make_backend("ort-cuda", "CUDAExecutionProvider")
-ORT_CPU = _make_backend("ort-cpu", "CPUExecutionProvider")
+def ort_cuda(threads: int | None = None) -> Backend:
+    """The CUDA execution provider (`threads`: intra-op threads for what falls back to the CPU)."""
+    return _make_backend("ort-cuda", "CUDAExecutionProvider", threads=threads)
+
+
+def ort_cpu(threads: int | None = None) -> Backend:
+    """The CPU execution provider with `threads` intra-op threads (None: onnxruntime's default, one per core)."""
+    return _make_backend("ort-cpu", "CPUExecutionProvider", threads=threads)
+
+
+ORT_CPU = ort_cpu()

@@ -64,3 +64,12 @@ def test_a_runner_says_what_went_wrong_in_one_line(bundle):
     runner.close()
     with pytest.raises(BackendError, match="ort-cpu runner used after close"):
         runner.run({"image": image, "focal_length": np.float32([40])})
+
+
+def test_the_onnxruntime_thread_count_reaches_every_session(bundle):
+    _, runners = load_runners(bundle, ROLES, "ort-cpu", threads=1)
+    assert {role: r.session.get_session_options().intra_op_num_threads for role, r in runners.items()} == {
+        role: 1 for role in ROLES
+    }
+    with pytest.raises(BackendError, match="threads must be at least 1"):
+        load_runners(bundle, ROLES, "ort-cpu", threads=0)

@@ -174,7 +174,7 @@ def test_bad_sizes_give_one_line_and_exit_2(small_bundle, capsys, sizes):
     "arguments, message",
     [
         (["--sizes", "16x64"], "at least 32 px"),
-        (["--threads", "2"], "--threads is not supported yet"),
+        (["--threads", "0"], "threads must be at least 1"),
         (["--repeats", "0"], "repeats >= 1"),
     ],
 )

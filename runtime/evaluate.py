@@ -1,0 +1,455 @@
+"""`python -m runtime.evaluate`: measure a bundle on (blurry, sharp) pairs with known camera motion. Torch-free.
+
+python -m runtime.evaluate --engine BUNDLE --pairs DIR [--backend ort-cpu] [--out DIR] [--limit N]
+
+`DIR/pairs.json` is a list of objects with `name`, `blurry` and `sharp` (file names in DIR), `focal_length` (px)
+and `trajectory` (25x3 radians, pitch/yaw/roll); `python -m models.make_pairs` writes such folders. Each blurry
+image goes through `Deblurrer.restore` with its pair's focal length; per pair and on average the report gives
+PSNR and SSIM (`runtime.metrics`) of the blurry and of the restored image against the sharp one, the trajectory
+error of the estimate and of zero motion (order-invariant mean reprojection displacement, px) and their ratio,
+and the time per image. The table goes to stdout and, with `--out`, to `OUT/evaluation.md`, with
+`OUT/evaluation.json` and a blurry | restored | sharp picture per pair in `OUT/pictures/`.
+
+A pairs.json that cannot be used (missing, not JSON, an entry without a key, a trajectory of the wrong shape) is
+refused with one line naming the file and the entry, before any work (exit 2). A pair that fails later (an image
+missing or unreadable, sizes that differ) is reported and the others go on; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from runtime import metrics
+from runtime.backends import NAMES
+from runtime.backends.base import BackendError
+from runtime.bundle import BundleError, load_bundle
+from runtime.deblurrer import Deblurrer
+from runtime.media import MediaError, read_image, to_file_pixels, write_bytes, write_image
+
+PAIRS_FILE = "pairs.json"
+REQUIRED_KEYS = ("name", "blurry", "sharp", "focal_length", "trajectory")
+REPORT_MD = "evaluation.md"
+REPORT_JSON = "evaluation.json"
+PICTURES = "pictures"
+#: The per-pair numbers that are averaged (each average is the plain mean of the rows).
+MEAN_COLUMNS = (
+    "psnr_blurry",
+    "psnr_restored",
+    "psnr_gain",
+    "ssim_blurry",
+    "ssim_restored",
+    "trajectory_error_px",
+    "zero_motion_error_px",
+    "error_ratio",
+    "seconds",
+)
+CONVENTIONS = {
+    "images": "RGB in [0, 1]; the restored image is clipped to [0, 1], not quantised",
+    "psnr": "dB, data range 1",
+    "ssim": "Wang et al. 2004, Gaussian window 11x11 sigma 1.5, K1 0.01, K2 0.03, per RGB channel, averaged",
+    "trajectory_error": (
+        "mean displacement (px) of the 4 corners and the principal point between estimated and true poses, "
+        "poses matched one-to-one by optimal assignment; zero motion: the all-zero trajectory"
+    ),
+    "error_ratio": "trajectory error / zero-motion error, per pair",
+    "seconds": "wall time of Deblurrer.restore (trajectory + restoration), after one warm-up run",
+}
+
+
+class PairsError(ValueError):
+    """A pairs.json that cannot be used; one line naming the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One evaluation pair: image paths, focal length (px) and true trajectory `(P, 3)` radians."""
+
+    name: str
+    blurry: Path
+    sharp: Path
+    focal_length: float
+    trajectory: np.ndarray
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one pair measured."""
+
+    name: str
+    width: int
+    height: int
+    focal_length: float
+    psnr_blurry: float
+    psnr_restored: float
+    psnr_gain: float
+    ssim_blurry: float
+    ssim_restored: float
+    trajectory_error_px: float
+    zero_motion_error_px: float
+    #: trajectory error / zero-motion error; NaN when the true motion is zero.
+    error_ratio: float
+    seconds: float
+    #: `(P, 3)` radians, as the bundle estimated it.
+    trajectory_estimate: list[list[float]]
+    #: The before/after picture, relative to the output folder (None without one).
+    picture: str | None = None
+
+
+@dataclass
+class Evaluation:
+    """Rows of the pairs that ran, `(name, reason)` of those that failed, and what ran them."""
+
+    bundle: str
+    backend: str
+    precision: str
+    pairs_dir: str
+    rows: list[Row] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def mean(self) -> dict[str, float]:
+        """The plain mean of each column of `MEAN_COLUMNS` over the rows (NaN without rows)."""
+        return {
+            column: float(np.mean([getattr(row, column) for row in self.rows])) if self.rows else math.nan
+            for column in MEAN_COLUMNS
+        }
+
+    def ratio_of_mean_errors(self) -> float:
+        """Mean trajectory error over mean zero-motion error: the set's figure, robust to near-still pairs."""
+        mean = self.mean()
+        zero = mean["zero_motion_error_px"]
+        return mean["trajectory_error_px"] / zero if zero > 0 else math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description; non-finite numbers (infinite PSNR, undefined ratios) become null."""
+        return _finite_or_null(
+            {
+                "bundle": self.bundle,
+                "backend": self.backend,
+                "precision": self.precision,
+                "pairs_dir": self.pairs_dir,
+                "conventions": CONVENTIONS,
+                "pairs": [asdict(row) for row in self.rows],
+                "mean": self.mean(),
+                "trajectory_error_ratio_of_means": self.ratio_of_mean_errors(),
+                "failed": [{"name": name, "error": reason} for name, reason in self.failed],
+            }
+        )
+
+    def markdown(self) -> str:
+        """The report: a table of every pair and their mean, the set's error ratio and the failures."""
+        lines = [
+            f"Evaluation of `{self.bundle}` on `{self.pairs_dir}` ({self.backend}, {self.precision}): "
+            f"{len(self.rows)} pairs" + (f", {len(self.failed)} failed" if self.failed else ""),
+            "",
+            "| pair | size | f px | PSNR blurry | PSNR restored | gain dB | SSIM blurry | SSIM restored "
+            "| traj. error px | zero motion px | ratio | time s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in self.rows:
+            lines.append(_table_row(row.name, f"{row.width}x{row.height}", f"{row.focal_length:g}", asdict(row)))
+        if self.rows:
+            lines.append(_table_row("**mean**", "", "", self.mean()))
+            mean = self.mean()
+            lines += [
+                "",
+                f"Trajectory error over all pairs: {mean['trajectory_error_px']:.2f} px against "
+                f"{mean['zero_motion_error_px']:.2f} px for zero motion (ratio of the means "
+                f"{_number(self.ratio_of_mean_errors(), 2)}).",
+            ]
+        lines += [
+            "",
+            "PSNR in dB (data range 1), SSIM per RGB channel (Gaussian window 11x11, sigma 1.5) averaged; restored "
+            "images clipped to [0, 1]. Trajectory error: mean displacement of the corners and the principal point "
+            "between optimally matched estimated and true poses. Time: `Deblurrer.restore`, after one warm-up run.",
+        ]
+        if self.failed:
+            lines += ["", "Failed:", *(f"- {name}: {reason}" for name, reason in self.failed)]
+        return "\n".join(lines) + "\n"
+
+
+def _table_row(name: str, size: str, focal: str, values: dict[str, Any]) -> str:
+    cells = [
+        name,
+        size,
+        focal,
+        _number(values["psnr_blurry"], 2),
+        _number(values["psnr_restored"], 2),
+        _number(values["psnr_gain"], 2, signed=True),
+        _number(values["ssim_blurry"], 4),
+        _number(values["ssim_restored"], 4),
+        _number(values["trajectory_error_px"], 2),
+        _number(values["zero_motion_error_px"], 2),
+        _number(values["error_ratio"], 2),
+        _number(values["seconds"], 3),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _number(value: float, digits: int, signed: bool = False) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(item) for item in value]
+    return value
+
+
+# --- reading pairs.json ------------------------------------------------------------------------------------------
+
+
+def read_pairs(directory: Path, n_positions: int = 25) -> list[Pair]:
+    """The pairs listed in `directory/pairs.json`, checked entry by entry (image files are checked when used)."""
+    path = directory / PAIRS_FILE
+    if not path.is_file():
+        raise PairsError(f"{path}: no such file" + ("" if directory.is_dir() else f" ({directory} is not a folder)"))
+    try:
+        listing = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise PairsError(f"{path}: cannot read ({error})") from None
+    except json.JSONDecodeError as error:
+        raise PairsError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(listing, list) or not listing:
+        raise PairsError(f"{path}: expected a non-empty JSON list of pair objects")
+    pairs = [_pair(path, index, entry, n_positions) for index, entry in enumerate(listing)]
+    seen: set[str] = set()
+    for index, pair in enumerate(pairs):
+        if pair.name in seen:
+            raise PairsError(f"{path}: entry [{index}] ({pair.name!r}): the name is used by an earlier entry")
+        seen.add(pair.name)
+    return pairs
+
+
+def _pair(path: Path, index: int, entry: object, n_positions: int) -> Pair:
+    """One entry of pairs.json as a `Pair`, or a PairsError naming the file, the entry and what is wrong."""
+    if not isinstance(entry, dict):
+        raise PairsError(f"{path}: entry [{index}] is not a JSON object")
+    label = f"entry [{index}]" + (f" ({entry['name']!r})" if isinstance(entry.get("name"), str) else "")
+
+    def refuse(reason: str) -> PairsError:
+        return PairsError(f"{path}: {label}: {reason}")
+
+    missing = [key for key in REQUIRED_KEYS if key not in entry]
+    if missing:
+        raise refuse("missing " + ", ".join(repr(key) for key in missing))
+    name = entry["name"]
+    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name:
+        raise refuse(f"name must be a file-name-safe string (no '/', not starting with '.'), got {name!r}")
+    for key in ("blurry", "sharp"):
+        if not isinstance(entry[key], str) or not entry[key]:
+            raise refuse(f"{key!r} must be a file name in {path.parent}, got {entry[key]!r}")
+    focal = entry["focal_length"]
+    if isinstance(focal, bool) or not isinstance(focal, int | float) or not (math.isfinite(focal) and focal > 0):
+        raise refuse(f"focal_length must be a positive number of pixels, got {focal!r}")
+    try:
+        trajectory = np.array(entry["trajectory"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise refuse(
+            f"trajectory must be {n_positions}x3 numbers (radians), got a ragged or non-numeric list"
+        ) from None
+    if trajectory.shape != (n_positions, 3):
+        raise refuse(f"trajectory must be {n_positions}x3 radians (pitch, yaw, roll), got shape {trajectory.shape}")
+    if not np.isfinite(trajectory).all():
+        raise refuse("trajectory holds a non-finite number")
+    return Pair(name, path.parent / entry["blurry"], path.parent / entry["sharp"], float(focal), trajectory)
+
+
+# --- running -----------------------------------------------------------------------------------------------------
+
+
+def evaluate_pair(deblurrer: Deblurrer, pair: Pair, warm_up: bool = False) -> tuple[Row, np.ndarray]:
+    """Restore one pair and measure it: (its row, the blurry | restored | sharp picture as uint8 BGR)."""
+    blurry = read_image(pair.blurry).rgb
+    sharp = read_image(pair.sharp).rgb
+    if blurry.shape != sharp.shape:
+        raise ValueError(
+            f"{pair.blurry.name} is {blurry.shape[1]}x{blurry.shape[0]} but {pair.sharp.name} is "
+            f"{sharp.shape[1]}x{sharp.shape[0]}"
+        )
+    if warm_up:
+        deblurrer.restore(blurry, pair.focal_length)
+    started = time.perf_counter()
+    result = deblurrer.restore(blurry, pair.focal_length)
+    seconds = time.perf_counter() - started
+    restored = np.clip(result.restored, 0, 1)
+    height, width = blurry.shape[:2]
+    estimated = metrics.trajectory_error(result.trajectory, pair.trajectory, height, width, pair.focal_length)
+    zero = metrics.zero_motion_error(pair.trajectory, height, width, pair.focal_length)
+    psnr_blurry, psnr_restored = metrics.psnr(blurry, sharp), metrics.psnr(restored, sharp)
+    row = Row(
+        name=pair.name,
+        width=width,
+        height=height,
+        focal_length=pair.focal_length,
+        psnr_blurry=psnr_blurry,
+        psnr_restored=psnr_restored,
+        psnr_gain=psnr_restored - psnr_blurry,
+        ssim_blurry=metrics.ssim(blurry, sharp),
+        ssim_restored=metrics.ssim(restored, sharp),
+        trajectory_error_px=estimated,
+        zero_motion_error_px=zero,
+        error_ratio=estimated / zero if zero > 0 else math.nan,
+        seconds=seconds,
+        trajectory_estimate=np.asarray(result.trajectory, dtype=np.float64).tolist(),
+    )
+    return row, before_after(blurry, restored, sharp, psnr_blurry, psnr_restored)
+
+
+def before_after(
+    blurry: np.ndarray, restored: np.ndarray, sharp: np.ndarray, psnr_blurry: float, psnr_restored: float
+) -> np.ndarray:
+    """Blurry | restored | sharp side by side (uint8 BGR), each labelled, PSNRs in the labels."""
+    panels = [to_file_pixels(image) for image in (blurry, restored, sharp)]
+    labels = (f"blurry {_number(psnr_blurry, 1)} dB", f"restored {_number(psnr_restored, 1)} dB", "sharp")
+    for panel, label in zip(panels, labels, strict=True):
+        _label(panel, label)
+    gap = np.full((blurry.shape[0], max(2, blurry.shape[1] // 64), 3), 255, np.uint8)
+    return np.hstack([panels[0], gap, panels[1], gap, panels[2]])
+
+
+def _label(canvas: np.ndarray, text: str) -> None:
+    """White text on a dark band along the top of a panel, scaled to its width."""
+    scale = float(np.clip(canvas.shape[1] / 700, 0.25, 0.8))
+    thickness = 1 if scale < 0.5 else 2
+    (_, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    band = canvas[: text_h + baseline + 4]
+    band[:] = (0.4 * band.astype(np.float32) + 0.6 * 20).astype(np.uint8)
+    cv2.putText(canvas, text, (2, text_h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def evaluate_pairs(
+    deblurrer: Deblurrer,
+    pairs: Sequence[Pair],
+    out: Path | None = None,
+    progress: Callable[[str], object] | None = None,
+    pairs_dir: str = "",
+    precision: str = "fp32",
+) -> Evaluation:
+    """Evaluate every pair with one Deblurrer; a pair that fails is recorded with its reason and the rest go on.
+
+    With `out`, each pair's picture is written to `out/pictures/NAME.png` (never over an input file).
+    """
+    progress = progress or _stderr
+    evaluation = Evaluation(str(deblurrer.bundle.path), deblurrer.backend, precision, pairs_dir)
+    inputs = {path.resolve() for pair in pairs for path in (pair.blurry, pair.sharp)}
+    warmed = False
+    for index, pair in enumerate(pairs, 1):
+        label = f"[{index}/{len(pairs)}] {pair.name}"
+        try:
+            row, picture = evaluate_pair(deblurrer, pair, warm_up=not warmed)
+            warmed = True
+            if out is not None:
+                relative = f"{PICTURES}/{pair.name}.png"
+                if (out / relative).resolve() in inputs:
+                    raise MediaError(f"{out / relative}: the picture would overwrite an input; choose another --out")
+                write_image(out / relative, picture)
+                row = replace(row, picture=relative)
+        except (MediaError, ValueError, OSError, BackendError, cv2.error) as error:
+            reason = " ".join(str(error).split())
+            evaluation.failed.append((pair.name, reason))
+            progress(f"{label}: failed: {reason}")
+            continue
+        evaluation.rows.append(row)
+        progress(
+            f"{label}: PSNR {_number(row.psnr_blurry, 2)} -> {_number(row.psnr_restored, 2)} dB, "
+            f"SSIM {row.ssim_blurry:.3f} -> {row.ssim_restored:.3f}, trajectory {row.trajectory_error_px:.2f} px "
+            f"(zero motion {row.zero_motion_error_px:.2f}), {row.seconds:.2f} s"
+        )
+    return evaluation
+
+
+def write_reports(evaluation: Evaluation, out: Path) -> None:
+    """`out/evaluation.md` and `out/evaluation.json`, each written atomically."""
+    write_bytes(out / REPORT_MD, evaluation.markdown().encode())
+    write_bytes(out / REPORT_JSON, (json.dumps(evaluation.to_json(), indent=2, allow_nan=False) + "\n").encode())
+
+
+def evaluate(
+    bundle: str | Path,
+    pairs_dir: str | Path,
+    backend: str = "auto",
+    out: str | Path | None = None,
+    limit: int | None = None,
+    precision: str = "fp32",
+    progress: Callable[[str], object] | None = None,
+) -> Evaluation:
+    """Evaluate a bundle on a pairs folder: the API behind the command (reports written when `out` is given).
+
+    Raises BundleError, PairsError, BackendError or MediaError (one line each) when the run cannot start.
+    """
+    progress = progress or _stderr
+    pairs_dir = Path(pairs_dir)
+    loaded = load_bundle(bundle)
+    pairs = read_pairs(pairs_dir, loaded.n_positions)[:limit]
+    out = Path(out) if out is not None else None
+    if out is not None:
+        _make_outdir(out)
+    with Deblurrer(loaded, backend, precision=precision, log=progress) as deblurrer:
+        evaluation = evaluate_pairs(deblurrer, pairs, out, progress, str(pairs_dir), precision)
+    if out is not None:
+        write_reports(evaluation, Path(out))
+    return evaluation
+
+
+def _make_outdir(path: Path) -> None:
+    """Create the output folder before any work, so a place that cannot hold results fails first."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MediaError(f"{path}: cannot create the output folder ({error.strerror or error})") from None
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(prog="python -m runtime.evaluate", description=__doc__.splitlines()[0])
+    parse.add_argument("--engine", type=Path, required=True, metavar="BUNDLE", help="bundle directory")
+    parse.add_argument("--pairs", type=Path, required=True, metavar="DIR", help="folder holding pairs.json")
+    parse.add_argument("--backend", choices=NAMES, default="auto", help="default auto: the fastest available")
+    parse.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    parse.add_argument("--out", type=Path, metavar="DIR", help="write evaluation.md, evaluation.json and pictures")
+    parse.add_argument("--limit", type=int, metavar="N", help="evaluate the first N pairs only")
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        print(f"error: --limit must be at least 1, got {args.limit}", file=sys.stderr)
+        return 2
+    try:
+        evaluation = evaluate(args.engine, args.pairs, args.backend, args.out, args.limit, args.precision)
+    except (BundleError, PairsError, BackendError, MediaError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(evaluation.markdown(), end="")
+    where = f"; reports in {args.out}" if args.out is not None else ""
+    print(f"{len(evaluation.rows)} evaluated, {len(evaluation.failed)} failed{where}", file=sys.stderr)
+    for name, reason in evaluation.failed:
+        print(f"failed: {name}: {reason}", file=sys.stderr)
+    return 1 if evaluation.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
