@@ -45,13 +45,17 @@ class OrtRunner:
         self.session = None
 
 
-def _providers(name: str, bundle: Bundle, role: str, profile: BuildProfile | None) -> list[Any]:
+def execution_providers(name: str, bundle: Bundle, role: str, profile: BuildProfile | None) -> list[Any]:
+    """onnxruntime's provider list for a backend; for ort-tensorrt, caches in the bundle and the shape profile."""
     if name == "ort-cpu":
         return ["CPUExecutionProvider"]
     if name == "ort-cuda":
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     cache = bundle.path / CACHE_DIRECTORY
-    cache.mkdir(exist_ok=True)
+    try:
+        cache.mkdir(exist_ok=True)
+    except OSError as error:
+        raise BackendError(f"{cache}: cannot keep TensorRT caches in the bundle ({error.strerror or error})") from None
     options: dict[str, Any] = {
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(cache),
@@ -83,7 +87,7 @@ def _make_backend(
             options.intra_op_num_threads = threads
         try:
             session = onnxruntime.InferenceSession(
-                str(path), options, providers=_providers(name, bundle, role, profile)
+                str(path), options, providers=execution_providers(name, bundle, role, profile)
             )
         except Exception as error:  # onnxruntime raises its own exception types per failure
             raise BackendError(f"{path}: {name} cannot load it ({str(error).splitlines()[0]})") from None

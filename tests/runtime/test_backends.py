@@ -1,5 +1,7 @@
 """Choosing a backend: `auto` takes the fastest that runs here and says why the others did not."""
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -73,3 +75,22 @@ def test_the_onnxruntime_thread_count_reaches_every_session(bundle):
     }
     with pytest.raises(BackendError, match="threads must be at least 1"):
         load_runners(bundle, ROLES, "ort-cpu", threads=0)
+
+
+def test_the_tensorrt_provider_keeps_its_caches_in_the_bundle_and_takes_the_profile(tmp_path, small_bundle):
+    import shutil
+
+    from runtime.backends.ort import CACHE_DIRECTORY, execution_providers
+    from runtime.bundle import load_bundle
+    from runtime.profiles import load_build_profile
+
+    bundle = load_bundle(shutil.copytree(small_bundle, tmp_path / "bundle"))
+    profile = load_build_profile(Path(__file__).parents[2] / "configs" / "build" / "jetson-orin-720p.yaml")
+    (provider, options), *fallbacks = execution_providers("ort-tensorrt", bundle, "restoration", profile)
+    assert provider == "TensorrtExecutionProvider" and fallbacks == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert options["trt_engine_cache_path"] == options["trt_timing_cache_path"] == str(bundle.path / CACHE_DIRECTORY)
+    assert (bundle.path / CACHE_DIRECTORY).is_dir()
+    assert options["trt_profile_min_shapes"] == "blurry:1x3x32x32,trajectory:1x25x3,intrinsics:1x3x3,sigma:1"
+    assert options["trt_profile_opt_shapes"] == "blurry:1x3x720x1280,trajectory:1x25x3,intrinsics:1x3x3,sigma:1"
+    assert options["trt_profile_max_shapes"] == "blurry:1x3x1280x1280,trajectory:1x25x3,intrinsics:1x3x3,sigma:1"
+    assert load_bundle(bundle.path).path == bundle.path  # the cache folder leaves the sha256 table valid
