@@ -142,7 +142,11 @@ def save_checkpoint(net: nn.Module, path: str | Path) -> None:
     kind, architecture = architecture_of(net)
     content: dict[str, Any] = dict(net.state_dict())
     content[METADATA_KEY] = {"format_version": FORMAT_VERSION, "net": kind, "architecture": architecture}
-    path = Path(path)
+    atomic_torch_save(content, Path(path))
+
+
+def atomic_torch_save(content: Any, path: Path) -> None:
+    """`torch.save` to a temporary file beside `path`, renamed into place: never a half-written file."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from models.checkpoint import load_restoration_net, load_trajectory_net, save_checkpoint
+from models.checkpoint import atomic_torch_save, load_restoration_net, load_trajectory_net, save_checkpoint
 from models.losses import direction_invariant_error_px, psnr, reblur_l1
 from models.restoration import RestorationNet
 from models.synthetic import HELD_OUT_IMAGES, Batch, PairConfig, make_batch
@@ -208,7 +206,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
-        _atomic_torch_save(state, self.state_path)
+        atomic_torch_save(state, self.state_path)
         save_checkpoint(self.net, self.net_path)
 
     def resume(self) -> None:
@@ -305,17 +303,6 @@ class Trainer:
             if self.step % config.save_every == 0 or self.step == last:
                 self.save()
                 self.log(f"saved {self.net_path} at step {self.step}; validation: {self.validate()}")
-
-
-def _atomic_torch_save(content: Any, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(content, file)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _duration(seconds: float) -> str:
