@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     bundle = args.engine or DEMO_BUNDLE
     if args.engine is None and not DEMO_BUNDLE.exists():
-        print("error: no --engine given and no demo bundle is shipped yet", file=sys.stderr)
+        print(f"error: no --engine given and the demo bundle {DEMO_BUNDLE} is missing", file=sys.stderr)
         return 2
     try:
         _check_arguments(args)

@@ -1,0 +1,36 @@
+"""The README's main command: the shipped demo bundle deblurs the shipped camera-shake photo, without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from runtime.deblur import DEMO_BUNDLE
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "clock_motion.png"
+
+pytestmark = pytest.mark.skipif(not DEMO_BUNDLE.is_dir(), reason="no demo bundle shipped in bundles/demo")
+
+
+def test_the_main_command_runs_the_demo_bundle_on_the_example_without_torch(tmp_path):
+    code = (
+        "import sys, runtime.deblur as d; rc = d.main(sys.argv[1:]); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(EXAMPLE), "-o", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    results = tmp_path / "clock_motion"
+    restored = cv2.imread(str(results / "restored.png"), cv2.IMREAD_UNCHANGED)
+    assert restored.shape == cv2.imread(str(EXAMPLE), cv2.IMREAD_UNCHANGED).shape  # gray in, gray out
+    description = json.loads((results / "trajectory.json").read_text())
+    assert len(description["poses"]) == 25 and description["image_size"] == {"width": 400, "height": 300}
+    for name in ("reblurred.png", "kernels.png", "trajectory.png", "trajectory.csv"):
+        assert (results / name).is_file(), name
