@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from export.graphs import GRAPHS, MIN_SIDE, GraphSpec, example_inputs
 from export.lint import lint_model
@@ -112,38 +112,56 @@ def _export_graph(
     """Export one graph, check it fully, lint it for TensorRT and compare onnxruntime with PyTorch."""
     path = directory / spec.file
     trace = example_inputs(spec, *TRACE_SHAPE, n_positions)
+    write_onnx(module, trace, spec.outputs, spec.dynamic_axes, path, opset)
+    model = check_onnx(path, spec.file, OLDEST_TENSORRT[opset][0])
+    return io_description(model), _parity(module, spec, path, n_positions)
+
+
+def write_onnx(
+    module: nn.Module,
+    trace: dict[str, Tensor],
+    outputs: tuple[str, ...],
+    dynamic_axes: dict[str, dict[int, str]],
+    path: Path,
+    opset: int,
+) -> None:
+    """Trace `module` on `trace` (inputs by name) to `path`: TorchScript below opset 18, dynamo from 18."""
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         options: dict[str, Any] = (
-            {"dynamic_axes": spec.dynamic_axes}
+            {"dynamic_axes": dynamic_axes}
             if opset < 18
-            else {"dynamic_shapes": {name: _dims(spec.dynamic_axes[name]) for name in spec.inputs}}
+            else {"dynamic_shapes": {name: _dims(dynamic_axes[name]) for name in trace}}
         )
         try:
             torch.onnx.export(
                 module,
                 tuple(trace.values()),
                 str(path),
-                input_names=list(spec.inputs),
-                output_names=list(spec.outputs),
+                input_names=list(trace),
+                output_names=list(outputs),
                 opset_version=opset,
                 dynamo=opset >= 18,
                 external_data=False,
                 **options,
             )
         except Exception as error:
-            raise ExportError(f"{spec.file}: torch.onnx.export failed: {str(error).splitlines()[0]}") from error
+            raise ExportError(f"{path.name}: torch.onnx.export failed: {str(error).splitlines()[0]}") from error
+
+
+def check_onnx(path: Path, file: str, trt_version: str) -> onnx.ModelProto:
+    """Load the graph at `path` and prove it: `onnx.checker` full check, strict shape inference and the TensorRT
+    lint for `trt_version`. Raises `ExportError` naming `file`."""
     model = onnx.load(str(path))
     try:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        raise ExportError(f"{spec.file}: invalid ONNX: {str(error).splitlines()[0]}") from None
-    trt_version = OLDEST_TENSORRT[opset][0]
+        raise ExportError(f"{file}: invalid ONNX: {str(error).splitlines()[0]}") from None
     problems = lint_model(model, trt_version)
     if problems:
-        raise ExportError(f"{spec.file}: fails the TensorRT {trt_version} lint: " + "; ".join(map(str, problems)))
-    return _io_description(model), _parity(module, spec, path, n_positions)
+        raise ExportError(f"{file}: fails the TensorRT {trt_version} lint: " + "; ".join(map(str, problems)))
+    return model
 
 
 def _parity(module: nn.Module, spec: GraphSpec, path: Path, n_positions: int) -> dict[str, float]:
@@ -173,7 +191,7 @@ def _dims(axes: dict[int, str]) -> dict[int, Any]:
     return {axis: torch.export.Dim(name, min=minimum[name]) for axis, name in axes.items()}
 
 
-def _io_description(model: onnx.ModelProto) -> dict[str, Any]:
+def io_description(model: onnx.ModelProto) -> dict[str, Any]:
     """Names, dtypes and shapes (symbolic axes by name) of a graph's inputs and outputs."""
 
     def describe(value: onnx.ValueInfoProto) -> dict[str, Any]:

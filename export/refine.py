@@ -30,30 +30,29 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from export.graphs import BATCH_AXIS, IMAGE_AXES
-from export.lint import lint_model
 from export.onnx import (
     OLDEST_TENSORRT,
     SUPPORTED_OPSETS,
     TRACE_SHAPE,
     VERIFY_SHAPE,
     ExportError,
-    _dims,
-    _io_description,
+    check_onnx,
+    io_description,
+    write_onnx,
 )
 from models import geometry, pmbm
 from runtime.bundle import BundleError, load_bundle, write_manifest
@@ -250,57 +249,22 @@ def export_refine(
         raise ExportError(f"opset {opset} not supported: choose one of {SUPPORTED_OPSETS}")
     trt_version = str(manifest.get("tensorrt_min_version", OLDEST_TENSORRT[opset][0]))
     module = RefineGraph(bundle.n_positions).eval()
-    handle, temporary_name = tempfile.mkstemp(dir=bundle.path, prefix=f".{FILE}.", suffix=".tmp")
-    os.close(handle)
-    temporary = Path(temporary_name)
+    staging = Path(tempfile.mkdtemp(dir=bundle.path, prefix=f".{FILE}.partial-"))
     try:
-        _export(module, temporary, opset, bundle.n_positions)
-        model = onnx.load(str(temporary))
-        try:
-            onnx.checker.check_model(model, full_check=True)
-            onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-            raise ExportError(f"{FILE}: invalid ONNX: {str(error).splitlines()[0]}") from None
-        problems = lint_model(model, trt_version)
-        if problems:
-            raise ExportError(f"{FILE}: fails the TensorRT {trt_version} lint: " + "; ".join(map(str, problems)))
-        errors = parity(module, temporary, bundle.n_positions)
-        temporary.chmod(0o644)
-        os.replace(temporary, bundle.path / FILE)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    graphs = {**manifest.get("graphs", {}), ROLE: {"file": FILE, **_io_description(model)}}
+        path = staging / FILE
+        write_onnx(module, example_refine_inputs(*TRACE_SHAPE, bundle.n_positions), OUTPUTS, DYNAMIC_AXES, path, opset)
+        model = check_onnx(path, FILE, trt_version)
+        errors = parity(module, path, bundle.n_positions)
+        path.chmod(0o644)
+        os.replace(path, bundle.path / FILE)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    graphs = {**manifest.get("graphs", {}), ROLE: {"file": FILE, **io_description(model)}}
     recorded = {**manifest.get("parity", {})}
     recorded["refine_relative_error"] = errors
     manifest = write_manifest(bundle.path, {**manifest, "graphs": graphs, "parity": recorded})
     log(f"{ROLE}: exported, checked, linted (TensorRT {trt_version}); parity " + _format(errors))
     return manifest
-
-
-def _export(module: nn.Module, path: Path, opset: int, n_positions: int) -> None:
-    trace = example_refine_inputs(*TRACE_SHAPE, n_positions)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        options: dict[str, Any] = (
-            {"dynamic_axes": DYNAMIC_AXES}
-            if opset < 18
-            else {"dynamic_shapes": {name: _dims(DYNAMIC_AXES[name]) for name in INPUTS}}
-        )
-        try:
-            torch.onnx.export(
-                module,
-                tuple(trace.values()),
-                str(path),
-                input_names=list(INPUTS),
-                output_names=list(OUTPUTS),
-                opset_version=opset,
-                dynamo=opset >= 18,
-                external_data=False,
-                **options,
-            )
-        except Exception as error:
-            raise ExportError(f"{FILE}: torch.onnx.export failed: {str(error).splitlines()[0]}") from error
 
 
 def parity(module: nn.Module, path: Path, n_positions: int) -> dict[str, float]:
