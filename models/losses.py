@@ -8,16 +8,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from models.geometry import normalized_grid, sampling_positions
-from models.pmbm import warp_poses
+from models import pmbm
 from models.shake import probe_points, project_points
 
 
 def reblur(image: Tensor, trajectory: Tensor, camera: Tensor) -> Tensor:
-    """The PMBM blur of `image (B, 3, H, W)`, building only the forward grid (`pmbm.blur` without the adjoint)."""
-    height, width = image.shape[-2], image.shape[-1]
-    positions = sampling_positions(trajectory, camera, height, width)
-    return warp_poses(image, normalized_grid(*positions)).mean(dim=2)
+    """The PMBM blur of `image (B, 3, H, W)` under trajectories `(B, P, 3)` and intrinsics `(B, 3, 3)`."""
+    return pmbm.blur(image, pmbm.blur_grids(trajectory, camera, image.shape[-2], image.shape[-1]))
 
 
 def reprojection_error_px(estimate: Tensor, truth: Tensor, camera: Tensor, height: int, width: int) -> Tensor:

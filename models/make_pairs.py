@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from models.geometry import displacement_field, intrinsics
-from models.pmbm import blur, blur_grids
 from models.shake import N_POSES, read_trajectory_file
+from models.synthetic import blur_images
 from models.trajectory import MIN_INPUT_SIDE
 
 PAIRS_FILE = "pairs.json"
@@ -71,12 +71,7 @@ def blur_margin(trajectory: np.ndarray, crop: int, focal_length: float) -> int:
 
 def pmbm_blur(sharp: np.ndarray, trajectory: np.ndarray, focal_length: float) -> np.ndarray:
     """The reference blur of an HxWx3 float32 RGB image (principal point at its centre): HxWx3 float32."""
-    height, width = sharp.shape[:2]
-    image = torch.from_numpy(np.ascontiguousarray(sharp.transpose(2, 0, 1)))[None]
-    poses = torch.as_tensor(trajectory, dtype=torch.float32)[None]
-    with torch.no_grad():
-        blurred = blur(image, blur_grids(poses, intrinsics(height, width, focal_length), height, width))
-    return blurred[0].numpy().transpose(1, 2, 0)
+    return blur_images(np.ascontiguousarray(sharp)[None], np.asarray(trajectory)[None], np.array([focal_length]))[0]
 
 
 def make_pair(
