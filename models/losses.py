@@ -1,4 +1,4 @@
-"""Training losses and metrics: reprojection error of trajectories in pixels, reblur error, PSNR.
+"""Training losses and metrics: order-invariant trajectory error in pixels, reblur error, PSNR.
 
 Pure functions of tensors; per-sample values `(B,)` so callers can average, weight or report them.
 """
@@ -6,6 +6,7 @@ Pure functions of tensors; per-sample values `(B,)` so callers can average, weig
 from __future__ import annotations
 
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from models import pmbm
@@ -17,21 +18,31 @@ def reblur(image: Tensor, trajectory: Tensor, camera: Tensor) -> Tensor:
     return pmbm.blur(image, pmbm.blur_grids(trajectory, camera, image.shape[-2], image.shape[-1]))
 
 
-def reprojection_error_px(estimate: Tensor, truth: Tensor, camera: Tensor, height: int, width: int) -> Tensor:
-    """Mean distance `(B,)` in pixels between where pose i of each trajectory carries the probe points
-    (corners, edge midpoints, centre), pose by pose in the given order."""
+def pose_distances_px(estimate: Tensor, truth: Tensor, camera: Tensor, height: int, width: int) -> Tensor:
+    """Mean distance `(B, P, Q)` in pixels between where estimated pose i and true pose j carry the probe points
+    (corners, edge midpoints, centre)."""
     points = probe_points(height, width)
-    difference = project_points(estimate, camera, points) - project_points(truth, camera, points)
+    mapped_estimate = project_points(estimate, camera, points)  # (B, P, N, 2)
+    mapped_truth = project_points(truth, camera, points)  # (B, Q, N, 2)
+    difference = mapped_estimate[:, :, None] - mapped_truth[:, None]
     # sqrt with a floor: the gradient of a norm at exactly zero is NaN.
-    return torch.sqrt((difference * difference).sum(dim=-1) + 1e-12).mean(dim=(1, 2))
+    return torch.sqrt((difference * difference).sum(dim=-1) + 1e-12).mean(dim=-1)
 
 
-def direction_invariant_error_px(estimate: Tensor, truth: Tensor, camera: Tensor, height: int, width: int) -> Tensor:
-    """`reprojection_error_px` of the estimate or of its reverse, whichever is smaller: a blurry image does
-    not tell the direction of time."""
-    forward = reprojection_error_px(estimate, truth, camera, height, width)
-    backward = reprojection_error_px(estimate.flip(1), truth, camera, height, width)
-    return torch.minimum(forward, backward)
+def matched_error_px(estimate: Tensor, truth: Tensor, camera: Tensor, height: int, width: int) -> Tensor:
+    """Order-invariant trajectory error `(B,)` in pixels: mean pose distance over the one-to-one matching of
+    estimated to true poses that makes it least (Hungarian assignment, as `runtime.metrics.trajectory_error`).
+
+    A blurry image is the sum of its poses' views, so it tells the set of poses, not their time order; the
+    matching is chosen without gradient and the matched distances carry it.
+    """
+    distances = pose_distances_px(estimate, truth, camera, height, width)
+    costs = distances.detach().cpu().double().numpy()
+    matched = []
+    for sample, cost in enumerate(costs):
+        rows, columns = linear_sum_assignment(cost)
+        matched.append(distances[sample, torch.from_numpy(rows), torch.from_numpy(columns)].mean())
+    return torch.stack(matched)
 
 
 def reblur_l1(sharp: Tensor, blurry: Tensor, trajectory: Tensor, camera: Tensor) -> Tensor:

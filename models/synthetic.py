@@ -60,7 +60,7 @@ class PairConfig:
     """How training pairs are drawn (ranges are uniform)."""
 
     crop: int = 128
-    blur_px: tuple[float, float] = (2.0, 15.0)  # blur extent of the kept crop, pixels
+    blur_px: tuple[float, float] = (2.0, 30.0)  # blur extent of the kept crop, pixels
     focal_factor: tuple[float, float] = (0.8, 2.5)  # focal length / crop side
     noise_sigma: tuple[float, float] = (0.0, 0.02)
     dead_leaves: float = 0.35  # share of dead-leaves sources

@@ -6,7 +6,7 @@
                                        --init training/restoration/restoration.pt [...]
     add --resume to continue a run from OUT/train_state.pth (weights, optimiser, step, RNG)
 
-Modes: `trajectory` trains `TrajectoryNet(nc1=16)` on the direction-invariant reprojection error in pixels plus
+Modes: `trajectory` trains `TrajectoryNet(nc1=16)` on the order-invariant (matched) pose error in pixels plus
 a small reblur term; `restoration` trains `RestorationNet(nc=(16,32,64,128), nb=2, n_iter=4, h_nc=32)` with L1
 against the sharp image given the TRUE trajectory; `finetune` trains the restoration net on a mix of true,
 predicted (by a trained trajectory net) and perturbed trajectories, so that it tolerates trajectory error.
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from models.checkpoint import atomic_torch_save, load_restoration_net, load_trajectory_net, save_checkpoint
-from models.losses import direction_invariant_error_px, psnr, reblur_l1
+from models.losses import matched_error_px, psnr, reblur_l1
 from models.restoration import RestorationNet
 from models.synthetic import HELD_OUT_IMAGES, Batch, PairConfig, make_batch
 from models.trajectory import TrajectoryNet, order_poses
@@ -68,7 +68,7 @@ class TrainConfig:
     sigma_default_share: float = 0.5  # restoration modes: share of samples given RUNTIME_SIGMA, not the true one
     save_every: int = 200
     log_every: int = 10
-    validation_batch: int = 8
+    validation_batch: int = 16
     threads: int = 2
     init: str | None = None  # start from these net weights
     trajectory_net: str | None = None  # finetune: the trained trajectory net
@@ -127,10 +127,10 @@ def mix_trajectories(
 
 
 def trajectory_loss(net: TrajectoryNet, batch: Batch, reblur_weight: float) -> tuple[Tensor, dict[str, float]]:
-    """Direction-invariant reprojection error (px) plus `reblur_weight` x reblur L1."""
+    """Order-invariant (matched) pose error (px) plus `reblur_weight` x reblur L1."""
     height, width = batch.blurry.shape[-2:]
     estimate = net(batch.blurry, batch.intrinsics[:, 0, 0])
-    pixels = direction_invariant_error_px(estimate, batch.trajectory, batch.intrinsics, height, width).mean()
+    pixels = matched_error_px(estimate, batch.trajectory, batch.intrinsics, height, width).mean()
     reblur = reblur_l1(batch.sharp, batch.blurry, estimate, batch.intrinsics).mean()
     return pixels + reblur_weight * reblur, {"px": pixels.item(), "reblur": reblur.item()}
 
@@ -259,8 +259,8 @@ class Trainer:
         with torch.no_grad():
             if isinstance(self.net, TrajectoryNet):
                 estimate = self.net(batch.blurry, batch.intrinsics[:, 0, 0])
-                error = direction_invariant_error_px(estimate, batch.trajectory, batch.intrinsics, height, width)
-                zero = direction_invariant_error_px(
+                error = matched_error_px(estimate, batch.trajectory, batch.intrinsics, height, width)
+                zero = matched_error_px(
                     torch.zeros_like(estimate), batch.trajectory, batch.intrinsics, height, width
                 )
                 line = f"trajectory error {error.mean():.3f} px, zero motion {zero.mean():.3f} px, "

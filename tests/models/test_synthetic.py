@@ -72,7 +72,8 @@ def test_batch_shapes_ranges_noise_and_quantisation():
     assert float(focal.min()) >= 0.8 and float(focal.max()) <= 2.5
     assert torch.all(batch.intrinsics[:, :2, 2] == 24.0)  # the default principal point of the crop
     extent = blur_extent_px(batch.trajectory, batch.intrinsics, 48, 48)  # flips and turns keep the extent
-    assert float(extent.min()) > 2.0 - 1e-2 and float(extent.max()) < 15.0 + 1e-2
+    low, high = PairConfig().blur_px
+    assert float(extent.min()) > low - 1e-2 and float(extent.max()) < high + 1e-2
     assert torch.allclose(batch.trajectory.mean(dim=1), torch.zeros(6, 3), atol=1e-6)
 
 

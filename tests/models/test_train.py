@@ -13,8 +13,8 @@ pytest.importorskip("skimage")
 
 from models.checkpoint import load_net, load_restoration_net, load_trajectory_net, save_checkpoint  # noqa: E402
 from models.geometry import intrinsics  # noqa: E402
-from models.losses import direction_invariant_error_px, reprojection_error_px  # noqa: E402
-from models.shake import random_trajectory  # noqa: E402
+from models.losses import matched_error_px  # noqa: E402
+from models.shake import probe_points, random_trajectory  # noqa: E402
 from models.train import (  # noqa: E402
     COMPACT_RESTORATION,
     COMPACT_TRAJECTORY,
@@ -29,6 +29,7 @@ from models.train import (  # noqa: E402
     sigma_for_net,
 )
 from models.trajectory import TrajectoryNet  # noqa: E402
+from runtime.metrics import trajectory_error  # noqa: E402
 
 SMALL_RESTORATION = {"nc": (8, 16, 16, 32), "nb": 1, "n_iter": 2, "h_nc": 8}
 TINY = {"batch": 2, "crop": 48, "warmup": 0, "log_every": 1, "validation_batch": 2, "threads": 2}
@@ -49,16 +50,31 @@ def trajectory_checkpoint(tmp_path_factory):
 # --- losses and pure pieces -------------------------------------------------------------------------------------
 
 
-def test_trajectory_error_is_zero_for_the_truth_and_for_its_reverse_only():
+def test_matched_error_ignores_pose_order_and_equals_the_evaluation_metric():
     camera = intrinsics(48, 64, 70.0).expand(2, 3, 3)
     truth = torch.from_numpy(
         np.stack([random_trajectory(np.random.default_rng(s), 6.0, 70.0, 48, 64) for s in (1, 2)])
     ).float()
-    assert torch.allclose(direction_invariant_error_px(truth, truth, camera, 48, 64), torch.zeros(2), atol=1e-4)
-    assert torch.allclose(direction_invariant_error_px(truth.flip(1), truth, camera, 48, 64), torch.zeros(2), atol=1e-4)
-    assert float(reprojection_error_px(truth.flip(1), truth, camera, 48, 64).min()) > 0.5
-    zero = direction_invariant_error_px(torch.zeros_like(truth), truth, camera, 48, 64)
+    shuffled = truth[:, torch.randperm(25, generator=torch.Generator().manual_seed(0))]
+    assert torch.allclose(matched_error_px(truth, truth, camera, 48, 64), torch.zeros(2), atol=1e-4)
+    assert torch.allclose(matched_error_px(shuffled, truth, camera, 48, 64), torch.zeros(2), atol=1e-4)
+    zero = matched_error_px(torch.zeros_like(truth), truth, camera, 48, 64)
     assert float(zero.min()) > 1.0  # zero motion is the baseline an estimate must beat
+    estimate = 0.7 * shuffled + 0.002
+    points = probe_points(48, 64).numpy()
+    expected = [trajectory_error(estimate[i].numpy(), truth[i].numpy(), 48, 64, 70.0, points) for i in range(2)]
+    assert matched_error_px(estimate, truth, camera, 48, 64).numpy() == pytest.approx(expected, rel=1e-4)
+
+
+def test_matched_error_has_a_finite_gradient_that_lowers_it():
+    camera = intrinsics(48, 64, 70.0).reshape(1, 3, 3)
+    truth = torch.from_numpy(random_trajectory(np.random.default_rng(3), 6.0, 70.0, 48, 64)).float()[None]
+    estimate = (0.5 * truth).requires_grad_(True)
+    error = matched_error_px(estimate, truth, camera, 48, 64).sum()
+    error.backward()
+    assert estimate.grad is not None and torch.isfinite(estimate.grad).all()
+    stepped = estimate.detach() - 1e-3 * estimate.grad / estimate.grad.norm()
+    assert float(matched_error_px(stepped, truth, camera, 48, 64)) < float(error)
 
 
 def test_learning_rate_warms_up_then_decays_to_its_final_fraction():
