@@ -63,11 +63,13 @@ def export_bundle(
     overwrite: bool = False,
     log: Any = print,
 ) -> Path:
-    """Write the bundle directory `out` (trajectory, restoration and sequence graphs plus manifest.json).
+    """Write the bundle directory `out` (trajectory, restoration, sequence and refine graphs plus manifest.json).
 
     `sources` names the checkpoint files the nets came from, recorded with their sha256. Raises `ExportError`
     on any failed check; `out` is then untouched.
     """
+    from export.refine import export_refine  # imported here: export.refine builds on this module's helpers
+
     out = Path(out)
     if opset not in SUPPORTED_OPSETS:
         raise ExportError(
@@ -94,7 +96,8 @@ def export_bundle(
             )
             log(f"{spec.role}: exported, checked, linted; parity {_format(parity[spec.role])}")
         manifest = _manifest(trajectory_net, restoration_net, graphs, parity, opset, sigma, sources)
-        manifest = write_manifest(staging, manifest)
+        write_manifest(staging, manifest)
+        manifest = export_refine(staging, opset, log)
         load_bundle(staging)
         _move_into_place(staging, out)
     except BaseException:

@@ -177,7 +177,8 @@ def build_engines(
     roles: str | Iterable[str] | None = None,
     log: Callable[[str], object] = print,
 ) -> list[engines.EngineRecord]:
-    """Build engines for `roles` (default: every graph) at `precision` (default: the profile's) into the bundle.
+    """Build engines for `roles` (default: every graph the bundle has that runs at `precision`) at `precision`
+    (default: the profile's) into the bundle.
 
     Raises BundleError, ProfileError or BuildError with one line; the bundle is unchanged unless every engine
     built.
@@ -189,6 +190,12 @@ def build_engines(
         raise BuildError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     build_profile = dataclasses.replace(build_profile, precision=precision)  # recorded as built
     wanted = parse_roles(roles)
+    if roles is None:
+        wanted = [role for role in wanted if role in bundle.manifest["graphs"]]
+        wanted = [role for role in wanted if precision == "fp32" or role not in engines.FP32_ONLY_ROLES]
+    reduced = [role for role in wanted if precision != "fp32" and role in engines.FP32_ONLY_ROLES]
+    if reduced:
+        raise BuildError(f"the {', '.join(reduced)} graph runs in FP32 only; build it with --precision fp32")
     shapes = {role: optimisation_shapes(bundle.manifest, role, build_profile) for role in wanted}
     try:
         from runtime.backends.tensorrt import current_machine, import_cudart, require_tensorrt
@@ -373,7 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, required=True, help="build profile YAML (configs/build/NAME.yaml)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help="default: the profile's precision")
     parser.add_argument(
-        "--roles", default=",".join(engines.ROLES), help=f"comma-separated graphs (default {','.join(engines.ROLES)})"
+        "--roles",
+        default=None,
+        help=f"comma-separated graphs of {','.join(engines.ROLES)} (default: all the bundle has)",
     )
     args = parser.parse_args(argv)
     try:

@@ -3,7 +3,8 @@
 Per image: the restored image (same bit depth, gray-ness and alpha as the input), the trajectory as JSON and CSV,
 the kernel-field overlay, the trajectory plot, the reblurred image and, on request, the sharp-frame sequence
 (PNG folder, GIF, MP4). Per video or camera: the restored video at the source's frame rate and the per-frame
-trajectories as CSV. A source that fails is reported and the batch goes on; nothing is written over an input.
+trajectories as CSV (and, when refining, the per-frame reblur loss before and after refinement). A source that
+fails is reported and the batch goes on; nothing is written over an input.
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ def _video(
     reader = VideoReader(source.location)
     writer: VideoWriter | None = None
     rows: list[list[object]] = []
+    refined: list[list[object]] = []
     timings: dict[str, list[float]] = {}
     try:
         for number, frame in enumerate(reader):
@@ -227,6 +229,8 @@ def _video(
                 [number, pose, *map(float, angles), float(result.intrinsics[0, 0])]
                 for pose, angles in enumerate(result.trajectory)
             ]
+            if result.refinement is not None:
+                refined.append([number, result.refinement.loss_before, result.refinement.loss_after])
             for stage, seconds in result.timings.items():
                 timings.setdefault(stage, []).append(seconds)
             total = f"/{reader.frame_count}" if reader.frame_count else ""
@@ -243,6 +247,8 @@ def _video(
     _write_csv(
         target / "trajectories.csv", ["frame", "pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px"], rows
     )
+    if refined:
+        _write_csv(target / "refinement.csv", ["frame", "reblur_loss_before", "reblur_loss_after"], refined)
     if options.timings:
         stages = ", ".join(f"{k} {float(np.median(v)) * 1000:.0f} ms" for k, v in timings.items())
         print(f"{source.name}: {len(rows) // deblurrer.bundle.n_positions} frames, per frame (median): {stages}")
@@ -260,6 +266,7 @@ def _write_trajectory(target: Path, result: DeblurResult, shape: tuple[int, ...]
         "backend": backend,
         "timings_s": result.timings,
         "tiles": result.tiles,
+        "refinement": refinement_record(result),
     }
     write_bytes(target / "trajectory.json", (json.dumps(description, indent=2) + "\n").encode())
     rows = [
@@ -270,6 +277,21 @@ def _write_trajectory(target: Path, result: DeblurResult, shape: tuple[int, ...]
         ["pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px", "width_px", "height_px"],
         rows,
     )
+
+
+def refinement_record(result: DeblurResult) -> dict[str, object] | None:
+    """Whether and how much the trajectory was refined, for the output files (None: not refined)."""
+    refinement = result.refinement
+    if refinement is None:
+        return None
+    return {
+        "reblur_loss_before": refinement.loss_before,
+        "reblur_loss_after": refinement.loss_after,
+        "relative_change": refinement.loss_after / refinement.loss_before - 1 if refinement.loss_before > 0 else 0.0,
+        "steps_run": refinement.steps_run,
+        "stopped": refinement.stopped,
+        "restored_with_refined_trajectory": "restoration_rerun" in result.timings,
+    }
 
 
 def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> None:

@@ -19,6 +19,7 @@ from runtime.batch import Options, run_batch
 from runtime.bundle import BundleError
 from runtime.deblurrer import DEFAULT_TILE_SIDE, Deblurrer
 from runtime.profiles import ProfileError, load_build_profile
+from runtime.refine import add_refine_arguments, refine_settings
 from runtime.sources import expand
 
 #: The compact demo bundle shipped with the project, used when --engine is not given.
@@ -98,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")
     parse.add_argument("--max-frames", type=int, metavar="N", help="stop videos and cameras after N frames")
+    add_refine_arguments(parse)
     return parse
 
 
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             log=lambda text: print(text, file=sys.stderr),
             rebuild=args.rebuild,
             threads=args.threads,
+            refine=refine_settings(args),
         )
     except (BundleError, BackendError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from runtime.backends import load_runners
 from runtime.backends.base import Runner
 from runtime.bundle import Bundle, load_bundle
 from runtime.profiles import BuildProfile
+from runtime.refine import RefineResult, RefineSettings, refine_function, refine_trajectory
 from runtime.tiling import DEFAULT_N_ITER, MIN_MARGIN, blur_extent_px, max_margin, restore_tiled, tile_margin
 
 #: Images whose longer side exceeds this are restored in tiles (memory grows with H x W).
@@ -44,6 +45,9 @@ class DeblurResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: Tiles the restoration ran in (1: the whole image at once).
     tiles: int = 1
+    #: How refinement went (loss before/after, steps), when the Deblurrer refines; `trajectory` is then the
+    #: refined one, and `restored` was restored with it only if the settings ask for the re-run.
+    refinement: RefineResult | None = None
 
 
 class Deblurrer:
@@ -54,7 +58,8 @@ class Deblurrer:
     `tile_side` are restored in overlapping tiles of at most `tile_side` px (see `runtime.tiling`); None never
     tiles. `rebuild` builds TensorRT engines that are missing or were built for another GPU or TensorRT release
     (with `profile`, else the profile they were built with) before loading them. `threads` sets onnxruntime's
-    intra-op threads (default: one per core).
+    intra-op threads (default: one per core). `refine` turns on trajectory refinement after the trajectory net
+    (`runtime.refine`; the bundle needs its `refine` graph).
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class Deblurrer:
         log: Callable[[str], object] = print,
         rebuild: bool = False,
         threads: int | None = None,
+        refine: RefineSettings | None = None,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.focal_length = _focal_length(focal_length)
@@ -82,9 +88,24 @@ class Deblurrer:
         architecture = self.bundle.manifest.get("architecture", {}).get("restoration", {})
         self.n_iter = int(architecture.get("n_iter", DEFAULT_N_ITER))
         self.log = log
+        self.refine = refine
+        if refine is not None and "refine" not in self.bundle.manifest["graphs"]:
+            raise ValueError(
+                f"{self.bundle.path}: the bundle has no refine graph; add it with "
+                f"python -m export.refine {self.bundle.path}"
+            )
         self.backend, self._runners = load_runners(
             self.bundle, ("trajectory", "restoration", "sequence"), backend, precision, profile, log, rebuild, threads
         )
+        if refine is not None:
+            try:  # on the backend chosen for the nets; in FP32 whatever their precision (see engines.FP32_ONLY_ROLES)
+                _, refine_runner = load_runners(
+                    self.bundle, ("refine",), self.backend, "fp32", profile, log, rebuild, threads
+                )
+            except BaseException:
+                self.close()
+                raise
+            self._runners.update(refine_runner)
         self._batch: np.ndarray | None = None
         self._margin_warned = False
 
@@ -98,9 +119,9 @@ class Deblurrer:
         self._check_size(frame.shape[0], frame.shape[1])
         batch = self._input_batch(frame.shape[0], frame.shape[1])
         np.divide(frame.transpose(2, 0, 1)[::-1], np.float32(255), out=batch[0])
-        restored, trajectory, camera, timings, tiles = self._restore(batch, None, None)
+        restored, result = self._restore(batch, None, None)
         pixels = np.clip(restored[0, ::-1].transpose(1, 2, 0) * np.float32(255) + np.float32(0.5), 0, 255)
-        return DeblurResult(pixels.astype(np.uint8, order="C"), trajectory, camera, timings, tiles)
+        return replace(result, restored=pixels.astype(np.uint8, order="C"))
 
     def restore(
         self, image: np.ndarray, focal_length: float | None = None, trajectory: np.ndarray | None = None
@@ -108,14 +129,14 @@ class Deblurrer:
         """Deblur an HxWx3 float32 RGB image in [0, 1]; the restored image is float32 RGB, not clipped.
 
         `focal_length` (px) overrides the Deblurrer's for this image. A known `trajectory` `(P, 3)` radians (from
-        a gyroscope, or an earlier estimate) skips the trajectory net.
+        a gyroscope, or an earlier estimate) skips the trajectory net (and is refined when the Deblurrer refines).
         """
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
             raise ValueError(f"expected an HxWx3 float32 RGB image in [0, 1], got {_describe(image)}")
         self._check_size(image.shape[0], image.shape[1])
         batch = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
-        restored, poses, camera, timings, tiles = self._restore(batch, focal_length, trajectory)
-        return DeblurResult(np.ascontiguousarray(restored[0].transpose(1, 2, 0)), poses, camera, timings, tiles)
+        restored, result = self._restore(batch, focal_length, trajectory)
+        return replace(result, restored=np.ascontiguousarray(restored[0].transpose(1, 2, 0)))
 
     def sequence(self, sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The sharp frames `(P, H, W, 3)` of an HxWx3 float32 RGB image under a trajectory, and their mean."""
@@ -142,8 +163,8 @@ class Deblurrer:
 
     def _restore(
         self, batch: np.ndarray, focal_length: float | None, trajectory: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float], int]:
-        """Restore a `(1, 3, H, W)` float32 batch: (restored batch, trajectory, intrinsics, timings, tiles)."""
+    ) -> tuple[np.ndarray, DeblurResult]:
+        """Restore a `(1, 3, H, W)` float32 batch: the restored batch, and the result without its image."""
         height, width = batch.shape[-2:]
         focal = _focal_length(focal_length)
         camera = camera_model.intrinsics(height, width, focal if focal is not None else self.focal_length)
@@ -157,14 +178,46 @@ class Deblurrer:
             poses = self._poses(trajectory)
 
         started = time.perf_counter()
-        tiles = 1
+        restored, tiles = self._restore_image(batch, poses, camera)
+        timings["restoration"] = time.perf_counter() - started
+        refinement = None
+        if self.refine is not None:
+            started = time.perf_counter()
+            refinement = self._refine(batch, restored, poses[0], camera)
+            poses = refinement.trajectory[None]
+            timings["refine"] = time.perf_counter() - started
+            if self.refine.rerun:
+                started = time.perf_counter()
+                restored, tiles = self._restore_image(batch, poses, camera)
+                timings["restoration_rerun"] = time.perf_counter() - started
+        return restored, DeblurResult(restored, poses[0], camera, timings, tiles, refinement)
+
+    def _restore_image(self, batch: np.ndarray, poses: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, int]:
+        """The restored batch and the number of tiles it took (tiled when larger than `tile_side`)."""
+        height, width = batch.shape[-2:]
         if self.tile_side is not None and max(height, width) > self.tile_side:
             margin = self._margin(blur_extent_px(poses[0], camera, height, width))
-            restored, tiles = restore_tiled(self._restore_batch, batch, poses, camera, self.tile_side, margin)
-        else:
-            restored = self._restore_batch(batch, poses, camera)
-        timings["restoration"] = time.perf_counter() - started
-        return restored, poses[0], camera, timings, tiles
+            return restore_tiled(self._restore_batch, batch, poses, camera, self.tile_side, margin)
+        return self._restore_batch(batch, poses, camera), 1
+
+    def _refine(
+        self, blurry: np.ndarray, restored: np.ndarray, trajectory: np.ndarray, camera: np.ndarray
+    ) -> RefineResult:
+        """Refine the trajectory against the reblur error of the restored image (clipped to [0, 1])."""
+        assert self.refine is not None
+        settings = self.refine
+        return refine_trajectory(
+            refine_function(self._runners["refine"]),
+            blurry,
+            np.clip(restored, 0, 1),
+            trajectory,
+            camera,
+            steps=settings.steps,
+            step_size=settings.step_size,
+            smoothness=settings.smoothness,
+            n_positions=self.bundle.n_positions,
+            scales=settings.scales,
+        )
 
     def _margin(self, extent_px: float) -> int:
         """The tile margin for this blur, capped to what the tile side allows (said once when it is)."""

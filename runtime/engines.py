@@ -18,7 +18,9 @@ from typing import Any
 from runtime.profiles import AXES, PRECISIONS, AxisRange, BuildProfile
 
 #: The graph roles an engine can be built from (the bundle's ONNX graphs).
-ROLES = ("trajectory", "restoration", "sequence")
+ROLES = ("trajectory", "restoration", "sequence", "refine")
+#: Roles that only ever run in FP32: the refine graph's gradient is a sum over every pixel of small products.
+FP32_ONLY_ROLES = ("refine",)
 #: How the precision reached TensorRT: builder flags plus per-layer constraints (8.6/10), or a strongly typed
 #: network parsed from a mixed-precision ONNX (TensorRT 11, which has no FP16 flag).
 TYPINGS = ("weak", "strong")

@@ -1,6 +1,7 @@
 """`python -m runtime.evaluate`: measure a bundle on (blurry, sharp) pairs with known camera motion. Torch-free.
 
 python -m runtime.evaluate --engine BUNDLE --pairs DIR [--backend ort-cpu] [--out DIR] [--limit N]
+                           [--refine [STEPS] [--refine-rerun] ...]
 
 `DIR/pairs.json` is a list of objects with `name`, `blurry` and `sharp` (file names in DIR), `focal_length` (px)
 and `trajectory` (25x3 radians, pitch/yaw/roll); `python -m models.make_pairs` writes such folders. Each blurry
@@ -9,6 +10,10 @@ PSNR and SSIM (`runtime.metrics`) of the blurry and of the restored image agains
 error of the estimate and of zero motion (order-invariant mean reprojection displacement, px) and their ratio,
 and the time per image. The table goes to stdout and, with `--out`, to `OUT/evaluation.md`, with
 `OUT/evaluation.json` and a blurry | restored | sharp picture per pair in `OUT/pictures/`.
+
+With `--refine` (options as `python -m runtime.deblur`), each pair's estimate is also refined (`runtime.refine`)
+and the report puts the refined figures beside the unrefined ones: trajectory error, PSNR and SSIM (which change
+only with `--refine-rerun`), reblur loss before and after, and the refinement's time.
 
 A pairs.json that cannot be used (missing, not JSON, an entry without a key, a trajectory of the wrong shape) is
 refused with one line naming the file and the entry, before any work (exit 2). A pair that fails later (an image
@@ -36,6 +41,7 @@ from runtime.backends.base import BackendError
 from runtime.bundle import BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
 from runtime.media import MediaError, read_image, to_file_pixels, write_bytes, write_image
+from runtime.refine import RefineSettings, add_refine_arguments, refine_settings
 
 PAIRS_FILE = "pairs.json"
 REQUIRED_KEYS = ("name", "blurry", "sharp", "focal_length", "trajectory")
@@ -64,7 +70,19 @@ CONVENTIONS = {
     ),
     "error_ratio": "trajectory error / zero-motion error, per pair",
     "seconds": "wall time of Deblurrer.restore (trajectory + restoration), after one warm-up run",
+    "refined": "the same figures after trajectory refinement; seconds: refinement (and re-run) only",
 }
+#: The refined figures that are averaged.
+REFINED_MEAN_COLUMNS = (
+    "psnr_restored",
+    "psnr_gain",
+    "ssim_restored",
+    "trajectory_error_px",
+    "error_ratio",
+    "reblur_loss_before",
+    "reblur_loss_after",
+    "seconds",
+)
 
 
 class PairsError(ValueError):
@@ -80,6 +98,22 @@ class Pair:
     sharp: Path
     focal_length: float
     trajectory: np.ndarray
+
+
+@dataclass(frozen=True)
+class Refined:
+    """What one pair measured after refinement of its estimate."""
+
+    psnr_restored: float
+    psnr_gain: float
+    ssim_restored: float
+    trajectory_error_px: float
+    error_ratio: float
+    reblur_loss_before: float
+    reblur_loss_after: float
+    #: Refinement (and re-run) time.
+    seconds: float
+    trajectory_estimate: list[list[float]]
 
 
 @dataclass(frozen=True)
@@ -104,6 +138,8 @@ class Row:
     trajectory_estimate: list[list[float]]
     #: The before/after picture, relative to the output folder (None without one).
     picture: str | None = None
+    #: The figures after refinement, when the evaluation refines.
+    refined: Refined | None = None
 
 
 @dataclass
@@ -124,11 +160,19 @@ class Evaluation:
             for column in MEAN_COLUMNS
         }
 
-    def ratio_of_mean_errors(self) -> float:
+    def refined_mean(self) -> dict[str, float] | None:
+        """The plain mean of each refined column over the rows (None when the evaluation did not refine)."""
+        refined = [row.refined for row in self.rows if row.refined is not None]
+        if not refined:
+            return None
+        return {column: float(np.mean([getattr(item, column) for item in refined])) for column in REFINED_MEAN_COLUMNS}
+
+    def ratio_of_mean_errors(self, refined: bool = False) -> float:
         """Mean trajectory error over mean zero-motion error: the set's figure, robust to near-still pairs."""
         mean = self.mean()
+        errors = self.refined_mean() if refined else mean
         zero = mean["zero_motion_error_px"]
-        return mean["trajectory_error_px"] / zero if zero > 0 else math.nan
+        return errors["trajectory_error_px"] / zero if errors is not None and zero > 0 else math.nan
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description; non-finite numbers (infinite PSNR, undefined ratios) become null."""
@@ -142,6 +186,8 @@ class Evaluation:
                 "pairs": [asdict(row) for row in self.rows],
                 "mean": self.mean(),
                 "trajectory_error_ratio_of_means": self.ratio_of_mean_errors(),
+                "refined_mean": self.refined_mean(),
+                "refined_trajectory_error_ratio_of_means": self.ratio_of_mean_errors(refined=True),
                 "failed": [{"name": name, "error": reason} for name, reason in self.failed],
             }
         )
@@ -173,9 +219,42 @@ class Evaluation:
             "images clipped to [0, 1]. Trajectory error: mean displacement of the corners and the principal point "
             "between optimally matched estimated and true poses. Time: `Deblurrer.restore`, after one warm-up run.",
         ]
+        lines += self._refined_markdown()
         if self.failed:
             lines += ["", "Failed:", *(f"- {name}: {reason}" for name, reason in self.failed)]
         return "\n".join(lines) + "\n"
+
+    def _refined_markdown(self) -> list[str]:
+        """The unrefined and refined figures side by side (nothing when the evaluation did not refine)."""
+        refined_mean = self.refined_mean()
+        if refined_mean is None:
+            return []
+        lines = [
+            "",
+            "With trajectory refinement (unrefined -> refined):",
+            "",
+            "| pair | traj. error px | change | PSNR restored | SSIM restored | reblur loss | refine s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        rows = [(row.name, asdict(row), asdict(row.refined)) for row in self.rows if row.refined is not None]
+        for name, plain, refined in [*rows, ("**mean**", self.mean(), refined_mean)]:
+            change = refined["trajectory_error_px"] / plain["trajectory_error_px"] - 1
+            cells = [
+                name,
+                f"{_number(plain['trajectory_error_px'], 2)} -> {_number(refined['trajectory_error_px'], 2)}",
+                _number(100 * change, 1, signed=True) + "%",
+                f"{_number(plain['psnr_restored'], 2)} -> {_number(refined['psnr_restored'], 2)}",
+                f"{plain['ssim_restored']:.4f} -> {refined['ssim_restored']:.4f}",
+                f"{refined['reblur_loss_before']:.3e} -> {refined['reblur_loss_after']:.3e}",
+                _number(refined["seconds"], 3),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"Trajectory error ratio of the means: {_number(self.ratio_of_mean_errors(), 2)} unrefined, "
+            f"{_number(self.ratio_of_mean_errors(refined=True), 2)} refined.",
+        ]
+        return lines
 
 
 def _table_row(name: str, size: str, focal: str, values: dict[str, Any]) -> str:
@@ -276,8 +355,13 @@ def _pair(path: Path, index: int, entry: object, n_positions: int) -> Pair:
 # --- running -----------------------------------------------------------------------------------------------------
 
 
-def evaluate_pair(deblurrer: Deblurrer, pair: Pair, warm_up: bool = False) -> tuple[Row, np.ndarray]:
-    """Restore one pair and measure it: (its row, the blurry | restored | sharp picture as uint8 BGR)."""
+def evaluate_pair(
+    deblurrer: Deblurrer, pair: Pair, warm_up: bool = False, refiner: Deblurrer | None = None
+) -> tuple[Row, np.ndarray]:
+    """Restore one pair and measure it: (its row, the blurry | restored | sharp picture as uint8 BGR).
+
+    `refiner`, a Deblurrer that refines, is then given the estimate to refine; the picture shows its result.
+    """
     blurry = read_image(pair.blurry).rgb
     sharp = read_image(pair.sharp).rgb
     if blurry.shape != sharp.shape:
@@ -311,6 +395,26 @@ def evaluate_pair(deblurrer: Deblurrer, pair: Pair, warm_up: bool = False) -> tu
         seconds=seconds,
         trajectory_estimate=np.asarray(result.trajectory, dtype=np.float64).tolist(),
     )
+    if refiner is not None:
+        refined = refiner.restore(blurry, pair.focal_length, result.trajectory)
+        assert refined.refinement is not None
+        restored = np.clip(refined.restored, 0, 1)
+        psnr_restored = metrics.psnr(restored, sharp)
+        error = metrics.trajectory_error(refined.trajectory, pair.trajectory, height, width, pair.focal_length)
+        row = replace(
+            row,
+            refined=Refined(
+                psnr_restored=psnr_restored,
+                psnr_gain=psnr_restored - psnr_blurry,
+                ssim_restored=metrics.ssim(restored, sharp),
+                trajectory_error_px=error,
+                error_ratio=error / zero if zero > 0 else math.nan,
+                reblur_loss_before=refined.refinement.loss_before,
+                reblur_loss_after=refined.refinement.loss_after,
+                seconds=refined.timings["refine"] + refined.timings.get("restoration_rerun", 0.0),
+                trajectory_estimate=np.asarray(refined.trajectory, dtype=np.float64).tolist(),
+            ),
+        )
     return row, before_after(blurry, restored, sharp, psnr_blurry, psnr_restored)
 
 
@@ -343,8 +447,10 @@ def evaluate_pairs(
     progress: Callable[[str], object] | None = None,
     pairs_dir: str = "",
     precision: str = "fp32",
+    refiner: Deblurrer | None = None,
 ) -> Evaluation:
-    """Evaluate every pair with one Deblurrer; a pair that fails is recorded with its reason and the rest go on.
+    """Evaluate every pair with one Deblurrer (and `refiner`, to refine its estimates); a pair that fails is
+    recorded with its reason and the rest go on.
 
     With `out`, each pair's picture is written to `out/pictures/NAME.png` (never over an input file).
     """
@@ -355,7 +461,7 @@ def evaluate_pairs(
     for index, pair in enumerate(pairs, 1):
         label = f"[{index}/{len(pairs)}] {pair.name}"
         try:
-            row, picture = evaluate_pair(deblurrer, pair, warm_up=not warmed)
+            row, picture = evaluate_pair(deblurrer, pair, warm_up=not warmed, refiner=refiner)
             warmed = True
             if out is not None:
                 relative = f"{PICTURES}/{pair.name}.png"
@@ -369,10 +475,16 @@ def evaluate_pairs(
             progress(f"{label}: failed: {reason}")
             continue
         evaluation.rows.append(row)
+        refined = (
+            f"; refined: trajectory {row.refined.trajectory_error_px:.2f} px, PSNR "
+            f"{_number(row.refined.psnr_restored, 2)} dB, {row.refined.seconds:.2f} s"
+            if row.refined is not None
+            else ""
+        )
         progress(
             f"{label}: PSNR {_number(row.psnr_blurry, 2)} -> {_number(row.psnr_restored, 2)} dB, "
             f"SSIM {row.ssim_blurry:.3f} -> {row.ssim_restored:.3f}, trajectory {row.trajectory_error_px:.2f} px "
-            f"(zero motion {row.zero_motion_error_px:.2f}), {row.seconds:.2f} s"
+            f"(zero motion {row.zero_motion_error_px:.2f}), {row.seconds:.2f} s{refined}"
         )
     return evaluation
 
@@ -391,8 +503,10 @@ def evaluate(
     limit: int | None = None,
     precision: str = "fp32",
     progress: Callable[[str], object] | None = None,
+    refine: RefineSettings | None = None,
 ) -> Evaluation:
     """Evaluate a bundle on a pairs folder: the API behind the command (reports written when `out` is given).
+    With `refine`, each estimate is also refined and both sets of figures are reported.
 
     Raises BundleError, PairsError, BackendError or MediaError (one line each) when the run cannot start.
     """
@@ -404,7 +518,14 @@ def evaluate(
     if out is not None:
         _make_outdir(out)
     with Deblurrer(loaded, backend, precision=precision, log=progress) as deblurrer:
-        evaluation = evaluate_pairs(deblurrer, pairs, out, progress, str(pairs_dir), precision)
+        refiner = None
+        if refine is not None:
+            refiner = Deblurrer(loaded, deblurrer.backend, precision=precision, log=progress, refine=refine)
+        try:
+            evaluation = evaluate_pairs(deblurrer, pairs, out, progress, str(pairs_dir), precision, refiner)
+        finally:
+            if refiner is not None:
+                refiner.close()
     if out is not None:
         write_reports(evaluation, Path(out))
     return evaluation
@@ -430,6 +551,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     parse.add_argument("--out", type=Path, metavar="DIR", help="write evaluation.md, evaluation.json and pictures")
     parse.add_argument("--limit", type=int, metavar="N", help="evaluate the first N pairs only")
+    add_refine_arguments(parse)
     return parse
 
 
@@ -439,8 +561,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --limit must be at least 1, got {args.limit}", file=sys.stderr)
         return 2
     try:
-        evaluation = evaluate(args.engine, args.pairs, args.backend, args.out, args.limit, args.precision)
-    except (BundleError, PairsError, BackendError, MediaError) as error:
+        refine = refine_settings(args)
+        evaluation = evaluate(
+            args.engine, args.pairs, args.backend, args.out, args.limit, args.precision, refine=refine
+        )
+    except (BundleError, PairsError, BackendError, MediaError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(evaluation.markdown(), end="")

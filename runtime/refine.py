@@ -12,6 +12,7 @@ non-finite loss or gradient ends the loop with the best finite iterate.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,71 @@ class RefineResult:
     stopped: str = "steps"
     #: Per coarse level (coarsest first): the reblur loss at that resolution of every iterate evaluated there.
     coarse_history: list[list[float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """How `Deblurrer` refines each trajectory estimate (see `refine_trajectory` for the meaning of each)."""
+
+    steps: int | tuple[int, ...] = DEFAULT_STEPS
+    step_size: float = DEFAULT_STEP_SIZE
+    smoothness: float = 0.0
+    scales: tuple[float, ...] = (1.0,)
+    #: Restore again with the refined trajectory (else the restored image is the one refinement started from).
+    rerun: bool = False
+
+    def __post_init__(self) -> None:
+        _schedule(self.scales, self.steps)
+        _check_step_size_and_smoothness(self.step_size, self.smoothness)
+
+
+def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The refinement options of the command lines (`--refine [STEPS]`, `--refine-rerun`, ...)."""
+    group = parser.add_argument_group("trajectory refinement (needs the bundle's refine graph)")
+    group.add_argument(
+        "--refine",
+        type=int,
+        nargs="?",
+        const=DEFAULT_STEPS,
+        metavar="STEPS",
+        help=f"refine each trajectory estimate on the reblur error: STEPS per scale (default {DEFAULT_STEPS})",
+    )
+    group.add_argument("--refine-rerun", action="store_true", help="restore again with the refined trajectory")
+    group.add_argument(
+        "--refine-step-size", type=float, default=DEFAULT_STEP_SIZE, metavar="PX", help="Adam step in pixels"
+    )
+    group.add_argument(
+        "--refine-smoothness", type=float, default=0.0, help="weight of the trajectory smoothness prior (default 0)"
+    )
+    group.add_argument(
+        "--refine-scales",
+        type=_scales,
+        default=(1.0,),
+        metavar="S1,S2,...",
+        help="coarse-to-fine resolutions as fractions of the image, increasing (default 1)",
+    )
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def refine_settings(args: argparse.Namespace) -> RefineSettings | None:
+    """The refinement the arguments ask for (None without --refine); raises ValueError on bad values."""
+    if args.refine is None:
+        if args.refine_rerun:
+            raise ValueError("--refine-rerun needs --refine")
+        return None
+    return RefineSettings(
+        steps=args.refine,
+        step_size=args.refine_step_size,
+        smoothness=args.refine_smoothness,
+        scales=args.refine_scales,
+        rerun=args.refine_rerun,
+    )
 
 
 def refine_function(runner: Runner) -> RefineFunction:
@@ -97,10 +163,7 @@ def refine_trajectory(
     poses = _trajectory(trajectory, n_positions)
     intrinsics = _camera(camera)
     weights = _mask(mask, height, width)
-    if not (isinstance(step_size, int | float) and math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"step size must be a positive number of pixels, got {step_size!r}")
-    if not (isinstance(smoothness, int | float) and math.isfinite(smoothness) and smoothness >= 0):
-        raise ValueError(f"smoothness must be a finite number >= 0, got {smoothness!r}")
+    _check_step_size_and_smoothness(step_size, smoothness)
 
     levels = _levels(scales, steps, height, width)
     full_inputs = {"blurry": images[0], "latent": images[1], "intrinsics": intrinsics, "mask": weights}
@@ -206,7 +269,7 @@ def _adam(
     return outcome
 
 
-def _levels(scales: Sequence[float], steps: int | Sequence[int], height: int, width: int) -> list[tuple[float, int]]:
+def _schedule(scales: Sequence[float], steps: int | Sequence[int]) -> list[tuple[float, int]]:
     """(scale, steps) per level, coarse to fine, checked."""
     factors = [float(factor) for factor in scales]
     if not factors or factors != sorted(set(factors)) or not all(0 < f <= 1 for f in factors):
@@ -214,12 +277,25 @@ def _levels(scales: Sequence[float], steps: int | Sequence[int], height: int, wi
     counts = [steps] * len(factors) if isinstance(steps, int | np.integer) else list(steps)
     if len(counts) != len(factors) or not all(_is_count(count) for count in counts):
         raise ValueError(f"steps must be an integer >= 0 (or one per scale), got {steps!r}")
-    for factor in factors:
+    return list(zip(factors, (int(count) for count in counts), strict=True))
+
+
+def _levels(scales: Sequence[float], steps: int | Sequence[int], height: int, width: int) -> list[tuple[float, int]]:
+    """`_schedule`, with every level at least `MIN_LEVEL_SIDE` px on a side for this image."""
+    levels = _schedule(scales, steps)
+    for factor, _ in levels:
         if min(round(height * factor), round(width * factor)) < MIN_LEVEL_SIDE:
             raise ValueError(
                 f"scale {factor} makes the {width}x{height} image smaller than {MIN_LEVEL_SIDE} px on a side"
             )
-    return list(zip(factors, (int(count) for count in counts), strict=True))
+    return levels
+
+
+def _check_step_size_and_smoothness(step_size: float, smoothness: float) -> None:
+    if not (isinstance(step_size, int | float) and math.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"step size must be a positive number of pixels, got {step_size!r}")
+    if not (isinstance(smoothness, int | float) and math.isfinite(smoothness) and smoothness >= 0):
+        raise ValueError(f"smoothness must be a finite number >= 0, got {smoothness!r}")
 
 
 def _is_count(value: object) -> bool:

@@ -53,6 +53,11 @@ def test_manifest_describes_the_bundle(small_bundle):
     assert set(errors) == {"trajectory", "restored", "frames", "reblurred"}
     assert all(errors[name] <= tolerances[name] for name in errors)
     assert set(manifest["tools"]) >= {"torch", "onnx", "onnxruntime"}
+    refine = manifest["graphs"]["refine"]  # exported with the nets' graphs
+    assert refine["file"] == "refine.onnx" and refine["file"] in manifest["files"]
+    assert [value["name"] for value in refine["inputs"]] == ["blurry", "latent", "trajectory", "intrinsics", "mask"]
+    assert [value["name"] for value in refine["outputs"]] == ["loss", "gradient"]
+    assert set(manifest["parity"]["refine_relative_error"]) == {"loss", "gradient"}
 
 
 def test_prior_weights_are_stored_once_although_the_prior_runs_three_times(small_bundle, small_nets):

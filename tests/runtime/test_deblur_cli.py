@@ -131,7 +131,7 @@ def test_the_trajectory_is_written_as_json_and_csv(batch):
     assert description["focal_length_px"] == WIDTH and description["principal_point_px"] == [WIDTH / 2, HEIGHT / 2]
     assert description["image_size"] == {"width": WIDTH, "height": HEIGHT}
     assert description["backend"] == "ort-cpu" and description["tiles"] == 1
-    assert set(description["timings_s"]) == {"trajectory", "restoration"}
+    assert set(description["timings_s"]) == {"trajectory", "restoration"} and description["refinement"] is None
     with (outdir / "trajectory.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 25 and [int(row["pose"]) for row in rows] == list(range(25))
@@ -291,3 +291,33 @@ def test_the_runtime_runs_without_torch(small_bundle, inputs, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "backend: ort-cpu (auto)" in done.stderr  # auto says what it picked
     assert (tmp_path / "out" / "photo" / "restored.png").is_file()
+
+
+def test_refinement_is_recorded_with_the_results(inputs, small_bundle, tmp_path):
+    outdir = tmp_path / "out"
+    arguments = ["--engine", small_bundle, "--backend", "ort-cpu", "-o", outdir, "--refine", 4, "--refine-rerun"]
+    code, _, stderr = run(*arguments, "--refine-scales", "0.5,1", inputs / "photo.png", inputs / "clip.mp4")
+    assert code == 0, stderr
+    description = json.loads((outdir / "photo" / "trajectory.json").read_text())
+    refinement = description["refinement"]
+    assert refinement["steps_run"] == 8 and refinement["stopped"] == "steps"
+    assert refinement["reblur_loss_after"] <= refinement["reblur_loss_before"]
+    assert refinement["restored_with_refined_trajectory"] is True
+    assert set(description["timings_s"]) == {"trajectory", "restoration", "refine", "restoration_rerun"}
+    with (outdir / "clip" / "refinement.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["frame"]) for row in rows] == list(range(5))
+    assert all(float(row["reblur_loss_after"]) <= float(row["reblur_loss_before"]) for row in rows)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--refine-rerun"], "--refine-rerun needs --refine"),
+        (["--refine", "5", "--refine-scales", "1,0.5"], "scales must be increasing"),
+        (["--refine", "5", "--refine-step-size", "0"], "step size must be a positive number"),
+    ],
+)
+def test_bad_refine_options_are_refused(small_bundle, inputs, tmp_path, arguments, message):
+    code, _, stderr = run("--engine", small_bundle, "-o", tmp_path / "out", *arguments, inputs / "photo.png")
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1

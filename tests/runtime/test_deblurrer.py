@@ -1,12 +1,17 @@
 """The Deblurrer runs the bundle's graphs and nothing else: the same bytes as onnxruntime, the reference's numbers."""
 
+import json
+import shutil
+
 import numpy as np
 import onnxruntime
 import pytest
 
 from runtime.backends.base import BackendError
+from runtime.bundle import MANIFEST, write_manifest
 from runtime.deblurrer import Deblurrer
-from tests.runtime.conftest import smooth_bgr8
+from runtime.refine import RefineSettings
+from tests.runtime.conftest import smooth_bgr8, smooth_rgb
 
 HEIGHT, WIDTH = 60, 84  # not multiples of 8: the prior pads
 
@@ -184,3 +189,67 @@ def test_a_closed_deblurrer_says_so(small_bundle, frame):
     deblurrer.close()
     with pytest.raises(BackendError, match="used after close"):
         deblurrer(frame)
+
+
+# --- refinement --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shaken(deblurrer, recorded_trajectory):
+    """A smooth picture blurred by the recorded shake (x3) through the bundle, and a start 30% off that shake."""
+    truth = recorded_trajectory * 3
+    _, blurry = deblurrer.sequence(smooth_rgb(HEIGHT, WIDTH, seed=4), truth, camera(HEIGHT, WIDTH))
+    return np.ascontiguousarray(blurry), (0.7 * truth).astype(np.float32)
+
+
+def test_refinement_refines_the_trajectory_and_says_how_much(small_bundle, deblurrer, shaken):
+    blurry, start = shaken
+    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, refine=RefineSettings(steps=8)) as refining:
+        result = refining.restore(blurry, trajectory=start)
+    refinement = result.refinement
+    assert refinement is not None and refinement.steps_run == 8 and refinement.stopped == "steps"
+    assert refinement.loss_after < refinement.loss_before
+    assert np.array_equal(result.trajectory, refinement.trajectory)
+    assert {"restoration", "refine"} <= set(result.timings) and "restoration_rerun" not in result.timings
+    # Without the re-run the image is the one restored with the start trajectory.
+    assert np.array_equal(result.restored, deblurrer.restore(blurry, trajectory=start).restored)
+    assert deblurrer.restore(blurry, trajectory=start).refinement is None
+
+
+def test_the_rerun_restores_with_the_refined_trajectory(small_bundle, deblurrer, shaken):
+    blurry, start = shaken
+    settings = RefineSettings(steps=(4, 4), scales=(0.5, 1.0), rerun=True)
+    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, refine=settings) as refining:
+        result = refining.restore(blurry, trajectory=start)
+        frame_result = refining(smooth_bgr8(HEIGHT, WIDTH))  # frames are refined too
+    assert result.refinement is not None and "restoration_rerun" in result.timings
+    assert not np.array_equal(result.trajectory, start)
+    assert np.array_equal(result.restored, deblurrer.restore(blurry, trajectory=result.trajectory).restored)
+    assert frame_result.refinement is not None and frame_result.restored.dtype == np.uint8
+
+
+def test_refinement_needs_the_refine_graph(small_bundle, tmp_path):
+    bundle = shutil.copytree(small_bundle, tmp_path / "no-refine")
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    del manifest["graphs"]["refine"]
+    (bundle / "refine.onnx").unlink()
+    write_manifest(bundle, manifest)
+    with pytest.raises(ValueError, match="has no refine graph; add it with python -m export.refine"):
+        Deblurrer(bundle, "ort-cpu", log=lambda _: None, refine=RefineSettings())
+    with Deblurrer(bundle, "ort-cpu", log=lambda _: None) as plain:  # without refinement it runs
+        assert plain.restore(smooth_rgb(HEIGHT, WIDTH)).refinement is None
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"scales": (1.0, 0.5)}, "scales must be increasing"),
+        ({"steps": -1}, "steps must be an integer >= 0"),
+        ({"steps": (3, 3)}, "one per scale"),
+        ({"step_size": 0.0}, "step size must be a positive number"),
+        ({"smoothness": float("nan")}, "smoothness must be a finite number"),
+    ],
+)
+def test_bad_refine_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        RefineSettings(**settings)

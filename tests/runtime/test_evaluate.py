@@ -14,7 +14,7 @@ import pytest
 
 from models.make_pairs import make_pairs
 from runtime import metrics
-from runtime.evaluate import MEAN_COLUMNS, evaluate, main
+from runtime.evaluate import MEAN_COLUMNS, REFINED_MEAN_COLUMNS, evaluate, main
 from tests.runtime.conftest import smooth_bgr8
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -234,3 +234,34 @@ def test_missing_inputs_are_refused_in_one_line(small_bundle, pairs, tmp_path):
     assert code == 2 and stderr.startswith("error: ") and "not a bundle" in stderr and stderr.count("\n") == 1
     code, _, stderr = run("--engine", small_bundle, "--pairs", pairs, "--limit", 0)
     assert code == 2 and stderr == "error: --limit must be at least 1, got 0\n"
+
+
+def test_refined_and_unrefined_figures_side_by_side(small_bundle, pairs, tmp_path):
+    out = tmp_path / "report"
+    arguments = ["--engine", small_bundle, "--pairs", pairs, "--backend", "ort-cpu", "--out", out]
+    code, stdout, stderr = run(*arguments, "--refine", 5, "--refine-rerun")
+    assert code == 0, stderr
+    assert "; refined: trajectory " in stderr.splitlines()[0]
+    report = strict_json(out / "evaluation.json")
+    listing = json.loads((pairs / "pairs.json").read_text())
+    for row, entry in zip(report["pairs"], listing, strict=True):
+        refined = row["refined"]
+        assert refined["reblur_loss_after"] <= refined["reblur_loss_before"]
+        error = metrics.trajectory_error(refined["trajectory_estimate"], entry["trajectory"], CROP, CROP, 2.0 * CROP)
+        assert refined["trajectory_error_px"] == pytest.approx(error, rel=1e-9)
+        assert refined["psnr_gain"] == pytest.approx(refined["psnr_restored"] - row["psnr_blurry"])
+        assert refined["seconds"] > 0
+    for column in REFINED_MEAN_COLUMNS:
+        expected = np.mean([row["refined"][column] for row in report["pairs"]])
+        assert report["refined_mean"][column] == pytest.approx(expected, rel=1e-12)
+    assert "With trajectory refinement (unrefined -> refined):" in stdout
+    table = stdout.split("With trajectory refinement")[1]
+    assert sum(line.startswith("| ") for line in table.splitlines()) == 1 + 2 + 1
+    # Without --refine nothing is refined and the report says nothing about it.
+    code, stdout, _ = run("--engine", small_bundle, "--pairs", pairs, "--backend", "ort-cpu", "--limit", 1)
+    assert code == 0 and "refinement" not in stdout
+
+
+def test_refine_options_without_refine_are_refused(small_bundle, pairs):
+    code, _, stderr = run("--engine", small_bundle, "--pairs", pairs, "--refine-rerun")
+    assert code == 2 and stderr.strip() == "error: --refine-rerun needs --refine"
