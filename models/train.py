@@ -323,6 +323,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (Adam)")
     parser.add_argument("--save-every", type=int, default=defaults.save_every, help="steps between checkpoints")
     parser.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between progress lines")
+    parser.add_argument(
+        "--reblur-weight", type=float, default=defaults.reblur_weight, help="trajectory: weight of the reblur L1"
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads")
     parser.add_argument("--init", help="start from the weights of this net checkpoint")
     parser.add_argument("--trajectory-net", help="finetune: checkpoint of the trained trajectory net")
@@ -340,6 +343,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         lr=args.lr,
         save_every=args.save_every,
         log_every=args.log_every,
+        reblur_weight=args.reblur_weight,
         threads=args.threads,
         init=args.init,
         trajectory_net=args.trajectory_net,

@@ -6,8 +6,10 @@ Each stage is timed on its own with `time.perf_counter`; the figures are medians
 `--repeats` rounds after `--warmup` rounds, each round running every stage once in turn, so a burst of load from
 elsewhere spreads over the stages instead of hitting one. Stages: the trajectory, restoration and sequence graphs;
 I/O (decode a PNG of that size and encode the restored image as PNG, through `runtime.media`); and end to end (a
-`Deblurrer` call on a uint8 frame, then the sharp-frame sequence of its result). Inputs are a deterministic smooth
-synthetic image, the default intrinsics, a small fixed trajectory (~0.01 rad) and the bundle's sigma.
+`Deblurrer` call on a uint8 frame, then the sharp-frame sequence of its result). When the bundle has the refine
+graph, also one run of it and a whole trajectory refinement with the default `RefineSettings` (the work `--refine`
+adds to each image). Inputs are a deterministic smooth synthetic image, the default intrinsics, a small fixed
+trajectory (~0.01 rad) and the bundle's sigma.
 
 The work is counted, without torch or onnx, from an onnxruntime profile of one run of each graph per size:
 multiply-accumulates of every Conv, ConvTranspose, MatMul and Gemm node, with the shapes it actually ran at. That
@@ -46,13 +48,20 @@ from runtime.backends import NAMES, load_runners
 from runtime.backends.base import BackendError, Runner
 from runtime.bundle import Bundle, BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
+from runtime.refine import RefineSettings, refine_function, refine_trajectory
 
 GRAPHS = ("trajectory", "restoration", "sequence")
+#: Timed when the bundle has it (older bundles do not).
+REFINE_GRAPH = "refine"
+#: The refinement the benchmark times: what `--refine` does by default.
+REFINE_SETTINGS = RefineSettings()
 #: Every stage reported, in table order, with its label.
 STAGES = {
     "trajectory": "trajectory graph",
     "restoration": "restoration graph",
     "sequence": "sequence graph",
+    "refine": "refine graph (one run)",
+    "refinement": f"refinement ({REFINE_SETTINGS.steps} steps at scales {REFINE_SETTINGS.scales})",
     "io": "I/O (PNG decode + encode)",
     "end_to_end": "end to end (Deblurrer call + sequence)",
 }
@@ -394,6 +403,13 @@ def graph_feeds(bundle: Bundle, height: int, width: int) -> dict[str, dict[str, 
             "sigma": np.array([bundle.default_sigma], np.float32),
         },
         "sequence": {"sharp": batch, "trajectory": trajectory, "intrinsics": camera},
+        REFINE_GRAPH: {
+            "blurry": batch,
+            "latent": batch,
+            "trajectory": trajectory,
+            "intrinsics": camera,
+            "mask": np.ones((1, 1, height, width), np.float32),
+        },
     }
 
 
@@ -455,6 +471,29 @@ def _end_to_end_work(deblurrer: Deblurrer, image: np.ndarray) -> Callable[[], No
     return work
 
 
+def _refinement_work(runner: Runner, feed: Mapping[str, np.ndarray]) -> Callable[[], None]:
+    """A whole refinement with the default settings, from a start 20% off the trajectory that blurred the image."""
+    blurry, latent = feed["blurry"], np.clip(feed["latent"], 0, 1)
+    start, camera = 0.8 * feed["trajectory"][0], feed["intrinsics"][0]
+    settings = REFINE_SETTINGS
+    run = refine_function(runner)
+
+    def work() -> None:
+        refine_trajectory(
+            run,
+            blurry,
+            latent,
+            start,
+            camera,
+            steps=settings.steps,
+            step_size=settings.step_size,
+            smoothness=settings.smoothness,
+            scales=settings.scales,
+        )
+
+    return work
+
+
 def _stage_works(
     runners: Mapping[str, Runner],
     deblurrer: Deblurrer,
@@ -462,9 +501,17 @@ def _stage_works(
     image: np.ndarray,
     directory: Path,
 ) -> dict[str, Callable[[], None]]:
-    """The work of every stage at one size, in `STAGES` order (I/O encodes the restoration stage's latest output)."""
+    """The work of every stage at one size, in `STAGES` order (I/O encodes the restoration stage's latest output).
+
+    The refine stages (when there is a refine runner) use the sequence stage's reblurred image as the blurry one.
+    """
     outputs: dict[str, dict[str, np.ndarray]] = {}
     works = {role: _graph_work(runners[role], feeds[role], outputs, role) for role in GRAPHS}
+    if REFINE_GRAPH in runners:
+        works["sequence"]()
+        feed = {**feeds[REFINE_GRAPH], "blurry": np.ascontiguousarray(outputs["sequence"]["reblurred"])}
+        works["refine"] = _graph_work(runners[REFINE_GRAPH], feed, outputs, REFINE_GRAPH)
+        works["refinement"] = _refinement_work(runners[REFINE_GRAPH], feed)
     works["io"] = _io_work(directory, image, lambda: outputs["restoration"]["restored"][0].transpose(1, 2, 0))
     works["end_to_end"] = _end_to_end_work(deblurrer, image)
     return works
@@ -502,9 +549,10 @@ def run_benchmark(
 
     machine = machine_facts()
     feeds = {size: graph_feeds(bundle, *size) for size in sizes}
+    graphs = (*GRAPHS, REFINE_GRAPH) if REFINE_GRAPH in bundle.manifest["graphs"] else GRAPHS
     macs: dict[tuple[int, int], dict[str, MacCount]] = {size: {} for size in sizes}
     threads_seen: int | None = None
-    for role in GRAPHS:
+    for role in graphs:
         log(f"counting multiply-accumulates: {role} graph, one profiled run per size")
         counts, seen = profile_macs(bundle.graph_path(role), [feeds[size][role] for size in sizes])
         threads_seen = threads_seen or seen
@@ -512,7 +560,7 @@ def run_benchmark(
             macs[size][role] = count
 
     times: dict[tuple[int, int], dict[str, tuple[float, ...]]] = {}
-    name, runners = load_runners(bundle, GRAPHS, backend, log=log, threads=threads)
+    name, runners = load_runners(bundle, graphs, backend, log=log, threads=threads)
     try:
         with (
             Deblurrer(bundle, name, tile_side=None, log=log, threads=threads) as deblurrer,
@@ -531,9 +579,11 @@ def run_benchmark(
 
     results = []
     for size in sizes:
-        gmac = {role: macs[size][role].gmac for role in GRAPHS}
-        gmac_of = {**gmac, "io": None, "end_to_end": sum(gmac.values())}
-        stages = tuple(StageResult(stage, times[size][stage], gmac_of[stage]) for stage in STAGES)
+        gmac = {role: macs[size][role].gmac for role in graphs}
+        gmac_of = {**gmac, "refinement": None, "io": None, "end_to_end": sum(gmac[role] for role in GRAPHS)}
+        stages = tuple(
+            StageResult(stage, times[size][stage], gmac_of[stage]) for stage in STAGES if stage in times[size]
+        )
         results.append(SizeResult(size[0], size[1], stages, macs[size]))
     default_threads = f"{threads_seen} seen in the profile" if threads_seen else "not seen"
     return BenchmarkResult(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
+from runtime.bundle import MANIFEST, write_manifest
 from tests.conftest import shared_file
 
 #: A recorded trajectory with pitch, yaw and roll all present (up to ~1 degree each).
@@ -39,3 +44,13 @@ def smooth_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
 def smooth_bgr8(height: int, width: int, seed: int = 0) -> np.ndarray:
     """The same as uint8 BGR, OpenCV's convention."""
     return np.round(smooth_rgb(height, width, seed)[..., ::-1] * 255).astype(np.uint8)
+
+
+def bundle_without_refine(bundle: Path, directory: Path) -> Path:
+    """A copy of `bundle` in `directory` without its refine graph, as bundles exported before it are."""
+    copy = Path(shutil.copytree(bundle, directory / "no-refine"))
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["graphs"]["refine"]
+    (copy / "refine.onnx").unlink()
+    write_manifest(copy, manifest)
+    return copy

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from runtime import benchmark
+from tests.runtime.conftest import bundle_without_refine
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,6 +69,23 @@ def test_every_stage_is_timed_at_every_size(result):
         total = sum(size.stage(role).gmac for role in benchmark.GRAPHS)
         assert size.stage("end_to_end").gmac == pytest.approx(total)
         assert all(count.uncounted == 0 for count in size.macs.values())
+
+
+def test_the_refinement_is_timed_with_the_default_settings(result):
+    steps = benchmark.REFINE_SETTINGS.steps
+    assert steps == 30 and benchmark.REFINE_SETTINGS.scales == (1.0,)
+    for size in result.sizes:
+        # 31 runs of the refine graph (the start and 30 steps) and the Adam arithmetic around them.
+        assert size.stage("refinement").min_s > 10 * size.stage("refine").min_s
+        assert size.stage("refinement").gmac is None
+
+
+def test_a_bundle_without_the_refine_graph_is_benchmarked_without_it(small_bundle, tmp_path):
+    bundle = bundle_without_refine(small_bundle, tmp_path)
+    result = benchmark.run_benchmark(bundle, [(64, 64)], repeats=1, warmup=0, log=lambda _: None)
+    assert [stage.stage for stage in result.sizes[0].stages] == [
+        stage for stage in benchmark.STAGES if stage not in ("refine", "refinement")
+    ]
 
 
 def test_restoration_count_matches_the_architecture_and_scales_with_the_area(result):

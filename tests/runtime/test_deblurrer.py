@@ -1,17 +1,13 @@
 """The Deblurrer runs the bundle's graphs and nothing else: the same bytes as onnxruntime, the reference's numbers."""
 
-import json
-import shutil
-
 import numpy as np
 import onnxruntime
 import pytest
 
 from runtime.backends.base import BackendError
-from runtime.bundle import MANIFEST, write_manifest
 from runtime.deblurrer import Deblurrer
 from runtime.refine import RefineSettings
-from tests.runtime.conftest import smooth_bgr8, smooth_rgb
+from tests.runtime.conftest import bundle_without_refine, smooth_bgr8, smooth_rgb
 
 HEIGHT, WIDTH = 60, 84  # not multiples of 8: the prior pads
 
@@ -229,11 +225,7 @@ def test_the_rerun_restores_with_the_refined_trajectory(small_bundle, deblurrer,
 
 
 def test_refinement_needs_the_refine_graph(small_bundle, tmp_path):
-    bundle = shutil.copytree(small_bundle, tmp_path / "no-refine")
-    manifest = json.loads((bundle / MANIFEST).read_text())
-    del manifest["graphs"]["refine"]
-    (bundle / "refine.onnx").unlink()
-    write_manifest(bundle, manifest)
+    bundle = bundle_without_refine(small_bundle, tmp_path)
     with pytest.raises(ValueError, match="has no refine graph; add it with python -m export.refine"):
         Deblurrer(bundle, "ort-cpu", log=lambda _: None, refine=RefineSettings())
     with Deblurrer(bundle, "ort-cpu", log=lambda _: None) as plain:  # without refinement it runs
