@@ -32,9 +32,31 @@ class Bundle:
     path: Path
     manifest: dict[str, Any]
 
-    def graph_path(self, role: str) -> Path:
-        """The ONNX file of a graph role ("trajectory", "restoration", "sequence")."""
-        return self.path / self.manifest["graphs"][role]["file"]
+    def graph_path(self, role: str, precision: str = "fp32") -> Path:
+        """The ONNX file of a graph role ("trajectory", "restoration", ...) at a precision: the FP32 graph, or
+        the reduced-precision variant recorded under `manifest["precisions"]` (roles without one stay FP32)."""
+        if precision == "fp32":
+            return self.path / self.manifest["graphs"][role]["file"]
+        variant = self.precisions.get(precision)
+        if variant is None:
+            known = ", ".join(["fp32", *self.precisions]) or "fp32"
+            raise BundleError(f"{self.path}: no {precision} graphs in this bundle (it has {known})")
+        return self.path / variant["graphs"].get(role, self.manifest["graphs"][role]["file"])
+
+    @property
+    def precisions(self) -> dict[str, Any]:
+        """Reduced-precision variants (`calibration.int8`): name -> graphs, calibration settings, accuracy gate."""
+        return dict(self.manifest.get("precisions", {}))
+
+    def gate_refusal(self, precision: str) -> str | None:
+        """Why a reduced-precision variant must not run unless forced (it failed its accuracy gate), or None."""
+        gate = self.precisions.get(precision, {}).get("gate")
+        if precision == "fp32" or gate is None or gate.get("passed"):
+            return None
+        return (
+            f"{self.path}: the {precision} graphs failed their accuracy gate ({gate.get('summary', 'see manifest')}); "
+            "pass --force-precision to run them anyway"
+        )
 
     @property
     def default_sigma(self) -> float:

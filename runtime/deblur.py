@@ -73,7 +73,14 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results (one sub-folder each)")
     parse.add_argument("--engine", type=Path, default=None, help="bundle directory (default: the shipped demo bundle)")
     parse.add_argument("--backend", choices=NAMES, default="auto", help="default auto: the fastest available")
-    parse.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    parse.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 (default), fp16 (TensorRT) or a variant the bundle holds, e.g. int8-cpu (see calibration.int8)",
+    )
+    parse.add_argument(
+        "--force-precision", action="store_true", help="run a precision that failed its accuracy gate anyway"
+    )
     parse.add_argument(
         "--profile", type=Path, help="build profile YAML: shape profile for ort-tensorrt, engine profile for --rebuild"
     )
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             rebuild=args.rebuild,
             threads=args.threads,
             refine=refine_settings(args),
+            force_precision=args.force_precision,
         )
     except (BundleError, BackendError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -59,7 +59,9 @@ class Deblurrer:
     tiles. `rebuild` builds TensorRT engines that are missing or were built for another GPU or TensorRT release
     (with `profile`, else the profile they were built with) before loading them. `threads` sets onnxruntime's
     intra-op threads (default: one per core). `refine` turns on trajectory refinement after the trajectory net
-    (`runtime.refine`; the bundle needs its `refine` graph).
+    (`runtime.refine`; the bundle needs its `refine` graph). `precision` is fp32, fp16 (TensorRT engines) or a
+    variant the bundle holds (`calibration.int8`: int8-cpu, int8-tensorrt); a variant that failed its accuracy gate
+    is refused unless `force_precision`.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Deblurrer:
         rebuild: bool = False,
         threads: int | None = None,
         refine: RefineSettings | None = None,
+        force_precision: bool = False,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.focal_length = _focal_length(focal_length)
@@ -89,6 +92,9 @@ class Deblurrer:
         self.n_iter = int(architecture.get("n_iter", DEFAULT_N_ITER))
         self.log = log
         self.refine = refine
+        refusal = self.bundle.gate_refusal(precision)
+        if refusal is not None and not force_precision:
+            raise ValueError(refusal)
         if refine is not None and "refine" not in self.bundle.manifest["graphs"]:
             raise ValueError(
                 f"{self.bundle.path}: the bundle has no refine graph; add it with "

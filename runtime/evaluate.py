@@ -504,9 +504,11 @@ def evaluate(
     precision: str = "fp32",
     progress: Callable[[str], object] | None = None,
     refine: RefineSettings | None = None,
+    force_precision: bool = False,
 ) -> Evaluation:
     """Evaluate a bundle on a pairs folder: the API behind the command (reports written when `out` is given).
-    With `refine`, each estimate is also refined and both sets of figures are reported.
+    With `refine`, each estimate is also refined and both sets of figures are reported. `force_precision` runs a
+    precision that failed its accuracy gate.
 
     Raises BundleError, PairsError, BackendError or MediaError (one line each) when the run cannot start.
     """
@@ -517,10 +519,11 @@ def evaluate(
     out = Path(out) if out is not None else None
     if out is not None:
         _make_outdir(out)
-    with Deblurrer(loaded, backend, precision=precision, log=progress) as deblurrer:
+    settings: dict[str, Any] = {"precision": precision, "log": progress, "force_precision": force_precision}
+    with Deblurrer(loaded, backend, **settings) as deblurrer:
         refiner = None
         if refine is not None:
-            refiner = Deblurrer(loaded, deblurrer.backend, precision=precision, log=progress, refine=refine)
+            refiner = Deblurrer(loaded, deblurrer.backend, refine=refine, **settings)
         try:
             evaluation = evaluate_pairs(deblurrer, pairs, out, progress, str(pairs_dir), precision, refiner)
         finally:
@@ -548,7 +551,14 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--engine", type=Path, required=True, metavar="BUNDLE", help="bundle directory")
     parse.add_argument("--pairs", type=Path, required=True, metavar="DIR", help="folder holding pairs.json")
     parse.add_argument("--backend", choices=NAMES, default="auto", help="default auto: the fastest available")
-    parse.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    parse.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 (default), fp16 (TensorRT) or a variant the bundle holds, e.g. int8-cpu (see calibration.int8)",
+    )
+    parse.add_argument(
+        "--force-precision", action="store_true", help="run a precision that failed its accuracy gate anyway"
+    )
     parse.add_argument("--out", type=Path, metavar="DIR", help="write evaluation.md, evaluation.json and pictures")
     parse.add_argument("--limit", type=int, metavar="N", help="evaluate the first N pairs only")
     add_refine_arguments(parse)
@@ -563,7 +573,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         refine = refine_settings(args)
         evaluation = evaluate(
-            args.engine, args.pairs, args.backend, args.out, args.limit, args.precision, refine=refine
+            args.engine,
+            args.pairs,
+            args.backend,
+            args.out,
+            args.limit,
+            args.precision,
+            refine=refine,
+            force_precision=args.force_precision,
         )
     except (BundleError, PairsError, BackendError, MediaError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -78,9 +78,13 @@ def _make_backend(
         return f"this onnxruntime ({onnxruntime.__version__}) has no {provider}"
 
     def load(bundle: Bundle, role: str, precision: str) -> OrtRunner:
-        if precision != "fp32":
-            raise BackendError(f"{name} runs bundles in fp32 only; for {precision} use --backend tensorrt")
-        path: Path = bundle.graph_path(role)
+        if precision != "fp32" and precision not in bundle.precisions:
+            held = ", ".join(["fp32", *bundle.precisions])
+            raise BackendError(
+                f"{name} runs the bundle's ONNX graphs, which it holds at {held}; for {precision} engines use "
+                "--backend tensorrt"
+            )
+        path: Path = bundle.graph_path(role, precision)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         if threads is not None:

@@ -50,8 +50,8 @@ def test_an_unknown_backend_is_refused_with_the_choices(bundle):
         load_runners(bundle, ROLES, "cuda")
 
 
-def test_onnxruntime_runs_fp32_only(bundle):
-    with pytest.raises(BackendError, match="ort-cpu runs bundles in fp32 only"):
+def test_onnxruntime_runs_only_the_precisions_the_bundle_holds(bundle):
+    with pytest.raises(BackendError, match="ort-cpu runs the bundle's ONNX graphs, which it holds at fp32; for fp16"):
         load_runners(bundle, ROLES, "ort-cpu", precision="fp16")
 
 
