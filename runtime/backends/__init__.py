@@ -4,24 +4,31 @@ tensorrt      native TensorRT engines built into the bundle (`python -m export.t
 ort-tensorrt  onnxruntime's TensorRT execution provider
 ort-cuda      onnxruntime's CUDA execution provider
 ort-cpu       onnxruntime on the CPU
+openvino      OpenVINO on the CPU (fp32, bf16, INT8 variants); only when asked for by name
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from runtime.backends import ort, tensorrt
+from runtime.backends import openvino, ort, tensorrt
 from runtime.backends.base import Backend, BackendError, Runner
 from runtime.bundle import Bundle
 from runtime.profiles import BuildProfile
 
-NAMES = ("auto", "tensorrt", "ort-tensorrt", "ort-cuda", "ort-cpu")
+NAMES = ("auto", "tensorrt", "ort-tensorrt", "ort-cuda", "ort-cpu", "openvino")
 
 
 def backends(profile: BuildProfile | None = None, threads: int | None = None) -> list[Backend]:
-    """Every backend, fastest first; `profile` gives the TensorRT execution provider its shape profile and
-    `threads` sets onnxruntime's intra-op threads."""
-    return [tensorrt.BACKEND, ort.ort_tensorrt(profile, threads), ort.ort_cuda(threads), ort.ort_cpu(threads)]
+    """Every backend, fastest first (OpenVINO last: it runs only when named); `profile` gives the TensorRT
+    execution provider its shape profile and `threads` sets the CPU backends' threads."""
+    return [
+        tensorrt.BACKEND,
+        ort.ort_tensorrt(profile, threads),
+        ort.ort_cuda(threads),
+        ort.ort_cpu(threads),
+        openvino.openvino_backend(threads),
+    ]
 
 
 def load_runners(
@@ -43,6 +50,7 @@ def load_runners(
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(NAMES)}")
     if threads is not None and threads < 1:
         raise BackendError(f"threads must be at least 1, got {threads}")
+    # auto never reaches OpenVINO: onnxruntime's CPU backend, before it, always loads.
     candidates = [b for b in backends(profile, threads) if backend in ("auto", b.name)]
     skipped: list[str] = []
     for candidate in candidates:

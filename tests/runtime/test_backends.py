@@ -94,3 +94,37 @@ def test_the_tensorrt_provider_keeps_its_caches_in_the_bundle_and_takes_the_prof
     assert options["trt_profile_opt_shapes"] == "blurry:1x3x720x1280,trajectory:1x25x3,intrinsics:1x3x3,sigma:1"
     assert options["trt_profile_max_shapes"] == "blurry:1x3x1280x1280,trajectory:1x25x3,intrinsics:1x3x3,sigma:1"
     assert load_bundle(bundle.path).path == bundle.path  # the cache folder leaves the sha256 table valid
+
+
+# --- OpenVINO ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def openvino_available():
+    reason = next(b for b in backends() if b.name == "openvino").unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 0.1)])
+def test_openvino_runs_the_graphs_as_onnxruntime_does(bundle, openvino_available, precision, tolerance):
+    from runtime.benchmark import graph_feeds
+
+    feeds = graph_feeds(bundle, 48, 64)
+    name, runners = load_runners(bundle, ROLES, "openvino", precision=precision, log=pytest.fail)
+    assert name == "openvino"
+    for role in ROLES:
+        expected = ORT_CPU.load(bundle, role, "fp32").run(feeds[role])
+        got = runners[role].run(feeds[role])
+        assert set(got) == set(expected)
+        for output, value in expected.items():
+            assert got[output].dtype == np.float32 and got[output].shape == value.shape
+            assert np.abs(got[output] - value).max() <= tolerance * max(1.0, np.abs(value).max()), (role, output)
+        runners[role].close()
+    with pytest.raises(BackendError, match="used after close"):
+        runners["trajectory"].run(feeds["trajectory"])
+
+
+def test_openvino_refuses_a_precision_the_bundle_lacks(bundle, openvino_available):
+    with pytest.raises(BackendError, match="openvino runs fp32, bf16 for this bundle, not int8-cpu"):
+        load_runners(bundle, ROLES, "openvino", precision="int8-cpu", log=pytest.fail)
