@@ -1,10 +1,16 @@
-"""How much of a restoration the blur operator costs, on the PyTorch reference (full-size random weights).
+"""Timings of the PyTorch reference: what the blur operator costs inside a restoration, and the end-to-end work.
 
-Times, in one run and with medians after a warm-up: the whole restoration (grids, 2n+2 blur calls, n+1 prior
-passes), the same prior passes alone (the convolutions: the floor), and the PMBM work alone (grids and blur
-calls). The authors' deformable-convolution form spends ~40% of a restoration in the blur operator.
+`pmbm` (the default) times, in one run and with medians after a warm-up, the whole restoration of the full-size
+net (grids, 2n+2 blur calls, n+1 prior passes), the same prior passes alone (the convolutions: the floor), and the
+PMBM work alone (grids and blur calls). The authors' deformable-convolution form spends ~40% of a restoration in
+the blur operator.
+
+`reference` times what `Deblurrer.restore` does, eagerly in FP32 (trajectory net, pose ordering, restoration),
+for an architecture given as the bundle manifest's JSON, with random weights; it prints JSON. `python -m
+runtime.benchmark --torch-reference` runs it in a subprocess, so the runtime never imports torch.
 
     python -m models.benchmark --size 256x256 --threads 2 --repeats 3
+    python -m models.benchmark reference --size 512x512 --threads 2 --repeats 3 --architecture '{...}'
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -66,8 +73,35 @@ def pmbm_share(height: int, width: int, repeats: int = 3, n_positions: int = 25)
     }
 
 
+def reference_seconds(architecture: dict[str, Any], height: int, width: int, repeats: int = 3) -> list[float]:
+    """Wall seconds of each timed run of the eager FP32 reference (trajectory net, ordering, restoration)."""
+    from models.trajectory import TrajectoryNet, order_poses
+
+    torch.manual_seed(0)
+    trajectory_net = TrajectoryNet(**architecture.get("trajectory", {})).eval()
+    restoration_net = RestorationNet(**architecture.get("restoration", {})).eval()
+    image = torch.rand(1, 3, height, width)
+    camera = geometry.intrinsics(height, width).reshape(1, 3, 3)
+    sigma = torch.tensor([0.01])
+
+    def restore() -> None:
+        trajectory = order_poses(trajectory_net(image, camera[:, 0, 0]))
+        restoration_net(image, trajectory, camera, sigma)
+
+    times = []
+    with torch.inference_mode():
+        restore()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            restore()
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", choices=("pmbm", "reference"), default="pmbm")
+    parser.add_argument("--architecture", default="{}", help="reference: the bundle manifest's architecture (JSON)")
     parser.add_argument("--size", default="256x256", help="HEIGHTxWIDTH (default 256x256)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (default 3)")
@@ -78,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--size {args.size!r}: expected HEIGHTxWIDTH, e.g. 256x256")
     torch.set_num_threads(args.threads)
+    if args.mode == "reference":
+        times = reference_seconds(json.loads(args.architecture), height, width, args.repeats)
+        print(json.dumps({"times_s": times, "median_s": statistics.median(times), "threads": args.threads}))
+        return 0
     figures = pmbm_share(height, width, args.repeats)
     if args.json:
         setting = {"height": height, "width": width, "threads": args.threads, "torch": str(torch.__version__)}

@@ -1,6 +1,7 @@
 """`python -m runtime.benchmark`: per-stage latency of a bundle on one backend, with its multiply-accumulate count.
 
     python -m runtime.benchmark --engine BUNDLE [--sizes 256x256,512x512] [--backend ort-cpu] [--repeats 5]
+        [--backends ort-cpu,openvino --precisions fp32,bf16,int8-cpu [--torch-reference] [--plot FILE]]
 
 Each stage is timed on its own with `time.perf_counter`; the figures are medians (with min and max) over
 `--repeats` rounds after `--warmup` rounds, each round running every stage once in turn, so a burst of load from
@@ -16,6 +17,10 @@ multiply-accumulates of every Conv, ConvTranspose, MatMul and Gemm node, with th
 profiled session runs the graphs as the bundle stores them (no graph optimisation, no weight pre-packing), so the
 count is the bundle's own, not that of onnxruntime's rewritten graph (which pads channels to its block size).
 GFLOP = 2 x GMAC; GFLOP/s divides that by the stage's median time.
+
+With `--backends` or `--precisions`, every configuration that can run is then compared end to end at each size
+(`runtime.comparison`): latency, throughput, peak memory, accuracy against FP32, the PyTorch reference, the
+convolution floor and the machine's matrix-multiply peak; `--plot` draws the latencies as a bar chart.
 
 These machines are noisy: compare figures within one run (ratios), not across runs.
 """
@@ -43,7 +48,7 @@ import numpy as np
 import onnxruntime
 
 from runtime import camera as camera_model
-from runtime import media
+from runtime import comparison, media, visualize
 from runtime.backends import NAMES, load_runners
 from runtime.backends.base import BackendError, Runner
 from runtime.bundle import Bundle, BundleError, load_bundle
@@ -626,9 +631,46 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--repeats", type=int, default=5, help="timed runs per stage (default 5)")
     parse.add_argument("--warmup", type=int, default=1, help="untimed runs before them (default 1)")
     parse.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: one per core)")
+    parse.add_argument("--size", dest="sizes", help="alias of --sizes")
     parse.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     parse.add_argument("--markdown", type=Path, metavar="FILE", help="also write the tables to a file")
+    compare = parse.add_argument_group("comparison of backends and precisions (runtime.comparison)")
+    compare.add_argument("--backends", help="comma-separated backends to compare (default: --backend)")
+    compare.add_argument("--precisions", help="comma-separated precisions to compare, e.g. fp32,bf16,int8-cpu")
+    compare.add_argument("--torch-reference", action="store_true", help="also time the PyTorch reference")
+    compare.add_argument("--plot", type=Path, metavar="PNG", help="bar chart of the compared latencies")
     return parse
+
+
+def run_comparisons(
+    args: argparse.Namespace, sizes: Sequence[tuple[int, int]], result: BenchmarkResult
+) -> list[comparison.Comparison]:
+    """The side-by-side comparison at every size, with the work counted by the stage benchmark."""
+    names = [name.strip() for name in (args.backends or args.backend).split(",") if name.strip()]
+    precisions = [name.strip() for name in (args.precisions or "fp32").split(",") if name.strip()]
+    unknown = [name for name in names if name not in NAMES or name == "auto"]
+    if unknown:
+        raise ValueError(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(NAMES[1:])}")
+    bundle = load_bundle(args.engine)
+    threads = args.threads or os.cpu_count() or 1
+    comparisons = []
+    for size in result.sizes:
+        gmac = sum(size.macs[role].gmac for role in comparison.REFERENCE_ROLES)
+        configurations = [(name, precision) for name in names for precision in precisions]
+        comparisons.append(
+            comparison.compare(
+                bundle,
+                synthetic_image(size.height, size.width),
+                configurations,
+                gmac,
+                threads,
+                repeats=args.repeats,
+                warmup=args.warmup,
+                torch_reference=args.torch_reference,
+                log=_prefixed(_stderr, f"{size.height}x{size.width}: "),
+            )
+        )
+    return comparisons
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -649,12 +691,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = result.to_markdown()
-    print(table, end="")
+    print(table, end="", flush=True)
+    report = result.to_dict()
+    if args.backends or args.precisions:
+        try:
+            comparisons = run_comparisons(args, sizes, result)
+        except (BundleError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        sections = "".join("\n" + comparison.to_markdown() for comparison in comparisons)
+        print(sections, end="")
+        table += sections
+        report["comparisons"] = [comparison.to_dict() for comparison in comparisons]
     try:
         if args.markdown:
             media.write_bytes(args.markdown, table.encode())
         if args.json:
-            media.write_bytes(args.json, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+            media.write_bytes(args.json, (json.dumps(report, indent=2) + "\n").encode())
+        if args.plot and (args.backends or args.precisions):
+            bars = [(f"{c.height}x{c.width} {row.label}", row.median_s) for c in comparisons for row in c.rows]
+            chart = visualize.latency_chart([(label, seconds) for label, seconds in bars if seconds is not None])
+            media.write_image(args.plot, chart)
     except (OSError, media.MediaError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -434,3 +434,27 @@ def _vertical_text(figure: ImageArray, text: str, centre: tuple[int, int], font_
     if r0 < r1 and c0 < c1:
         region = figure[r0:r1, c0:c1]
         np.minimum(region, rotated[r0 - top : r1 - top, c0 - left : c1 - left], out=region)
+
+
+# --- benchmark charts --------------------------------------------------------------------------------------------
+
+
+def latency_chart(bars: Sequence[tuple[str, float]], title: str = "end-to-end latency (median), ms") -> ImageArray:
+    """A horizontal bar chart of `(label, seconds)` pairs, fastest labelled with its ratio to each bar."""
+    if not bars:
+        raise ValueError("no latencies to draw")
+    row_h, label_w, bar_w, margin = 30, 360, 460, 12
+    height = margin * 3 + 24 + row_h * len(bars)
+    figure = np.full((height, label_w + bar_w + 3 * margin + 120, 3), 255, np.uint8)
+    _text(figure, title, (margin, margin + 16), 0.55, INK, bold=True)
+    longest = max(seconds for _, seconds in bars)
+    fastest = min(seconds for _, seconds in bars)
+    for index, (label, seconds) in enumerate(bars):
+        top = margin * 2 + 24 + index * row_h
+        _text(figure, label, (label_w, top + 20), 0.45, INK, anchor="right")
+        length = max(1, round(bar_w * seconds / longest))
+        colour = START if seconds == fastest else PITCH_YAW_ROLL[0][1]
+        cv2.rectangle(figure, (label_w + margin, top + 4), (label_w + margin + length, top + row_h - 6), colour, -1)
+        note = f"{seconds * 1e3:.0f} ms" + ("" if seconds == fastest else f" ({seconds / fastest:.1f}x)")
+        _text(figure, note, (label_w + 2 * margin + length, top + 20), 0.45, INK)
+    return figure
