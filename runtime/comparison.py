@@ -56,6 +56,8 @@ class Row:
     times_s: tuple[float, ...] = ()
     peak_memory_mib: float | None = None
     psnr_vs_fp32: float | None = None
+    #: The bundle's accuracy gate for this precision: "passed", "FAILED" or "-" (none: fp32, bf16).
+    gate: str = "-"
 
     @property
     def median_s(self) -> float | None:
@@ -98,33 +100,20 @@ class Comparison:
             "End to end = trajectory net + restoration (`Deblurrer.restore`), median of the timed rounds.",
             "",
             "| configuration | median ms | images/s | vs ort-cpu fp32 | GFLOP/s | of matmul peak | peak memory MiB "
-            "| PSNR vs fp32 dB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| PSNR vs fp32 dB | accuracy gate |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in self.rows:
-            median = row.median_s
-            if median is None:
-                lines.append(f"| {row.label} | skipped: {row.skipped} | | | | | | |")
-                continue
-            lines.append(
-                "| " + " | ".join(self._cells(row.label, median, base, row.peak_memory_mib, row.psnr_vs_fp32)) + " |"
-            )
+            if row.median_s is None:
+                lines.append(f"| {row.label} | skipped: {row.skipped} | | | | | | | |")
+            else:
+                lines.append(self._line(row.label, row.median_s, base, row.peak_memory_mib, row.psnr_vs_fp32, row.gate))
         if self.torch_reference_s is not None:
-            lines.append(
-                "| "
-                + " | ".join(self._cells("PyTorch reference (eager fp32)", self.torch_reference_s, base, None, None))
-                + " |"
-            )
+            lines.append(self._line("PyTorch reference (eager fp32)", self.torch_reference_s, base))
         else:
-            lines.append(f"| PyTorch reference | skipped: {self.torch_skipped} | | | | | | |")
+            lines.append(f"| PyTorch reference | skipped: {self.torch_skipped} | | | | | | | |")
         if self.convolution_floor_s is not None:
-            lines.append(
-                "| "
-                + " | ".join(
-                    self._cells("convolutions alone (ort-cpu fp32 kernels)", self.convolution_floor_s, base, None, None)
-                )
-                + " |"
-            )
+            lines.append(self._line("convolutions alone (ort-cpu fp32 kernels)", self.convolution_floor_s, base))
         lines += [
             "",
             f"Work: {self.gmac:.2f} GMAC (Conv, ConvTranspose, MatMul, Gemm of the two graphs). Matrix-multiply peak "
@@ -133,21 +122,28 @@ class Comparison:
         ]
         return "\n".join(lines) + "\n"
 
-    def _cells(
-        self, label: str, median: float, base: float | None, memory: float | None, psnr: float | None
-    ) -> list[str]:
+    def _line(
+        self,
+        label: str,
+        median: float,
+        base: float | None,
+        memory: float | None = None,
+        psnr: float | None = None,
+        gate: str = "-",
+    ) -> str:
         gflops = 2 * self.gmac / median
-        peak = f"{gflops / self.matmul_peak_gflops:.1%}" if self.matmul_peak_gflops else "-"
-        return [
+        cells = [
             label,
             f"{median * 1e3:.1f}",
             f"{1 / median:.2f}",
             f"{base / median:.2f}x" if base else "-",
             f"{gflops:.1f}",
-            peak,
+            f"{gflops / self.matmul_peak_gflops:.1%}" if self.matmul_peak_gflops else "-",
             "-" if memory is None else f"{memory:.0f}",
             "-" if psnr is None else ("inf" if np.isinf(psnr) else f"{psnr:.1f}"),
+            gate,
         ]
+        return "| " + " | ".join(cells) + " |"
 
 
 def compare(
@@ -178,7 +174,9 @@ def compare(
             reference_output = output if reference_output is None else reference_output
             deblurrers[(backend, precision)] = deblurrer
             psnr = metrics.psnr(np.clip(output, 0, 1), np.clip(reference_output, 0, 1))
-            rows[(backend, precision)] = Row(backend, precision, peak_memory_mib=memory, psnr_vs_fp32=psnr)
+            gate = bundle.precisions.get(precision, {}).get("gate")
+            verdict = "-" if gate is None else "passed" if gate.get("passed") else "FAILED"
+            rows[(backend, precision)] = Row(backend, precision, None, (), memory, psnr, verdict)
         times: dict[tuple[str, str], list[float]] = {key: [] for key in deblurrers}
         for round_number in range(warmup + repeats):
             log(f"round {round_number + 1}/{warmup + repeats}" + (" (warm-up)" if round_number < warmup else ""))
@@ -212,7 +210,9 @@ def _load_and_measure(
     bundle: Bundle, backend: str, precision: str, threads: int, image: np.ndarray
 ) -> tuple[Deblurrer, float | None, np.ndarray]:
     """Load a configuration and run it once: (the Deblurrer, its peak memory in MiB, its restored image)."""
-    deblurrer = Deblurrer(bundle, backend, precision=precision, threads=threads, tile_side=None, log=lambda _: None)
+    deblurrer = Deblurrer(
+        bundle, backend, precision=precision, threads=threads, tile_side=None, log=lambda _: None, force_precision=True
+    )
     try:
         output = deblurrer.restore(image).restored
     except BaseException:
@@ -232,7 +232,7 @@ def peak_memory_mib(bundle: Path, backend: str, precision: str, threads: int, he
         "image = synthetic_image(int(sys.argv[5]), int(sys.argv[6]))\n"
         "before = _status('VmHWM')\n"
         "with Deblurrer(sys.argv[1], sys.argv[2], precision=sys.argv[3], threads=int(sys.argv[4]), tile_side=None,\n"
-        "               log=lambda _: None) as deblurrer:\n"
+        "               log=lambda _: None, force_precision=True) as deblurrer:\n"
         "    deblurrer.restore(image)\n"
         "after = _status('VmHWM')\n"
         "print(-1 if before is None or after is None else after - before)\n"
