@@ -505,10 +505,11 @@ def evaluate(
     progress: Callable[[str], object] | None = None,
     refine: RefineSettings | None = None,
     force_precision: bool = False,
+    threads: int | None = None,
 ) -> Evaluation:
     """Evaluate a bundle on a pairs folder: the API behind the command (reports written when `out` is given).
     With `refine`, each estimate is also refined and both sets of figures are reported. `force_precision` runs a
-    precision that failed its accuracy gate.
+    precision that failed its accuracy gate; `threads` sets the backend's CPU threads.
 
     Raises BundleError, PairsError, BackendError or MediaError (one line each) when the run cannot start.
     """
@@ -519,7 +520,12 @@ def evaluate(
     out = Path(out) if out is not None else None
     if out is not None:
         _make_outdir(out)
-    settings: dict[str, Any] = {"precision": precision, "log": progress, "force_precision": force_precision}
+    settings: dict[str, Any] = {
+        "precision": precision,
+        "log": progress,
+        "force_precision": force_precision,
+        "threads": threads,
+    }
     with Deblurrer(loaded, backend, **settings) as deblurrer:
         refiner = None
         if refine is not None:
@@ -561,6 +567,7 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument("--out", type=Path, metavar="DIR", help="write evaluation.md, evaluation.json and pictures")
     parse.add_argument("--limit", type=int, metavar="N", help="evaluate the first N pairs only")
+    parse.add_argument("--threads", type=int, metavar="N", help="CPU threads of the backend (default: one per core)")
     add_refine_arguments(parse)
     return parse
 
@@ -581,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
             args.precision,
             refine=refine,
             force_precision=args.force_precision,
+            threads=args.threads,
         )
     except (BundleError, PairsError, BackendError, MediaError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
