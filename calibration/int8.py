@@ -324,7 +324,7 @@ def run_graphs(paths: dict[str, Path], samples: Sequence[Sample], sigma: float) 
         batch = np.ascontiguousarray(sample.blurry.transpose(2, 0, 1)[None])
         camera = intrinsics(height, width, sample.focal_length)[None].astype(np.float32)
         (trajectory,) = trajectory_session.run(None, {"image": batch, "focal_length": camera[:, 0, 0].copy()})
-        feed = {"blurry": batch, "trajectory": trajectory, "intrinsics": camera, "sigma": np.float32([sigma])}
+        feed = {"blurry": batch, "trajectory": trajectory, "intrinsics": camera, "sigma": np.array([sigma], np.float32)}
         (restored,) = restoration_session.run(None, feed)
         outputs.append((np.clip(restored[0].transpose(1, 2, 0), 0, 1), trajectory[0]))
     return outputs
@@ -337,18 +337,20 @@ def judge(fp32: Outputs, reduced: Outputs, samples: Sequence[Sample], max_loss_d
     if not all(sample.sharp is not None and sample.trajectory is not None for sample in samples):
         return Gate(vs_fp32 >= MIN_PSNR_VS_FP32, "images", len(samples), max_loss_db, vs_fp32)
 
+    sharp = [sample.sharp for sample in samples if sample.sharp is not None]
+    truth = [sample.trajectory for sample in samples if sample.trajectory is not None]
+    sizes = [sample.blurry.shape[:2] for sample in samples]
+    focal_lengths = [sample.focal_length for sample in samples]
+
     def psnr(outputs: Outputs) -> float:
-        return float(np.mean([metrics.psnr(out[0], s.sharp) for out, s in zip(outputs, samples, strict=True)]))
+        return float(np.mean([metrics.psnr(out[0], image) for out, image in zip(outputs, sharp, strict=True)]))
 
     def error(outputs: Outputs) -> float:
-        return float(
-            np.mean(
-                [
-                    metrics.trajectory_error(out[1], s.trajectory, *s.blurry.shape[:2], s.focal_length)
-                    for out, s in zip(outputs, samples, strict=True)
-                ]
-            )
-        )
+        errors = [
+            metrics.trajectory_error(out[1], true, height, width, focal)
+            for out, true, (height, width), focal in zip(outputs, truth, sizes, focal_lengths, strict=True)
+        ]
+        return float(np.mean(errors))
 
     psnr_fp32, psnr_int8 = psnr(fp32), psnr(reduced)
     loss = psnr_fp32 - psnr_int8

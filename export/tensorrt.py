@@ -196,6 +196,15 @@ def build_engines(
     reduced = [role for role in wanted if precision != "fp32" and role in engines.FP32_ONLY_ROLES]
     if reduced:
         raise BuildError(f"the {', '.join(reduced)} graph runs in FP32 only; build it with --precision fp32")
+    variant = engines.SOURCE_VARIANTS.get(precision)
+    if variant is not None and variant not in bundle.precisions:
+        raise BuildError(
+            f"{bundle.path}: no {variant} graphs to build {precision} engines from; first run "
+            f"python -m calibration.int8 {bundle.path} --target tensorrt --images DIR"
+        )
+    refusal = bundle.gate_refusal(variant) if variant is not None else None
+    if refusal is not None:
+        raise BuildError(refusal.replace("pass --force-precision to run them anyway", "recalibrate (--keep-float)"))
     shapes = {role: optimisation_shapes(bundle.manifest, role, build_profile) for role in wanted}
     try:
         from runtime.backends.tensorrt import current_machine, import_cudart, require_tensorrt
@@ -213,7 +222,13 @@ def build_engines(
             temporary, typing = _build_one(bundle, role, precision, build_profile, shapes[role], cache, log)
             seconds = time.perf_counter() - started
             record = engines.new_record(
-                role, precision, machine, build_profile, engines.graph_sha256(bundle.manifest, role), seconds, typing
+                role,
+                precision,
+                machine,
+                build_profile,
+                engines.graph_sha256(bundle.manifest, role, precision),
+                seconds,
+                typing,
             )
             built.append((temporary, record))
             size = temporary.stat().st_size / 1e6
@@ -249,9 +264,9 @@ def _build_one(
 
     trt_logger = logger()
     weak_fp16 = hasattr(trt.BuilderFlag, "FP16")
-    strongly_typed = precision == "fp16" and not weak_fp16
-    onnx_path = bundle.graph_path(role)
-    if strongly_typed:
+    strongly_typed = precision in ("fp16", "int8") and not weak_fp16
+    onnx_path = bundle.path / engines.source_graph(bundle.manifest, role, precision)
+    if strongly_typed and precision == "fp16":
         from calibration.fp16 import convert_model, load_model
 
         model_bytes = convert_model(load_model(onnx_path)).SerializeToString()
@@ -272,10 +287,15 @@ def _build_one(
     for name, (low, optimum, high) in shapes.items():
         optimisation.set_shape(name, trt.Dims(list(low)), trt.Dims(list(optimum)), trt.Dims(list(high)))
     config.add_optimization_profile(optimisation)
-    if precision == "fp16" and weak_fp16:
+    if precision in ("fp16", "int8") and weak_fp16:
         _weak_fp16(builder, network, config, role, log)
-    elif strongly_typed:
+        if precision == "int8":  # the QDQ layers run INT8 at their calibrated scales; the rest FP16, geometry FP32
+            config.set_flag(trt.BuilderFlag.INT8)
+            log(f"{role}: INT8 from the calibrated QDQ graph {onnx_path.name}")
+    elif strongly_typed and precision == "fp16":
         log(f"{role}: FP16 from a mixed-precision graph (strongly typed; geometry kept FP32 by calibration.fp16)")
+    elif strongly_typed:
+        log(f"{role}: INT8 from the calibrated QDQ graph {onnx_path.name} (strongly typed: the rest stays FP32)")
     if cache is not None:
         _load_timing_cache(config, cache, log)
     serialized = builder.build_serialized_network(network, config)

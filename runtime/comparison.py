@@ -275,7 +275,7 @@ def convolution_floor_s(bundle: Bundle, image: np.ndarray, threads: int) -> floa
             for _ in range(2):
                 outputs = session.run(None, feeds[role])
             if role == "trajectory":
-                sigma = np.float32([bundle.default_sigma])
+                sigma = np.array([bundle.default_sigma], np.float32)
                 feeds["restoration"] = {"blurry": batch, "trajectory": outputs[0], "intrinsics": camera, "sigma": sigma}
             trace = Path(session.end_profiling())
             total_us += _last_run_convolution_us(json.loads((Path(directory) / trace.name).read_text()))

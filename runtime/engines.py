@@ -263,9 +263,20 @@ def missing_reason(bundle: str, role: str, precision: str) -> str:
     )
 
 
-def graph_sha256(manifest: Mapping[str, Any], role: str) -> str:
-    """The sha256 the manifest records for the ONNX graph of `role` (the engine's source)."""
-    return str(manifest["files"][manifest["graphs"][role]["file"]]["sha256"])
+#: The bundle variant (`calibration.int8 --target tensorrt`) an engine of a precision is built from, if not FP32.
+SOURCE_VARIANTS = {"int8": "int8-tensorrt"}
+
+
+def source_graph(manifest: Mapping[str, Any], role: str, precision: str = "fp32") -> str:
+    """The ONNX file an engine of `role` at `precision` is built from: the calibrated QDQ graph for INT8 (roles
+    without one, like the sequence graph, take the FP32 graph), else the FP32 graph."""
+    variant = manifest.get("precisions", {}).get(SOURCE_VARIANTS.get(precision, ""), {})
+    return str(variant.get("graphs", {}).get(role, manifest["graphs"][role]["file"]))
+
+
+def graph_sha256(manifest: Mapping[str, Any], role: str, precision: str = "fp32") -> str:
+    """The sha256 the manifest records for the ONNX graph an engine of `role` at `precision` is built from."""
+    return str(manifest["files"][source_graph(manifest, role, precision)]["sha256"])
 
 
 def check_engine(
@@ -278,7 +289,7 @@ def check_engine(
         return None, f"{bundle}: {error}"
     if record is None:
         return None, missing_reason(bundle, role, precision)
-    return record, mismatch_reason(record, machine, graph_sha256(manifest, role), bundle)
+    return record, mismatch_reason(record, machine, graph_sha256(manifest, role, precision), bundle)
 
 
 def axis_sizes(graph_inputs: Sequence[Mapping[str, Any]], shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:

@@ -16,7 +16,7 @@ import yaml
 
 #: The dynamic axes of every bundle graph, by the names the export gives them.
 AXES = ("batch", "height", "width")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 #: Shapes of one input: (min, opt, max).
 ShapeRange = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 

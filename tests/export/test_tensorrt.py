@@ -100,6 +100,31 @@ def test_the_refine_graph_is_built_in_fp32_only(small_bundle, profile_path):
         build.build_engines(small_bundle, profile_path, "fp16", roles="restoration,refine", log=lambda *_: None)
 
 
+def test_int8_engines_need_calibrated_graphs_that_passed_their_gate(small_bundle, profile_path, tmp_path):
+    with pytest.raises(build.BuildError, match="no int8-tensorrt graphs to build int8 engines from; first run "):
+        build.build_engines(small_bundle, profile_path, "int8", log=lambda *_: None)
+    bundle = Path(shutil.copytree(small_bundle, tmp_path / "bundle"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "restoration.int8-tensorrt.onnx").write_bytes((bundle / "restoration.onnx").read_bytes())
+    gate = {"passed": False, "summary": "restored PSNR vs sharp 30.00 -> 28.00 dB, loss 2.00 dB (max 0.5)"}
+    variant = {"graphs": {"restoration": "restoration.int8-tensorrt.onnx"}, "gate": gate}
+    write_manifest(bundle, {**manifest, "precisions": {"int8-tensorrt": variant}})
+    with pytest.raises(build.BuildError, match="failed their accuracy gate .*loss 2.00 dB.*; recalibrate"):
+        build.build_engines(bundle, profile_path, "int8", log=lambda *_: None)
+
+
+def test_an_int8_engine_is_tied_to_the_calibrated_graph_it_is_built_from(small_bundle):
+    manifest = load_bundle(small_bundle).manifest
+    files = {**manifest["files"], "restoration.int8-tensorrt.onnx": {"sha256": "ab" * 32, "bytes": 1}}
+    variant = {"graphs": {"restoration": "restoration.int8-tensorrt.onnx"}, "gate": {"passed": True}}
+    calibrated = {**manifest, "files": files, "precisions": {"int8-tensorrt": variant}}
+    assert engines.source_graph(calibrated, "restoration", "int8") == "restoration.int8-tensorrt.onnx"
+    assert engines.graph_sha256(calibrated, "restoration", "int8") == "ab" * 32
+    assert engines.source_graph(calibrated, "sequence", "int8") == "sequence.onnx"  # no weights: the FP32 graph
+    assert engines.source_graph(calibrated, "restoration", "fp16") == "restoration.onnx"
+    assert engines.graph_sha256(calibrated, "restoration") == manifest["files"]["restoration.onnx"]["sha256"]
+
+
 def test_the_timing_cache_is_kept_per_release_and_gpu_outside_the_sha256_table(tmp_path):
     path = build.timing_cache_path(tmp_path, engines.Machine("10.3.0.30", "Orin (nvgpu)", "8.7"))
     assert path == tmp_path / "tensorrt-cache" / "timing-trt10.3.0.30-orin--nvgpu-sm8.7.cache"
@@ -276,7 +301,7 @@ def test_the_cli_refuses_an_invalid_profile_in_one_line(bundle, tmp_path):
     broken.write_text("precision: fp8\nbatch: {min: 1, opt: 1, max: 1}\n")
     result = run_cli(str(bundle), "--profile", str(broken))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: {broken}: precision 'fp8' is not one of fp32, fp16"]
+    assert result.stderr.strip().splitlines() == [f"error: {broken}: precision 'fp8' is not one of fp32, fp16, int8"]
 
 
 def test_the_cli_refuses_unknown_roles(bundle, profile_path):

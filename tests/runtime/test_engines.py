@@ -141,7 +141,7 @@ def test_a_missing_engine_says_how_to_build_it(manifest):
     ("change", "message"),
     [
         ({"role": "refinement"}, "role 'refinement' is not one of"),
-        ({"precision": "int8"}, "precision 'int8' is not one of"),
+        ({"precision": "int4"}, "precision 'int4' is not one of"),
         ({"profile": {"name": "x"}}, "unreadable profile"),
         ({"typing": "loose"}, "typing 'loose'"),
     ],
