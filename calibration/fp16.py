@@ -1,6 +1,7 @@
 """Mixed-precision ONNX: FP16 everywhere except an FP32 island holding the geometry, float32 at the boundary.
 
     python -m calibration.fp16 restoration.onnx restoration.fp16.onnx
+    python -m calibration.fp16 BUNDLE --pairs DIR | --images DIR     # add the gated `fp16` variant to a bundle
 
 TensorRT 11 has no FP16 builder flag: a network's precision is what its ONNX says (strong typing). This writes
 that graph with `onnx` alone. The island is every GridSample and every node upstream of a GridSample's grid input
@@ -18,14 +19,29 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from calibration.gate import (
+    DEFAULT_MAX_LOSS_DB,
+    GATED_ROLES,
+    Sample,
+    SampleError,
+    judge,
+    pair_samples,
+    read_images,
+    run_graphs,
+)
 from export.tensorrt import SHAPE_OF, GraphNode, geometry_island
+from runtime.bundle import BundleError, add_precision, load_bundle
+from runtime.media import MediaError
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -269,20 +285,84 @@ def convert_file(source: str | Path, target: str | Path) -> onnx.ModelProto:
     return model
 
 
+#: The graphs of the bundle variant: the two nets and the sequence graph (refine stays FP32: see runtime.engines).
+VARIANT_ROLES = ("trajectory", "restoration", "sequence")
+
+
+def add_fp16_variant(
+    bundle_dir: str | Path,
+    samples: Sequence[Sample],
+    max_loss_db: float = DEFAULT_MAX_LOSS_DB,
+    progress: Callable[[str], object] = print,
+) -> dict[str, Any]:
+    """Add the `fp16` variant (mixed-precision graphs for ort-cuda / ort-tensorrt / TensorRT 11) to a bundle,
+    gated against FP32 on `samples`; returns its manifest entry. The manifest is written last."""
+    bundle = load_bundle(bundle_dir)
+    with tempfile.TemporaryDirectory(prefix=".fp16-", dir=bundle.path) as scratch:
+        converted = {role: Path(scratch) / f"{role}.fp16.onnx" for role in VARIANT_ROLES}
+        kept = {}
+        for role in VARIANT_ROLES:
+            progress(f"converting {role}.onnx to mixed precision")
+            kept[role] = len(geometry_node_names(convert_file(bundle.graph_path(role), converted[role])))
+        progress(f"gate: FP32 and FP16 on {len(samples)} samples")
+        fp32 = {role: bundle.graph_path(role) for role in GATED_ROLES}
+        reference = run_graphs(fp32, samples, bundle.default_sigma)
+        gate = judge(reference, run_graphs(converted, samples, bundle.default_sigma), samples, max_loss_db)
+        progress(f"gate {'passed' if gate.passed else 'FAILED'}: {gate.summary}")
+        entry: dict[str, Any] = {
+            "graphs": {role: converted[role].name for role in VARIANT_ROLES},
+            "conversion": {
+                "float32_nodes": kept,
+                "float32": "geometry island (sampling positions, GridSample), graph inputs and outputs",
+                "onnx": onnx.__version__,
+            },
+            "gate": {**asdict(gate), "summary": gate.summary},
+        }
+        add_precision(bundle.path, "fp16", {path.name: path for path in converted.values()}, entry)
+    return entry
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m calibration.fp16", description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="float32 ONNX graph")
-    parser.add_argument("target", type=Path, help="mixed-precision ONNX graph to write")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="SOURCE.onnx TARGET.onnx, or BUNDLE")
+    samples = parser.add_mutually_exclusive_group()
+    samples.add_argument("--pairs", type=Path, help="bundle mode: evaluation pairs (pairs.json) for the gate")
+    samples.add_argument("--images", type=Path, help="bundle mode: blurry images for the gate (vs the FP32 output)")
+    parser.add_argument("--samples", type=int, default=16, help="bundle mode, --images: images used (default 16)")
+    parser.add_argument("--max-loss-db", type=float, default=DEFAULT_MAX_LOSS_DB, help="gate: PSNR loss allowed")
     args = parser.parse_args(argv)
+    if len(args.paths) == 1:
+        return _bundle_main(args)
+    if len(args.paths) != 2:
+        parser.error("give SOURCE.onnx TARGET.onnx, or one BUNDLE directory")
     try:
-        model = convert_file(args.source, args.target)
+        model = convert_file(args.paths[0], args.paths[1])
     except ConversionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     island = geometry_node_names(model)
     half = sum(1 for tensor in model.graph.initializer if tensor.data_type == FLOAT16)
-    print(f"{args.target}: {len(island)} nodes kept FP32 (geometry), {half} float16 initializers")
+    print(f"{args.paths[1]}: {len(island)} nodes kept FP32 (geometry), {half} float16 initializers")
     return 0
+
+
+def _bundle_main(args: argparse.Namespace) -> int:
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        if args.pairs is None and args.images is None:
+            raise SampleError("bundle mode needs --pairs DIR or --images DIR for the accuracy gate")
+        bundle = load_bundle(args.paths[0])
+        samples = (
+            pair_samples(args.pairs, bundle.n_positions)
+            if args.pairs is not None
+            else [Sample(rgb, float(max(rgb.shape[:2]))) for rgb in read_images(args.images, args.samples, log)]
+        )
+        entry = add_fp16_variant(bundle.path, samples, args.max_loss_db, log)
+    except (BundleError, ConversionError, SampleError, MediaError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"fp16: gate {'passed' if entry['gate']['passed'] else 'FAILED'}: {entry['gate']['summary']}")
+    return 0 if entry["gate"]["passed"] else 1
 
 
 if __name__ == "__main__":

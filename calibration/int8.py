@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import io
 import logging
-import os
 import re
 import struct
 import sys
@@ -37,34 +36,38 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import onnx
 import onnxruntime
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from calibration.fp16 import onnx_nodes
+from calibration.gate import (
+    DEFAULT_MAX_LOSS_DB,
+    GATED_ROLES,
+    IMAGE_SIDE,
+    Outputs,
+    Sample,
+    SampleError,
+    cpu_session,
+    judge,
+    pair_samples,
+    read_images,
+    run_graphs,
+)
 from export.tensorrt import geometry_island
-from runtime import metrics
-from runtime.bundle import Bundle, BundleError, load_bundle, write_manifest
+from runtime.bundle import Bundle, BundleError, add_precision, load_bundle
 from runtime.camera import intrinsics
-from runtime.media import MediaError, read_image
+from runtime.media import MediaError
 
 #: The graphs that hold weights, in the order they run.
-QUANTISED_ROLES = ("trajectory", "restoration")
+QUANTISED_ROLES = GATED_ROLES
 METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "minmax": CalibrationMethod.MinMax,
     "percentile": CalibrationMethod.Percentile,
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_SAMPLES = 32
-#: Calibration images are resized so that their longer side is this (the nets' activations depend on content,
-#: not on size; smaller keeps calibration fast).
-CALIBRATION_SIDE = 256
-DEFAULT_MAX_LOSS_DB = 0.5
-#: The gate on calibration images (no sharp reference): PSNR of the INT8 restored image against the FP32 one.
-MIN_PSNR_VS_FP32 = 40.0
 
 
 @dataclass(frozen=True)
@@ -93,41 +96,10 @@ class CalibrationError(ValueError):
 # --- calibration data ---------------------------------------------------------------------------------------------
 
 
-def calibration_images(directory: Path, samples: int, progress: Callable[[str], object]) -> list[np.ndarray]:
-    """Up to `samples` images of `directory` (sorted by name) as HxWx3 float32 RGB, longer side `CALIBRATION_SIDE`.
-
-    Files that cannot be read are reported and skipped; no readable image at all is an error.
-    """
-    if not directory.is_dir():
-        raise CalibrationError(f"{directory}: not a folder of calibration images")
-    files = sorted(path for path in directory.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)[:samples]
-    images = []
-    for index, path in enumerate(files, 1):
-        try:
-            rgb = read_image(path).rgb
-        except MediaError as error:
-            progress(f"calibration images: skipped {error}")
-            continue
-        scale = CALIBRATION_SIDE / max(rgb.shape[:2])
-        if scale < 1:
-            size = (max(32, round(rgb.shape[1] * scale)), max(32, round(rgb.shape[0] * scale)))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        images.append(np.ascontiguousarray(rgb, dtype=np.float32))
-        progress(f"calibration images: {index}/{len(files)} {_bar(index, len(files))}")
-    if not images:
-        raise CalibrationError(f"{directory}: holds no readable image ({', '.join(IMAGE_SUFFIXES)})")
-    return images
-
-
-def _bar(done: int, total: int, width: int = 20) -> str:
-    filled = round(width * done / max(total, 1))
-    return "[" + "#" * filled + "." * (width - filled) + "]"
-
-
 def graph_feeds(bundle: Bundle, images: Sequence[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
     """The inputs each quantised graph sees at run time: the image and its default focal length for the
     trajectory graph; the image, the FP32 trajectory graph's estimate and the bundle's sigma for the restoration."""
-    session = _session(bundle.graph_path("trajectory"))
+    session = cpu_session(bundle.graph_path("trajectory"))
     feeds: dict[str, list[dict[str, np.ndarray]]] = {role: [] for role in QUANTISED_ROLES}
     for rgb in images:
         height, width = rgb.shape[:2]
@@ -270,114 +242,6 @@ def tensorrt_calibration_cache(model: onnx.ModelProto, tensorrt_version: str) ->
     return "\n".join(dict.fromkeys(lines)) + "\n"
 
 
-# --- the accuracy gate --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One gate sample: a blurry HxWx3 float32 RGB image and its focal length, with the sharp image and the true
-    trajectory when known (evaluation pairs)."""
-
-    blurry: np.ndarray
-    focal_length: float
-    sharp: np.ndarray | None = None
-    trajectory: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class Gate:
-    """What a reduced-precision variant measured against FP32, and whether it passed."""
-
-    passed: bool
-    measured_on: str  # "pairs" (against sharp images) or "images" (against the FP32 output)
-    samples: int
-    max_loss_db: float
-    #: Mean PSNR of the INT8 restored image against the FP32 one.
-    psnr_vs_fp32: float
-    #: Pairs only: mean restored PSNR vs sharp, FP32 and INT8, their difference, and the trajectory errors (px).
-    psnr_fp32: float | None = None
-    psnr_int8: float | None = None
-    loss_db: float | None = None
-    trajectory_error_fp32: float | None = None
-    trajectory_error_int8: float | None = None
-
-    @property
-    def summary(self) -> str:
-        if self.measured_on == "pairs":
-            return (
-                f"restored PSNR vs sharp {self.psnr_fp32:.2f} -> {self.psnr_int8:.2f} dB, loss {self.loss_db:.2f} dB "
-                f"(max {self.max_loss_db}) on {self.samples} pairs"
-            )
-        return f"PSNR vs the FP32 output {self.psnr_vs_fp32:.2f} dB (min {MIN_PSNR_VS_FP32}) on {self.samples} images"
-
-
-#: What one graph set gives per sample: the restored image (clipped to [0, 1]) and the trajectory.
-Outputs = list[tuple[np.ndarray, np.ndarray]]
-
-
-def run_graphs(paths: dict[str, Path], samples: Sequence[Sample], sigma: float) -> Outputs:
-    """The trajectory and restoration graphs at `paths` on every sample (onnxruntime CPU)."""
-    trajectory_session, restoration_session = (_session(paths[role]) for role in QUANTISED_ROLES)
-    outputs = []
-    for sample in samples:
-        height, width = sample.blurry.shape[:2]
-        batch = np.ascontiguousarray(sample.blurry.transpose(2, 0, 1)[None])
-        camera = intrinsics(height, width, sample.focal_length)[None].astype(np.float32)
-        (trajectory,) = trajectory_session.run(None, {"image": batch, "focal_length": camera[:, 0, 0].copy()})
-        feed = {"blurry": batch, "trajectory": trajectory, "intrinsics": camera, "sigma": np.array([sigma], np.float32)}
-        (restored,) = restoration_session.run(None, feed)
-        outputs.append((np.clip(restored[0].transpose(1, 2, 0), 0, 1), trajectory[0]))
-    return outputs
-
-
-def judge(fp32: Outputs, reduced: Outputs, samples: Sequence[Sample], max_loss_db: float) -> Gate:
-    """The gate: on pairs, the loss of restored PSNR vs sharp must be at most `max_loss_db`; on images without a
-    sharp reference, the PSNR of the reduced-precision output against the FP32 one at least `MIN_PSNR_VS_FP32`."""
-    vs_fp32 = float(np.mean([metrics.psnr(low[0], high[0]) for low, high in zip(reduced, fp32, strict=True)]))
-    if not all(sample.sharp is not None and sample.trajectory is not None for sample in samples):
-        return Gate(vs_fp32 >= MIN_PSNR_VS_FP32, "images", len(samples), max_loss_db, vs_fp32)
-
-    sharp = [sample.sharp for sample in samples if sample.sharp is not None]
-    truth = [sample.trajectory for sample in samples if sample.trajectory is not None]
-    sizes = [sample.blurry.shape[:2] for sample in samples]
-    focal_lengths = [sample.focal_length for sample in samples]
-
-    def psnr(outputs: Outputs) -> float:
-        return float(np.mean([metrics.psnr(out[0], image) for out, image in zip(outputs, sharp, strict=True)]))
-
-    def error(outputs: Outputs) -> float:
-        errors = [
-            metrics.trajectory_error(out[1], true, height, width, focal)
-            for out, true, (height, width), focal in zip(outputs, truth, sizes, focal_lengths, strict=True)
-        ]
-        return float(np.mean(errors))
-
-    psnr_fp32, psnr_int8 = psnr(fp32), psnr(reduced)
-    loss = psnr_fp32 - psnr_int8
-    return Gate(
-        loss <= max_loss_db,
-        "pairs",
-        len(samples),
-        max_loss_db,
-        vs_fp32,
-        psnr_fp32,
-        psnr_int8,
-        loss,
-        error(fp32),
-        error(reduced),
-    )
-
-
-def pair_samples(directory: Path, n_positions: int) -> list[Sample]:
-    """The evaluation harness's pairs (`runtime.evaluate.read_pairs`) as gate samples."""
-    from runtime.evaluate import read_pairs
-
-    return [
-        Sample(read_image(pair.blurry).rgb, pair.focal_length, read_image(pair.sharp).rgb, pair.trajectory)
-        for pair in read_pairs(directory, n_positions)
-    ]
-
-
 # --- the command ------------------------------------------------------------------------------------------------
 
 
@@ -424,7 +288,7 @@ def calibrate(
         raise CalibrationError(
             f"--keep-float: no layer group {', '.join(unknown)}; groups: {', '.join(sorted(groups))}"
         )
-    calibration = calibration_images(Path(images), settings.samples, progress)
+    calibration = read_images(Path(images), settings.samples, progress)
     feeds = graph_feeds(bundle, calibration)
     samples = (
         pair_samples(Path(pairs), bundle.n_positions)
@@ -445,7 +309,7 @@ def calibrate(
                 "keep_float": list(settings.keep_float),
                 "images": str(images),
                 "images_used": len(calibration),
-                "calibration_side": CALIBRATION_SIDE,
+                "calibration_side": IMAGE_SIDE,
                 "activations": "int8 symmetric" if target.symmetric_activations else "uint8 asymmetric",
                 "weights": "int8 symmetric per channel",
                 "quantised_ops": ["Conv", "ConvTranspose"],
@@ -458,15 +322,14 @@ def calibrate(
             entry["sensitivity"] = _sensitivity(
                 fp32, work, feeds, target, settings, samples, reference, bundle, progress
             )
-        for role, path in quantised.items():
-            os.replace(path, bundle.path / entry["graphs"][role])
+        files = {entry["graphs"][role]: path for role, path in quantised.items()}
         if target.calibration_cache:
             version = str(bundle.manifest.get("tensorrt_min_version", "8.6"))
-            for role in QUANTISED_ROLES:
-                cache = tensorrt_calibration_cache(onnx.load(str(bundle.path / entry["graphs"][role])), version)
-                (bundle.path / f"{role}.{settings.precision}.calibration.cache").write_text(cache)
-    precisions = {**bundle.precisions, settings.precision: entry}
-    write_manifest(bundle.path, {**bundle.manifest, "precisions": precisions})
+            for role, path in quantised.items():
+                cache = work / f"{role}.cache"
+                cache.write_text(tensorrt_calibration_cache(onnx.load(str(path)), version))
+                files[f"{role}.{settings.precision}.calibration.cache"] = cache
+        add_precision(bundle.path, settings.precision, files, entry)
     return entry
 
 
@@ -513,12 +376,6 @@ def _sensitivity(
     return sorted(rows, key=lambda row: -row["psnr_vs_fp32"])
 
 
-def _session(path: Path) -> onnxruntime.InferenceSession:
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(prog="python -m calibration.int8", description=__doc__.splitlines()[0])
     parse.add_argument("bundle", type=Path, help="bundle directory (python -m export.onnx)")
@@ -547,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     try:
         entry = calibrate(args.bundle, args.images, settings, args.pairs, args.sensitivity or None, log)
-    except (BundleError, CalibrationError, MediaError, ValueError) as error:
+    except (BundleError, CalibrationError, SampleError, MediaError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report(settings.precision, entry), end="")

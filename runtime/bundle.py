@@ -136,3 +136,13 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         Path(temporary).unlink(missing_ok=True)
         raise
     return manifest
+
+
+def add_precision(directory: Path, precision: str, files: dict[str, Path], entry: dict[str, Any]) -> dict[str, Any]:
+    """Move a reduced-precision variant's files (name in the bundle -> where they are now, on the same file
+    system) into the bundle and record `entry` under `manifest["precisions"][precision]`, the manifest last."""
+    bundle = load_bundle(directory, verify_files=False)
+    for name, source in files.items():
+        os.replace(source, bundle.path / name)
+    precisions = {**bundle.precisions, precision: entry}
+    return write_manifest(bundle.path, {**bundle.manifest, "precisions": precisions})

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime
 import pytest
 from onnx import TensorProto
 
-from calibration.fp16 import ConversionError, convert_model, geometry_node_names, load_model, main
+from calibration.fp16 import ConversionError, add_fp16_variant, convert_model, geometry_node_names, load_model, main
+from calibration.gate import Sample
 from export.graphs import GRAPHS, example_inputs
 from export.lint import lint_model_versions, resolve_versions
+from runtime.bundle import load_bundle
+from runtime.deblurrer import Deblurrer
+from tests.runtime.conftest import smooth_rgb
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 #: Max abs difference, converted graph vs the FP32 graph, both on onnxruntime CPU at 2x70x52 and 1x64x96.
@@ -135,3 +142,29 @@ def test_a_file_that_is_not_onnx_is_refused_in_one_line(tmp_path):
         bogus.write_bytes(content)
         with pytest.raises(ConversionError, match="bogus.onnx: (cannot read it as ONNX|not an ONNX model)"):
             load_model(bogus)
+
+
+# --- the gated bundle variant ------------------------------------------------------------------------------------
+
+
+def test_a_bundle_gets_a_gated_fp16_variant_the_runtime_runs(small_bundle, tmp_path):
+    bundle = Path(shutil.copytree(small_bundle, tmp_path / "bundle"))
+    samples = [Sample(smooth_rgb(48, 64, seed=seed), 64.0) for seed in range(2)]
+    entry = add_fp16_variant(bundle, samples, progress=lambda _: None)
+    assert load_bundle(bundle).precisions["fp16"] == entry  # files in the sha256 table
+    assert entry["graphs"] == {role: f"{role}.fp16.onnx" for role in ("trajectory", "restoration", "sequence")}
+    assert entry["gate"]["measured_on"] == "images" and entry["gate"]["passed"]
+    assert entry["gate"]["psnr_vs_fp32"] > 40 and entry["conversion"]["float32_nodes"]["restoration"] > 0
+    rgb = smooth_rgb(48, 64, seed=5)
+    with (
+        Deblurrer(bundle, "ort-cpu", log=lambda _: None) as fp32,
+        Deblurrer(bundle, "ort-cpu", precision="fp16", log=lambda _: None) as half,
+    ):
+        expected, got = fp32.restore(rgb), half.restore(rgb)
+    assert 0 < np.abs(got.restored - expected.restored).max() < 1e-2
+
+
+def test_bundle_mode_needs_samples_for_its_gate(small_bundle, capsys):
+    assert main([str(small_bundle)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "error: bundle mode needs --pairs DIR or --images DIR for the accuracy gate"

@@ -153,7 +153,7 @@ def run(*arguments: object) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--images", "{tmp}/nowhere"], "nowhere: not a folder of calibration images"),
+        (["--images", "{tmp}/nowhere"], "nowhere: not a folder of images"),
         (["--images", "{tmp}", "--samples", "3"], "holds no readable image"),
         (["--images", "{images}", "--keep-float", "p/nothing"], "--keep-float: no layer group p/nothing; groups: "),
         (["--images", "{images}", "--samples", "0"], "samples must be at least 1"),
