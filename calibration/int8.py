@@ -31,7 +31,7 @@ import re
 import struct
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -120,22 +120,29 @@ def graph_feeds(bundle: Bundle, images: Sequence[np.ndarray]) -> dict[str, list[
 
 
 class _Feeds(CalibrationDataReader):
-    """onnxruntime's calibration reader over prepared feeds, saying how far it got."""
+    """onnxruntime's calibration reader over prepared feeds, saying how far it got. onnxruntime reads it one feed
+    at a time (`set_range`), folding each run's activations into the ranges before the next: full-size nets have
+    gigabytes of them per image."""
 
     def __init__(self, feeds: Sequence[dict[str, np.ndarray]], label: str, progress: Callable[[str], object]):
         self.feeds, self.label, self.progress = feeds, label, progress
-        self.iterator: Iterator[dict[str, np.ndarray]] = iter(())
-        self.rewind()
+        self.start, self.end, self.position = 0, len(feeds), 0
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.start, self.end, self.position = start_index, end_index, start_index
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        feed = next(self.iterator, None)
-        if feed is not None:
-            self.count += 1
-            self.progress(f"{self.label}: calibration run {self.count}/{len(self.feeds)}")
-        return feed
+        if self.position >= min(self.end, len(self.feeds)):
+            return None
+        self.position += 1
+        self.progress(f"{self.label}: calibration run {self.position}/{len(self.feeds)}")
+        return self.feeds[self.position - 1]
 
     def rewind(self) -> None:
-        self.iterator, self.count = iter(self.feeds), 0
+        self.position = self.start
 
 
 # --- quantisation -------------------------------------------------------------------------------------------------
@@ -173,9 +180,11 @@ def quantise_graph(
     method: str,
     keep_float: Sequence[str] = (),
     progress: Callable[[str], object] = lambda _: None,
+    ranges: Path | None = None,
 ) -> None:
     """Write the QDQ INT8 graph of `source` to `destination`, calibrated on `feeds`; groups in `keep_float` and the
-    geometry island stay float."""
+    geometry island stay float. `ranges`: onnxruntime's calibration cache (JSON): read when it exists (no
+    calibration runs), else written, so one graph is calibrated once however often it is re-quantised."""
     model = onnx.load(str(source))
     excluded = float_nodes(model) | {node.name for node in model.graph.node if layer_group(node.name) in keep_float}
     # onnxruntime's calibrators print their steps and log advice on the root logger; the progress lines say enough.
@@ -184,7 +193,7 @@ def quantise_graph(
     root.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            _quantize_static(model, destination, feeds, target, method, excluded, source.stem, progress)
+            _quantize_static(model, destination, feeds, target, method, excluded, source.stem, progress, ranges)
     finally:
         root.setLevel(level)
 
@@ -198,6 +207,7 @@ def _quantize_static(
     excluded: set[str],
     label: str,
     progress: Callable[[str], object],
+    ranges: Path | None,
 ) -> None:
     quantize_static(
         model,
@@ -211,10 +221,12 @@ def _quantize_static(
         nodes_to_exclude=sorted(excluded),
         calibrate_method=METHODS[method],
         extra_options={
+            "CalibStridedMinMax": 1,  # one feed per calibration pass (any method, despite the name)
             "ActivationSymmetric": target.symmetric_activations,
             "WeightSymmetric": True,
             "CalibTensorRangeSymmetric": target.symmetric_activations,
         },
+        calibration_cache_path=ranges,
     )
 
 
@@ -345,7 +357,8 @@ def _quantise_all(
     paths = {}
     for role in QUANTISED_ROLES:
         paths[role] = work / f"{role}.{'-'.join(keep_float) or 'all'}.onnx".replace("/", "_")
-        quantise_graph(fp32[role], paths[role], feeds[role], target, settings.method, keep_float, progress)
+        ranges = work / f"{role}.ranges.json"
+        quantise_graph(fp32[role], paths[role], feeds[role], target, settings.method, keep_float, progress, ranges)
     return paths
 
 
