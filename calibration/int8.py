@@ -309,7 +309,8 @@ def calibrate(
     )
     with tempfile.TemporaryDirectory(prefix=".int8-", dir=bundle.path) as scratch:
         work = Path(scratch)
-        quantised = _quantise_all(fp32, work, feeds, target, settings, settings.keep_float, progress)
+        quantiser = _Quantiser(fp32, work, feeds, target, settings)
+        quantised = quantiser.quantise(settings.keep_float, progress)
         progress(f"gate: FP32 and {settings.precision} on {len(samples)} {'pairs' if pairs else 'images'}")
         reference = run_graphs(fp32, samples, bundle.default_sigma)
         gate = judge(reference, run_graphs(quantised, samples, bundle.default_sigma), samples, settings.max_loss_db)
@@ -331,9 +332,7 @@ def calibrate(
             "gate": {**asdict(gate), "summary": gate.summary},
         }
         if sensitivity or (sensitivity is None and not gate.passed):
-            entry["sensitivity"] = _sensitivity(
-                fp32, work, feeds, target, settings, samples, reference, bundle, progress
-            )
+            entry["sensitivity"] = _sensitivity(quantiser, samples, reference, bundle.default_sigma, progress)
         files = {entry["graphs"][role]: path for role, path in quantised.items()}
         if target.calibration_cache:
             version = str(bundle.manifest.get("tensorrt_min_version", "8.6"))
@@ -345,44 +344,46 @@ def calibrate(
     return entry
 
 
-def _quantise_all(
-    fp32: dict[str, Path],
-    work: Path,
-    feeds: dict[str, list[dict[str, np.ndarray]]],
-    target: Target,
-    settings: Settings,
-    keep_float: Sequence[str],
-    progress: Callable[[str], object],
-) -> dict[str, Path]:
-    paths = {}
-    for role in QUANTISED_ROLES:
-        paths[role] = work / f"{role}.{'-'.join(keep_float) or 'all'}.onnx".replace("/", "_")
-        ranges = work / f"{role}.ranges.json"
-        quantise_graph(fp32[role], paths[role], feeds[role], target, settings.method, keep_float, progress, ranges)
-    return paths
+@dataclass(frozen=True)
+class _Quantiser:
+    """One calibration run's fixed parts: quantises the FP32 graphs with some groups kept in float."""
+
+    fp32: dict[str, Path]
+    work: Path
+    feeds: dict[str, list[dict[str, np.ndarray]]]
+    target: Target
+    settings: Settings
+
+    def quantise(self, keep_float: Sequence[str], progress: Callable[[str], object]) -> dict[str, Path]:
+        paths = {}
+        for role in QUANTISED_ROLES:
+            paths[role] = self.work / f"{role}.{'-'.join(keep_float) or 'all'}.onnx".replace("/", "_")
+            ranges = self.work / f"{role}.ranges.json"
+            method = self.settings.method
+            quantise_graph(
+                self.fp32[role], paths[role], self.feeds[role], self.target, method, keep_float, progress, ranges
+            )
+        return paths
 
 
 def _sensitivity(
-    fp32: dict[str, Path],
-    work: Path,
-    feeds: dict[str, list[dict[str, np.ndarray]]],
-    target: Target,
-    settings: Settings,
+    quantiser: _Quantiser,
     samples: Sequence[Sample],
     reference: Outputs,
-    bundle: Bundle,
+    sigma: float,
     progress: Callable[[str], object],
 ) -> list[dict[str, Any]]:
     """Per layer group: the gate's figures with that group (and the `--keep-float` ones) kept in float, the group
     that recovers most first."""
-    groups = [group for role in QUANTISED_ROLES for group in quantisable_groups(onnx.load(str(fp32[role])))]
+    settings = quantiser.settings
+    groups = [group for role in QUANTISED_ROLES for group in quantisable_groups(onnx.load(str(quantiser.fp32[role])))]
     rows = []
     for index, group in enumerate(groups, 1):
         if group in settings.keep_float:
             continue
         progress(f"sensitivity: {index}/{len(groups)} keeping {group} in float")
-        paths = _quantise_all(fp32, work, feeds, target, settings, (*settings.keep_float, group), lambda _: None)
-        gate = judge(reference, run_graphs(paths, samples, bundle.default_sigma), samples, settings.max_loss_db)
+        paths = quantiser.quantise((*settings.keep_float, group), lambda _: None)
+        gate = judge(reference, run_graphs(paths, samples, sigma), samples, settings.max_loss_db)
         rows.append(
             {"keep_float": group, "passed": gate.passed, "psnr_vs_fp32": gate.psnr_vs_fp32, "loss_db": gate.loss_db}
         )

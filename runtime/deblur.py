@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from runtime.backends import NAMES
+from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.batch import Options, run_batch
 from runtime.bundle import BundleError
@@ -72,15 +72,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video, folder, glob or camera index")
     parse.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results (one sub-folder each)")
     parse.add_argument("--engine", type=Path, default=None, help="bundle directory (default: the shipped demo bundle)")
-    parse.add_argument("--backend", choices=NAMES, default="auto", help="default auto: the fastest available")
-    parse.add_argument(
-        "--precision",
-        default="fp32",
-        help="fp32 (default), fp16 (TensorRT) or a variant the bundle holds, e.g. int8-cpu (see calibration.int8)",
-    )
-    parse.add_argument(
-        "--force-precision", action="store_true", help="run a precision that failed its accuracy gate anyway"
-    )
+    add_backend_arguments(parse)
     parse.add_argument(
         "--profile", type=Path, help="build profile YAML: shape profile for ort-tensorrt, engine profile for --rebuild"
     )
@@ -102,7 +94,6 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_TILE_SIDE,
         help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE}; 0: never tile)",
     )
-    parse.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: one per core)")
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")
     parse.add_argument("--max-frames", type=int, metavar="N", help="stop videos and cameras after N frames")

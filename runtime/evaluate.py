@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from runtime import metrics
-from runtime.backends import NAMES
+from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.bundle import BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
@@ -556,18 +556,9 @@ def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(prog="python -m runtime.evaluate", description=__doc__.splitlines()[0])
     parse.add_argument("--engine", type=Path, required=True, metavar="BUNDLE", help="bundle directory")
     parse.add_argument("--pairs", type=Path, required=True, metavar="DIR", help="folder holding pairs.json")
-    parse.add_argument("--backend", choices=NAMES, default="auto", help="default auto: the fastest available")
-    parse.add_argument(
-        "--precision",
-        default="fp32",
-        help="fp32 (default), fp16 (TensorRT) or a variant the bundle holds, e.g. int8-cpu (see calibration.int8)",
-    )
-    parse.add_argument(
-        "--force-precision", action="store_true", help="run a precision that failed its accuracy gate anyway"
-    )
+    add_backend_arguments(parse)
     parse.add_argument("--out", type=Path, metavar="DIR", help="write evaluation.md, evaluation.json and pictures")
     parse.add_argument("--limit", type=int, metavar="N", help="evaluate the first N pairs only")
-    parse.add_argument("--threads", type=int, metavar="N", help="CPU threads of the backend (default: one per core)")
     add_refine_arguments(parse)
     return parse
 

@@ -9,6 +9,7 @@ openvino      OpenVINO on the CPU (fp32, bf16, INT8 variants); only when asked f
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Iterable
 
 from runtime.backends import openvino, ort, tensorrt
@@ -83,3 +84,17 @@ def _load_all(backend: Backend, bundle: Bundle, roles: list[str], precision: str
             runner.close()
         raise
     return runners
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command lines' choice of backend, precision and CPU threads."""
+    parser.add_argument("--backend", choices=NAMES, default="auto", help="default auto: the fastest available")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 (default), fp16, int8 (TensorRT), bf16 (OpenVINO) or a variant the bundle holds, e.g. int8-cpu",
+    )
+    parser.add_argument(
+        "--force-precision", action="store_true", help="run a precision that failed its accuracy gate anyway"
+    )
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads of the backend (default: one per core)")
