@@ -30,6 +30,10 @@ RefineFunction = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 DEFAULT_STEPS = 30
 #: Adam's step, in pixels of displacement at the focal length (radians = step_size / f).
 DEFAULT_STEP_SIZE = 0.25
+#: Default resolution: a quarter of the image. The refine graph costs about a fifth of the demo restoration per
+#: run at full size, so full-resolution steps would cost several restorations; at a quarter, 30 steps and the two
+#: full-resolution evaluations (start and result) cost less than one (`python -m runtime.benchmark`).
+DEFAULT_SCALES = (0.25,)
 #: Smallest side of a coarse level, in pixels.
 MIN_LEVEL_SIDE = 16
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-12
@@ -61,7 +65,7 @@ class RefineSettings:
     steps: int | tuple[int, ...] = DEFAULT_STEPS
     step_size: float = DEFAULT_STEP_SIZE
     smoothness: float = 0.0
-    scales: tuple[float, ...] = (1.0,)
+    scales: tuple[float, ...] = DEFAULT_SCALES
     #: Restore again with the refined trajectory (else the restored image is the one refinement started from).
     rerun: bool = False
 
@@ -91,9 +95,9 @@ def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--refine-scales",
         type=_scales,
-        default=(1.0,),
+        default=DEFAULT_SCALES,
         metavar="S1,S2,...",
-        help="coarse-to-fine resolutions as fractions of the image, increasing (default 1)",
+        help="coarse-to-fine resolutions as fractions of the image, increasing (default 0.25)",
     )
 
 
@@ -281,14 +285,15 @@ def _schedule(scales: Sequence[float], steps: int | Sequence[int]) -> list[tuple
 
 
 def _levels(scales: Sequence[float], steps: int | Sequence[int], height: int, width: int) -> list[tuple[float, int]]:
-    """`_schedule`, with every level at least `MIN_LEVEL_SIDE` px on a side for this image."""
-    levels = _schedule(scales, steps)
-    for factor, _ in levels:
-        if min(round(height * factor), round(width * factor)) < MIN_LEVEL_SIDE:
-            raise ValueError(
-                f"scale {factor} makes the {width}x{height} image smaller than {MIN_LEVEL_SIDE} px on a side"
-            )
-    return levels
+    """`_schedule` for this image: a level that would be smaller than `MIN_LEVEL_SIDE` px on a side is raised to
+    that size (levels that meet are merged, their steps added), so small images refine at the coarsest useful
+    resolution instead of failing."""
+    smallest = min(1.0, MIN_LEVEL_SIDE / min(height, width))
+    merged: dict[float, int] = {}
+    for factor, count in _schedule(scales, steps):
+        level = max(factor, smallest)
+        merged[level] = merged.get(level, 0) + count
+    return list(merged.items())
 
 
 def _check_step_size_and_smoothness(step_size: float, smoothness: float) -> None:

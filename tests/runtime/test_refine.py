@@ -170,7 +170,6 @@ def test_the_smoothness_prior_smooths():
         ({"scales": (1.0, 0.5)}, "increasing"),
         ({"scales": (0.5, 1.5)}, "increasing"),
         ({"scales": ()}, "increasing"),
-        ({"scales": (0.1, 1.0)}, "smaller than 16 px"),
         ({"step_size": 0.0}, "step size"),
         ({"smoothness": float("nan")}, "smoothness"),
     ],
@@ -180,3 +179,10 @@ def test_bad_input_gives_a_clear_error(change, message):
     arguments = {"blurry": blurry, "latent": latent, "trajectory": np.zeros((P, 3)), "camera": camera, **change}
     with pytest.raises(ValueError, match=message):
         refine_trajectory(FakeGraph(np.zeros((P, 3))), **arguments)
+
+
+def test_levels_too_small_for_the_image_are_raised_to_the_smallest_useful_size():
+    blurry, latent, camera = images()  # 40x40: a level is at least 16 px, so 0.4 of the image
+    graph = FakeGraph(np.zeros((P, 3)))
+    result = refine_trajectory(graph, blurry, latent, np.full((P, 3), 0.01), camera, steps=(3, 2), scales=(0.1, 0.2))
+    assert len(result.coarse_history) == 1 and len(result.coarse_history[0]) == 1 + 3 + 2  # one merged level
