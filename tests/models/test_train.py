@@ -74,7 +74,7 @@ def test_matched_error_has_a_finite_gradient_that_lowers_it():
     error.backward()
     assert estimate.grad is not None and torch.isfinite(estimate.grad).all()
     stepped = estimate.detach() - 1e-3 * estimate.grad / estimate.grad.norm()
-    assert float(matched_error_px(stepped, truth, camera, 48, 64)) < float(error)
+    assert float(matched_error_px(stepped, truth, camera, 48, 64)) < float(error.detach())
 
 
 def test_learning_rate_warms_up_then_decays_to_its_final_fraction():
