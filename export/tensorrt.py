@@ -202,9 +202,9 @@ def build_engines(
             f"{bundle.path}: no {variant} graphs to build {precision} engines from; first run "
             f"python -m calibration.int8 {bundle.path} --target tensorrt --images DIR"
         )
-    refusal = bundle.gate_refusal(variant) if variant is not None else None
-    if refusal is not None:
-        raise BuildError(refusal.replace("pass --force-precision to run them anyway", "recalibrate (--keep-float)"))
+    failure = bundle.gate_failure(variant) if variant is not None else None
+    if failure is not None:
+        raise BuildError(f"{failure}; recalibrate (--keep-float) before building engines from them")
     shapes = {role: optimisation_shapes(bundle.manifest, role, build_profile) for role in wanted}
     try:
         from runtime.backends.tensorrt import current_machine, import_cudart, require_tensorrt

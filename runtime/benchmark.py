@@ -53,7 +53,7 @@ from runtime.backends import NAMES, load_runners
 from runtime.backends.base import BackendError, Runner
 from runtime.bundle import Bundle, BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.refine import RefineSettings, refine_function, refine_trajectory
+from runtime.refine import RefineSettings, refine_function
 
 GRAPHS = ("trajectory", "restoration", "sequence")
 #: Timed when the bundle has it (older bundles do not).
@@ -480,21 +480,10 @@ def _refinement_work(runner: Runner, feed: Mapping[str, np.ndarray]) -> Callable
     """A whole refinement with the default settings, from a start 20% off the trajectory that blurred the image."""
     blurry, latent = feed["blurry"], np.clip(feed["latent"], 0, 1)
     start, camera = 0.8 * feed["trajectory"][0], feed["intrinsics"][0]
-    settings = REFINE_SETTINGS
     run = refine_function(runner)
 
     def work() -> None:
-        refine_trajectory(
-            run,
-            blurry,
-            latent,
-            start,
-            camera,
-            steps=settings.steps,
-            step_size=settings.step_size,
-            smoothness=settings.smoothness,
-            scales=settings.scales,
-        )
+        REFINE_SETTINGS.refine(run, blurry, latent, start, camera)
 
     return work
 

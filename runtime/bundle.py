@@ -48,15 +48,12 @@ class Bundle:
         """Reduced-precision variants (`calibration.int8`): name -> graphs, calibration settings, accuracy gate."""
         return dict(self.manifest.get("precisions", {}))
 
-    def gate_refusal(self, precision: str) -> str | None:
+    def gate_failure(self, precision: str) -> str | None:
         """Why a reduced-precision variant must not run unless forced (it failed its accuracy gate), or None."""
         gate = self.precisions.get(precision, {}).get("gate")
         if precision == "fp32" or gate is None or gate.get("passed"):
             return None
-        return (
-            f"{self.path}: the {precision} graphs failed their accuracy gate ({gate.get('summary', 'see manifest')}); "
-            "pass --force-precision to run them anyway"
-        )
+        return f"{self.path}: the {precision} graphs failed their accuracy gate ({gate.get('summary', 'see manifest')})"
 
     @property
     def default_sigma(self) -> float:

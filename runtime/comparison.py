@@ -227,14 +227,14 @@ def peak_memory_mib(bundle: Path, backend: str, precision: str, threads: int, he
     code = (
         "import sys\n"
         "from runtime.benchmark import synthetic_image\n"
-        "from runtime.comparison import _status\n"
+        "from runtime.comparison import memory_mib\n"
         "from runtime.deblurrer import Deblurrer\n"
         "image = synthetic_image(int(sys.argv[5]), int(sys.argv[6]))\n"
-        "before = _status('VmHWM')\n"
+        "before = memory_mib('VmHWM')\n"
         "with Deblurrer(sys.argv[1], sys.argv[2], precision=sys.argv[3], threads=int(sys.argv[4]), tile_side=None,\n"
         "               log=lambda _: None, force_precision=True) as deblurrer:\n"
         "    deblurrer.restore(image)\n"
-        "after = _status('VmHWM')\n"
+        "after = memory_mib('VmHWM')\n"
         "print(-1 if before is None or after is None else after - before)\n"
     )
     arguments = [str(bundle), backend, precision, str(threads), str(height), str(width)]
@@ -244,7 +244,7 @@ def peak_memory_mib(bundle: Path, backend: str, precision: str, threads: int, he
     return float(done.stdout.strip())
 
 
-def _status(field_name: str) -> float | None:
+def memory_mib(field_name: str) -> float | None:
     """A `/proc/self/status` memory field in MiB (None off Linux)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

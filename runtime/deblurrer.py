@@ -23,7 +23,7 @@ from runtime.backends import load_runners
 from runtime.backends.base import Runner
 from runtime.bundle import Bundle, load_bundle
 from runtime.profiles import BuildProfile
-from runtime.refine import RefineResult, RefineSettings, refine_function, refine_trajectory
+from runtime.refine import RefineResult, RefineSettings, refine_function
 from runtime.tiling import DEFAULT_N_ITER, MIN_MARGIN, blur_extent_px, max_margin, restore_tiled, tile_margin
 
 #: Images whose longer side exceeds this are restored in tiles (memory grows with H x W).
@@ -92,9 +92,9 @@ class Deblurrer:
         self.n_iter = int(architecture.get("n_iter", DEFAULT_N_ITER))
         self.log = log
         self.refine = refine
-        refusal = self.bundle.gate_refusal(precision)
-        if refusal is not None and not force_precision:
-            raise ValueError(refusal)
+        failure = self.bundle.gate_failure(precision)
+        if failure is not None and not force_precision:
+            raise ValueError(f"{failure}; pass --force-precision (force_precision=True) to run them anyway")
         if refine is not None and "refine" not in self.bundle.manifest["graphs"]:
             raise ValueError(
                 f"{self.bundle.path}: the bundle has no refine graph; add it with "
@@ -211,19 +211,8 @@ class Deblurrer:
     ) -> RefineResult:
         """Refine the trajectory against the reblur error of the restored image (clipped to [0, 1])."""
         assert self.refine is not None
-        settings = self.refine
-        return refine_trajectory(
-            refine_function(self._runners["refine"]),
-            blurry,
-            np.clip(restored, 0, 1),
-            trajectory,
-            camera,
-            steps=settings.steps,
-            step_size=settings.step_size,
-            smoothness=settings.smoothness,
-            n_positions=self.bundle.n_positions,
-            scales=settings.scales,
-        )
+        run = refine_function(self._runners["refine"])
+        return self.refine.refine(run, blurry, np.clip(restored, 0, 1), trajectory, camera, self.bundle.n_positions)
 
     def _margin(self, extent_px: float) -> int:
         """The tile margin for this blur, capped to what the tile side allows (said once when it is)."""

@@ -73,6 +73,29 @@ class RefineSettings:
         _schedule(self.scales, self.steps)
         _check_step_size_and_smoothness(self.step_size, self.smoothness)
 
+    def refine(
+        self,
+        run_refine: RefineFunction,
+        blurry: npt.ArrayLike,
+        latent: npt.ArrayLike,
+        trajectory: npt.ArrayLike,
+        camera: npt.ArrayLike,
+        n_positions: int | None = None,
+    ) -> RefineResult:
+        """`refine_trajectory` with these settings."""
+        return refine_trajectory(
+            run_refine,
+            blurry,
+            latent,
+            trajectory,
+            camera,
+            steps=self.steps,
+            step_size=self.step_size,
+            smoothness=self.smoothness,
+            n_positions=n_positions,
+            scales=self.scales,
+        )
+
 
 def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
     """The refinement options of the command lines (`--refine [STEPS]`, `--refine-rerun`, ...)."""
