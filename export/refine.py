@@ -12,10 +12,9 @@ and its gradient `(B, P, 3)` with respect to the rotation vectors, computed in c
 - image derivatives at the warped positions are those of bilinear interpolation itself, exactly: the x-derivative
   of the bilinear interpolant inside a cell is the forward difference `I[y, x0+1] - I[y, x0]` at `x0 = floor(x)`,
   interpolated linearly in y. So the forward-difference image `Dx` is sampled with GridSample at `(floor(x), y)`
-  (and `Dy` at `(x, floor(y))`). Reflection padding is applied explicitly (one bounce, as far as any shake
-  reaches) and its sign flips the derivative, as PyTorch's grid_sample backward does. It differs from autograd
-  only where a position falls exactly on a pixel column/row (a set of measure zero: the one-sided derivative is
-  taken from the other cell) or beyond one reflection (displacements above the image size).
+  (and `Dy` at `(x, floor(y))`). Reflection padding is applied to the positions (`geometry.reflect_positions`)
+  and its slope flips the derivative, as autograd does. It differs from autograd only where a position falls
+  exactly on a pixel column/row (a set of measure zero: the one-sided derivative is taken from the other cell).
 - the Jacobian of the sampling position `dehom(K R^T K^-1 p)` with respect to the rotation vector goes through the
   derivative of the reference's Rodrigues formula (with its epsilon and its norm floor) by the product rule.
   The per-pixel chain is contracted first, so the graph reduces nine `(B, P, H, W)` maps to `(B, P, 3, 3)` and
@@ -119,19 +118,6 @@ def rotation_derivatives(rotation_vectors: Tensor) -> tuple[Tensor, Tensor]:
     return rotation, d_rotation
 
 
-def _reflect(position: Tensor, size: Any) -> tuple[Tensor, Tensor]:
-    """grid_sample's reflection (align_corners=True) of pixel positions into `[0, size-1]`, and its slope (+-1).
-
-    One bounce: exact for positions within `(-(size-1), 2(size-1))`.
-    """
-    last = size - 1
-    distance = position.abs()
-    reflected = last - (last - distance).abs()
-    one = torch.ones_like(position)
-    slope = torch.where(position < 0, -one, one) * torch.where(distance > last, -one, one)
-    return reflected, slope
-
-
 def _grid(x: Tensor, y: Tensor, width: Any, height: Any) -> Tensor:
     """Pixel positions `(B, P, H, W)` in an image of `width x height` -> one grid `(B, P*H, W, 2)`."""
     batch, poses, rows, columns = x.shape
@@ -158,7 +144,9 @@ class RefineGraph(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         batch, channels, height, width = latent.shape
         mapped_x, mapped_y = geometry.sampling_positions(trajectory, intrinsics, height, width)
-        warped = pmbm.warp_poses(latent, geometry.normalized_grid(mapped_x, mapped_y))  # (B, C, P, H, W)
+        x_in, slope_x = geometry.reflect_positions(mapped_x, width)
+        y_in, slope_y = geometry.reflect_positions(mapped_y, height)
+        warped = pmbm.warp_poses(latent, geometry.normalized_grid(x_in, y_in))  # (B, C, P, H, W)
         residual = warped.mean(dim=2) - blurry
         weight_sum = mask.sum(dim=(1, 2, 3))
         count = torch.clamp(weight_sum * channels, min=1e-12)
@@ -166,8 +154,6 @@ class RefineGraph(nn.Module):
         loss = (weighted * residual).sum(dim=(1, 2, 3)) / count
 
         # Exact derivatives of the bilinear interpolant at the (reflected) warped positions.
-        x_in, slope_x = _reflect(mapped_x, width)
-        y_in, slope_y = _reflect(mapped_y, height)
         diff_x = latent[:, :, :, 1:] - latent[:, :, :, :-1]  # (B, C, H, W-1)
         diff_y = latent[:, :, 1:, :] - latent[:, :, :-1, :]  # (B, C, H-1, W)
         along_x = _sample(diff_x, _grid(torch.floor(x_in), y_in, width - 1, height), height, width)

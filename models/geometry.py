@@ -122,6 +122,22 @@ def displacement_field(trajectory: Tensor, camera: Tensor, height: int, width: i
     return torch.stack([mapped_y - y, mapped_x - x], dim=2)
 
 
+def reflect_positions(position: Tensor, size: int | Tensor) -> tuple[Tensor, Tensor]:
+    """Pixel positions along an axis of `size` pixels, reflected into `[0, size-1]` as `grid_sample`'s reflection
+    padding does with align_corners=True (any number of bounces), and the slope (+-1) of that map.
+
+    Reflecting the positions once, where the grid is built, lets every warp sample in range with the cheap padding
+    modes: onnxruntime's CPU GridSample runs about twice as fast with zeros padding as with reflection.
+    """
+    last = size - 1
+    distance = position.abs()
+    wrapped = distance - (2 * last) * torch.floor(distance / (2 * last))  # in [0, 2 last): one period
+    reflected = last - (last - wrapped).abs()
+    one = torch.ones_like(position)
+    slope = torch.where(position < 0, -one, one) * torch.where(wrapped > last, -one, one)
+    return reflected, slope
+
+
 def normalized_grid(mapped_x: Tensor, mapped_y: Tensor) -> Tensor:
     """Pixel positions `(B, P, H, W)` -> one `grid_sample` grid `(B, P*H, W, 2)` (align_corners=True)."""
     batch, poses, height, width = mapped_x.shape

@@ -1,9 +1,11 @@
 """Projective Motion Blur Model: blur, the reference's approximate adjoint, and per-pose sharp frames.
 
-All three are one batched `grid_sample` (bilinear, reflection, align_corners=True) over a grid that stacks the
-P poses along the height axis, so the image is never copied P times and the graph holds one GridSample node.
-Grids depend only on the trajectory, the camera and the image size: compute them once with `blur_grids` and
-reuse them for every blur call of a restoration.
+All three are one batched `grid_sample` (bilinear, align_corners=True) over a grid that stacks the P poses along
+the height axis, so the image is never copied P times and the graph holds one GridSample node. The reference's
+reflection padding is applied to the positions when the grids are built (`geometry.reflect_positions`), so the
+warps sample in range with zeros padding, the fast mode (the same values up to float rounding). Grids depend
+only on the trajectory, the camera and the image size: compute them once with `blur_grids` and reuse them for
+every blur call of a restoration.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import NamedTuple
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.geometry import normalized_grid, pixel_coordinates, sampling_positions
+from models.geometry import normalized_grid, pixel_coordinates, reflect_positions, sampling_positions
 
 
 class BlurGrids(NamedTuple):
@@ -24,12 +26,19 @@ class BlurGrids(NamedTuple):
 
 
 def _grids_from_positions(mapped_x: Tensor, mapped_y: Tensor) -> BlurGrids:
-    """Forward samples at `q`; the reference's adjoint samples at the mirrored position `2p - q`."""
-    x, y = pixel_coordinates(mapped_x.shape[-2], mapped_x.shape[-1], mapped_x)
+    """Forward samples at `q`; the reference's adjoint samples at the mirrored position `2p - q`. Both are
+    reflected into the image."""
+    height, width = mapped_x.shape[-2], mapped_x.shape[-1]
+    x, y = pixel_coordinates(height, width, mapped_x)
     return BlurGrids(
-        forward=normalized_grid(mapped_x, mapped_y),
-        adjoint=normalized_grid(2 * x - mapped_x, 2 * y - mapped_y),
+        forward=_reflected_grid(mapped_x, mapped_y),
+        adjoint=_reflected_grid(2 * x - mapped_x, 2 * y - mapped_y),
     )
+
+
+def _reflected_grid(mapped_x: Tensor, mapped_y: Tensor) -> Tensor:
+    height, width = mapped_x.shape[-2], mapped_x.shape[-1]
+    return normalized_grid(reflect_positions(mapped_x, width)[0], reflect_positions(mapped_y, height)[0])
 
 
 def blur_grids(trajectory: Tensor, camera: Tensor, height: int, width: int) -> BlurGrids:
@@ -44,9 +53,12 @@ def grids_from_displacement(displacement: Tensor) -> BlurGrids:
 
 
 def warp_poses(image: Tensor, grid: Tensor) -> Tensor:
-    """Warp `image (B, C, H, W)` by every pose of `grid (B, P*H, W, 2)` in one call: `(B, C, P, H, W)`."""
+    """Warp `image (B, C, H, W)` by every pose of `grid (B, P*H, W, 2)` in one call: `(B, C, P, H, W)`.
+
+    The grid must hold in-range (reflected) positions, as `blur_grids` makes them.
+    """
     batch, channels, height, width = image.shape
-    warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return warped.reshape(batch, channels, -1, height, width)
 
 

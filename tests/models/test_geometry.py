@@ -92,3 +92,31 @@ def test_displacement_matches_the_authors_offsets(case_b):
 
 def test_default_intrinsics_match_the_authors(case_b):
     assert torch.equal(geometry.intrinsics(120, 88), torch.from_numpy(case_b["intrinsics"]))
+
+
+def test_reflected_positions_sample_as_grid_sample_reflection_padding():
+    """Reflecting positions (several bounces, both sides) then sampling in range equals reflection padding."""
+    height, width = 9, 13
+    generator = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 2, height, width, generator=generator, dtype=torch.float64)
+    # One position per output pixel (the grid's shape is the image's), spread over several periods both ways.
+    x = (torch.rand(1, 1, height, width, generator=generator, dtype=torch.float64) - 0.4) * 7 * width
+    y = (torch.rand(1, 1, height, width, generator=generator, dtype=torch.float64) - 0.4) * 5 * height
+    x_in, _ = geometry.reflect_positions(x, width)
+    y_in, _ = geometry.reflect_positions(y, height)
+    assert x_in.min() >= 0 and x_in.max() <= width - 1 and y_in.min() >= 0 and y_in.max() <= height - 1
+    expected = torch.nn.functional.grid_sample(
+        image, geometry.normalized_grid(x, y), padding_mode="reflection", align_corners=True
+    )
+    actual = torch.nn.functional.grid_sample(
+        image, geometry.normalized_grid(x_in, y_in), padding_mode="zeros", align_corners=True
+    )
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-12)
+
+
+def test_reflection_slope_is_the_derivative_of_the_reflection():
+    position = torch.linspace(-40.3, 55.7, 97, dtype=torch.float64, requires_grad=True)
+    reflected, slope = geometry.reflect_positions(position, 11)
+    (derivative,) = torch.autograd.grad(reflected.sum(), position)
+    torch.testing.assert_close(slope, derivative)
+    assert set(slope.tolist()) == {-1.0, 1.0}
