@@ -130,19 +130,39 @@ class Deblurrer:
         return replace(result, restored=pixels.astype(np.uint8, order="C"))
 
     def restore(
-        self, image: np.ndarray, focal_length: float | None = None, trajectory: np.ndarray | None = None
+        self,
+        image: np.ndarray,
+        focal_length: float | None = None,
+        trajectory: np.ndarray | None = None,
+        refine: bool = True,
     ) -> DeblurResult:
         """Deblur an HxWx3 float32 RGB image in [0, 1]; the restored image is float32 RGB, not clipped.
 
         `focal_length` (px) overrides the Deblurrer's for this image. A known `trajectory` `(P, 3)` radians (from
         a gyroscope, or an earlier estimate) skips the trajectory net (and is refined when the Deblurrer refines).
+        `refine=False` skips this Deblurrer's refinement for this image; `refine_result` can add it afterwards,
+        so a caller that wants both results restores only once.
         """
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
-            raise ValueError(f"expected an HxWx3 float32 RGB image in [0, 1], got {_describe(image)}")
-        self._check_size(image.shape[0], image.shape[1])
-        batch = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
-        restored, result = self._restore(batch, focal_length, trajectory)
+        batch = self._rgb_batch(image)
+        restored, result = self._restore(batch, focal_length, trajectory, refine)
         return replace(result, restored=np.ascontiguousarray(restored[0].transpose(1, 2, 0)))
+
+    def refine_result(self, image: np.ndarray, result: DeblurResult) -> DeblurResult:
+        """Refine the trajectory of an unrefined `result` of `restore(image, refine=False)`, with this Deblurrer's
+        refine settings (and re-run the restoration if they ask for it)."""
+        if self.refine is None:
+            raise ValueError("this Deblurrer does not refine: create it with refine=RefineSettings(...)")
+        if result.refinement is not None:
+            raise ValueError("the result is already refined")
+        batch = self._rgb_batch(image)
+        restored = np.ascontiguousarray(result.restored.transpose(2, 0, 1)[None])
+        if restored.shape != batch.shape:
+            raise ValueError(f"the result is {result.restored.shape[1]}x{result.restored.shape[0]} but the image is "
+                             f"{image.shape[1]}x{image.shape[0]}: refine a result with the image it was restored from")
+        timings = {name: value for name, value in result.timings.items() if name in ("trajectory", "restoration")}
+        poses = self._poses(result.trajectory)
+        restored, refined = self._refined(batch, restored, poses, result.intrinsics, timings, result.tiles)
+        return replace(refined, restored=np.ascontiguousarray(restored[0].transpose(1, 2, 0)))
 
     def sequence(self, sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The sharp frames `(P, H, W, 3)` of an HxWx3 float32 RGB image under a trajectory, and their mean."""
@@ -167,8 +187,15 @@ class Deblurrer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _rgb_batch(self, image: np.ndarray) -> np.ndarray:
+        """An HxWx3 float32 RGB image as the graphs' `(1, 3, H, W)` batch, checked."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
+            raise ValueError(f"expected an HxWx3 float32 RGB image in [0, 1], got {_describe(image)}")
+        self._check_size(image.shape[0], image.shape[1])
+        return np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+
     def _restore(
-        self, batch: np.ndarray, focal_length: float | None, trajectory: np.ndarray | None
+        self, batch: np.ndarray, focal_length: float | None, trajectory: np.ndarray | None, refine: bool = True
     ) -> tuple[np.ndarray, DeblurResult]:
         """Restore a `(1, 3, H, W)` float32 batch: the restored batch, and the result without its image."""
         height, width = batch.shape[-2:]
@@ -186,16 +213,30 @@ class Deblurrer:
         started = time.perf_counter()
         restored, tiles = self._restore_image(batch, poses, camera)
         timings["restoration"] = time.perf_counter() - started
-        refinement = None
-        if self.refine is not None:
+        if self.refine is not None and refine:
+            return self._refined(batch, restored, poses, camera, timings, tiles)
+        return restored, DeblurResult(restored, poses[0], camera, timings, tiles)
+
+    def _refined(
+        self,
+        batch: np.ndarray,
+        restored: np.ndarray,
+        poses: np.ndarray,
+        camera: np.ndarray,
+        timings: dict[str, float],
+        tiles: int,
+    ) -> tuple[np.ndarray, DeblurResult]:
+        """Refine `poses (1, P, 3)` against the restored batch, re-run the restoration if the settings say so."""
+        assert self.refine is not None
+        timings = dict(timings)
+        started = time.perf_counter()
+        refinement = self._refine(batch, restored, poses[0], camera)
+        poses = refinement.trajectory[None]
+        timings["refine"] = time.perf_counter() - started
+        if self.refine.rerun:
             started = time.perf_counter()
-            refinement = self._refine(batch, restored, poses[0], camera)
-            poses = refinement.trajectory[None]
-            timings["refine"] = time.perf_counter() - started
-            if self.refine.rerun:
-                started = time.perf_counter()
-                restored, tiles = self._restore_image(batch, poses, camera)
-                timings["restoration_rerun"] = time.perf_counter() - started
+            restored, tiles = self._restore_image(batch, poses, camera)
+            timings["restoration_rerun"] = time.perf_counter() - started
         return restored, DeblurResult(restored, poses[0], camera, timings, tiles, refinement)
 
     def _restore_image(self, batch: np.ndarray, poses: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, int]:

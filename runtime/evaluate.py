@@ -355,12 +355,11 @@ def _pair(path: Path, index: int, entry: object, n_positions: int) -> Pair:
 # --- running -----------------------------------------------------------------------------------------------------
 
 
-def evaluate_pair(
-    deblurrer: Deblurrer, pair: Pair, warm_up: bool = False, refiner: Deblurrer | None = None
-) -> tuple[Row, np.ndarray]:
+def evaluate_pair(deblurrer: Deblurrer, pair: Pair, warm_up: bool = False) -> tuple[Row, np.ndarray]:
     """Restore one pair and measure it: (its row, the blurry | restored | sharp picture as uint8 BGR).
 
-    `refiner`, a Deblurrer that refines, is then given the estimate to refine; the picture shows its result.
+    When the Deblurrer refines, the unrefined result is measured, then refined and measured again; the picture
+    shows the refined result.
     """
     blurry = read_image(pair.blurry).rgb
     sharp = read_image(pair.sharp).rgb
@@ -370,9 +369,9 @@ def evaluate_pair(
             f"{sharp.shape[1]}x{sharp.shape[0]}"
         )
     if warm_up:
-        deblurrer.restore(blurry, pair.focal_length)
+        deblurrer.restore(blurry, pair.focal_length, refine=False)
     started = time.perf_counter()
-    result = deblurrer.restore(blurry, pair.focal_length)
+    result = deblurrer.restore(blurry, pair.focal_length, refine=False)
     seconds = time.perf_counter() - started
     restored = np.clip(result.restored, 0, 1)
     height, width = blurry.shape[:2]
@@ -395,8 +394,8 @@ def evaluate_pair(
         seconds=seconds,
         trajectory_estimate=np.asarray(result.trajectory, dtype=np.float64).tolist(),
     )
-    if refiner is not None:
-        refined = refiner.restore(blurry, pair.focal_length, result.trajectory)
+    if deblurrer.refine is not None:
+        refined = deblurrer.refine_result(blurry, result)
         assert refined.refinement is not None
         restored = np.clip(refined.restored, 0, 1)
         psnr_restored = metrics.psnr(restored, sharp)
@@ -447,9 +446,8 @@ def evaluate_pairs(
     progress: Callable[[str], object] | None = None,
     pairs_dir: str = "",
     precision: str = "fp32",
-    refiner: Deblurrer | None = None,
 ) -> Evaluation:
-    """Evaluate every pair with one Deblurrer (and `refiner`, to refine its estimates); a pair that fails is
+    """Evaluate every pair with one Deblurrer (refined and unrefined when it refines); a pair that fails is
     recorded with its reason and the rest go on.
 
     With `out`, each pair's picture is written to `out/pictures/NAME.png` (never over an input file).
@@ -461,7 +459,7 @@ def evaluate_pairs(
     for index, pair in enumerate(pairs, 1):
         label = f"[{index}/{len(pairs)}] {pair.name}"
         try:
-            row, picture = evaluate_pair(deblurrer, pair, warm_up=not warmed, refiner=refiner)
+            row, picture = evaluate_pair(deblurrer, pair, warm_up=not warmed)
             warmed = True
             if out is not None:
                 relative = f"{PICTURES}/{pair.name}.png"
@@ -520,21 +518,16 @@ def evaluate(
     out = Path(out) if out is not None else None
     if out is not None:
         _make_outdir(out)
-    settings: dict[str, Any] = {
-        "precision": precision,
-        "log": progress,
-        "force_precision": force_precision,
-        "threads": threads,
-    }
-    with Deblurrer(loaded, backend, **settings) as deblurrer:
-        refiner = None
-        if refine is not None:
-            refiner = Deblurrer(loaded, deblurrer.backend, refine=refine, **settings)
-        try:
-            evaluation = evaluate_pairs(deblurrer, pairs, out, progress, str(pairs_dir), precision, refiner)
-        finally:
-            if refiner is not None:
-                refiner.close()
+    with Deblurrer(
+        loaded,
+        backend,
+        precision=precision,
+        log=progress,
+        force_precision=force_precision,
+        threads=threads,
+        refine=refine,
+    ) as deblurrer:
+        evaluation = evaluate_pairs(deblurrer, pairs, out, progress, str(pairs_dir), precision)
     if out is not None:
         write_reports(evaluation, Path(out))
     return evaluation

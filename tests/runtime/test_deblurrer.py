@@ -224,6 +224,31 @@ def test_the_rerun_restores_with_the_refined_trajectory(small_bundle, deblurrer,
     assert frame_result.refinement is not None and frame_result.restored.dtype == np.uint8
 
 
+def test_a_result_restored_without_refinement_can_be_refined_afterwards(small_bundle, shaken):
+    """restore(refine=False) then refine_result gives what one refining restore gives, with one restoration."""
+    blurry, start = shaken
+    settings = RefineSettings(steps=(4, 4), scales=(0.5, 1.0), rerun=True)
+    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, refine=settings) as refining:
+        plain = refining.restore(blurry, trajectory=start, refine=False)
+        refined = refining.refine_result(blurry, plain)
+        at_once = refining.restore(blurry, trajectory=start)
+        with pytest.raises(ValueError, match="already refined"):
+            refining.refine_result(blurry, refined)
+        with pytest.raises(ValueError, match="refine a result with the image it was restored from"):
+            refining.refine_result(np.ascontiguousarray(blurry[:-8]), plain)
+    assert plain.refinement is None and set(plain.timings) == {"restoration"}
+    assert refined.refinement is not None and refined.refinement.loss_before == at_once.refinement.loss_before
+    assert np.array_equal(refined.trajectory, at_once.trajectory)
+    assert np.array_equal(refined.restored, at_once.restored)
+    assert set(refined.timings) == {"restoration", "refine", "restoration_rerun"}
+
+
+def test_only_a_refining_deblurrer_refines_results(deblurrer, shaken):
+    blurry, start = shaken
+    with pytest.raises(ValueError, match="this Deblurrer does not refine"):
+        deblurrer.refine_result(blurry, deblurrer.restore(blurry, trajectory=start))
+
+
 def test_refinement_needs_the_refine_graph(small_bundle, tmp_path):
     bundle = bundle_without_refine(small_bundle, tmp_path)
     with pytest.raises(ValueError, match="has no refine graph; add it with python -m export.refine"):
