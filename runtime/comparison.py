@@ -6,7 +6,8 @@
 Per configuration (backend x precision that can run here; the others are listed with the reason): the median
 end-to-end latency of `Deblurrer.restore` on a smooth synthetic image (trajectory net, then restoration) after
 warm-up, throughput, the peak memory it takes (in a fresh process: peak resident size after loading it and restoring
-one image, minus that before loading), and its restored image's PSNR against onnxruntime FP32's. Rounds are
+one image, minus that before loading), and the restored image of that fresh process's run compared with onnxruntime
+FP32's (PSNR). Rounds are
 interleaved over configurations, so load from elsewhere spreads over all of them. Beside them, in the same run:
 
 - the PyTorch reference (eager FP32, the same threads, random weights of the bundle's architecture), timed in a
@@ -209,39 +210,47 @@ def compare(
 def _load_and_measure(
     bundle: Bundle, backend: str, precision: str, threads: int, image: np.ndarray
 ) -> tuple[Deblurrer, float | None, np.ndarray]:
-    """Load a configuration and run it once: (the Deblurrer, its peak memory in MiB, its restored image)."""
+    """Load a configuration here (for the timed rounds) and measure it once in a fresh process: (the Deblurrer,
+    its peak memory in MiB, its restored image)."""
     deblurrer = Deblurrer(
         bundle, backend, precision=precision, threads=threads, tile_side=None, log=lambda _: None, force_precision=True
     )
     try:
-        output = deblurrer.restore(image).restored
+        memory, output = measure_in_fresh_process(bundle.path, backend, precision, threads, image)
     except BaseException:
         deblurrer.close()
         raise
-    return deblurrer, peak_memory_mib(bundle.path, backend, precision, threads, image.shape[0], image.shape[1]), output
+    return deblurrer, memory, output
 
 
-def peak_memory_mib(bundle: Path, backend: str, precision: str, threads: int, height: int, width: int) -> float | None:
-    """Peak resident memory (MiB) of a fresh process that loads the configuration and restores one image, minus
-    that of the same process before loading (Python, numpy and the runtime imported); None off Linux."""
+def measure_in_fresh_process(
+    bundle: Path, backend: str, precision: str, threads: int, image: np.ndarray
+) -> tuple[float | None, np.ndarray]:
+    """Load the configuration in a fresh process and restore `image` once: (its peak resident memory in MiB minus
+    that before loading, with Python, numpy and the runtime imported; None off Linux), the restored image)."""
     code = (
         "import sys\n"
-        "from runtime.benchmark import synthetic_image\n"
+        "import numpy as np\n"
         "from runtime.comparison import memory_mib\n"
         "from runtime.deblurrer import Deblurrer\n"
-        "image = synthetic_image(int(sys.argv[5]), int(sys.argv[6]))\n"
+        "image = np.load(sys.argv[5])\n"
         "before = memory_mib('VmHWM')\n"
         "with Deblurrer(sys.argv[1], sys.argv[2], precision=sys.argv[3], threads=int(sys.argv[4]), tile_side=None,\n"
         "               log=lambda _: None, force_precision=True) as deblurrer:\n"
-        "    deblurrer.restore(image)\n"
+        "    np.save(sys.argv[6], deblurrer.restore(image).restored)\n"
         "after = memory_mib('VmHWM')\n"
         "print(-1 if before is None or after is None else after - before)\n"
     )
-    arguments = [str(bundle), backend, precision, str(threads), str(height), str(width)]
-    done = subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0 or float(done.stdout.strip() or -1) < 0:
-        return None
-    return float(done.stdout.strip())
+    with tempfile.TemporaryDirectory(prefix="blur2seq-measure-") as directory:
+        image_file, output_file = Path(directory) / "image.npy", Path(directory) / "restored.npy"
+        np.save(image_file, image)
+        arguments = [str(bundle), backend, precision, str(threads), str(image_file), str(output_file)]
+        done = subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BackendError(f"{backend} {precision}: the measuring process failed ({last})")
+        memory = float(done.stdout.strip().splitlines()[-1])
+        return (memory if memory >= 0 else None), np.load(output_file)
 
 
 def memory_mib(field_name: str) -> float | None:
