@@ -1,4 +1,4 @@
-"""Training losses and metrics: order-invariant trajectory error in pixels, reblur error, PSNR.
+"""Training losses and metrics: order-invariant trajectory error in pixels, path-order error, reblur error, PSNR.
 
 Pure functions of tensors; per-sample values `(B,)` so callers can average, weight or report them.
 """
@@ -11,6 +11,7 @@ from torch import Tensor
 
 from models import pmbm
 from models.shake import probe_points, project_points
+from models.trajectory import order_poses
 
 
 def reblur(image: Tensor, trajectory: Tensor, camera: Tensor) -> Tensor:
@@ -43,6 +44,21 @@ def matched_error_px(estimate: Tensor, truth: Tensor, camera: Tensor, height: in
         rows, columns = linear_sum_assignment(cost)
         matched.append(distances[sample, torch.from_numpy(rows), torch.from_numpy(columns)].mean())
     return torch.stack(matched)
+
+
+def ordered_error_px(estimate: Tensor, truth: Tensor, camera: Tensor, height: int, width: int) -> Tensor:
+    """Path-order error `(B,)` in pixels: mean distance between the i-th estimated and the i-th true pose when
+    both are put in the reference's pose order (`order_poses`, as the runtime does), the better of the two
+    directions.
+
+    It is never below the matched error, and equals it when the estimated poses lie along a path in the same
+    order as the true ones; the excess measures how far the runtime's frame sequence and kernel drawing would
+    jump back and forth. The ordering is chosen without gradient; the distances carry it.
+    """
+    distances = pose_distances_px(order_poses(estimate), order_poses(truth), camera, height, width)
+    forward = distances.diagonal(dim1=1, dim2=2).mean(dim=-1)
+    backward = distances.flip(dims=(2,)).diagonal(dim1=1, dim2=2).mean(dim=-1)
+    return torch.minimum(forward, backward)
 
 
 def reblur_l1(sharp: Tensor, blurry: Tensor, trajectory: Tensor, camera: Tensor) -> Tensor:

@@ -6,8 +6,9 @@
                                        --init training/restoration/restoration.pt [...]
     add --resume to continue a run from OUT/train_state.pth (weights, optimiser, step, RNG)
 
-Modes: `trajectory` trains `TrajectoryNet(nc1=16)` on the order-invariant (matched) pose error in pixels plus
-a small reblur term; `restoration` trains `RestorationNet(nc=(16,32,64,128), nb=2, n_iter=4, h_nc=32)` with L1
+Modes: `trajectory` trains `TrajectoryNet(nc1=16)` on the order-invariant (matched) pose error in pixels, plus
+optionally the path-order error (so that the runtime's pose ordering gives a path, not a zigzag) and a small
+reblur term; `restoration` trains `RestorationNet(nc=(16,32,64,128), nb=2, n_iter=4, h_nc=32)` with L1
 against the sharp image given the TRUE trajectory; `finetune` trains the restoration net on a mix of true,
 predicted (by a trained trajectory net) and perturbed trajectories, so that it tolerates trajectory error.
 
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from models.checkpoint import atomic_torch_save, load_restoration_net, load_trajectory_net, save_checkpoint
-from models.losses import matched_error_px, psnr, reblur_l1
+from models.losses import matched_error_px, ordered_error_px, psnr, reblur_l1
 from models.restoration import RestorationNet
 from models.synthetic import HELD_OUT_IMAGES, Batch, PairConfig, make_batch
 from models.trajectory import TrajectoryNet, order_poses
@@ -64,6 +65,7 @@ class TrainConfig:
     warmup: int = 100
     clip: float = 1.0  # gradient-norm clipping
     reblur_weight: float = 10.0  # trajectory mode: weight of the reblur L1 next to the pixel error
+    order_weight: float = 0.0  # trajectory mode: weight of the path-order error next to the matched error
     mix: tuple[float, float, float] = (0.3, 0.4, 0.3)  # finetune: shares of true, predicted, perturbed
     sigma_default_share: float = 0.5  # restoration modes: share of samples given RUNTIME_SIGMA, not the true one
     save_every: int = 200
@@ -126,13 +128,18 @@ def mix_trajectories(
     return torch.where(draw < shares[0], true, torch.where(draw < shares[0] + shares[1], predicted, perturbed))
 
 
-def trajectory_loss(net: TrajectoryNet, batch: Batch, reblur_weight: float) -> tuple[Tensor, dict[str, float]]:
-    """Order-invariant (matched) pose error (px) plus `reblur_weight` x reblur L1."""
+def trajectory_loss(
+    net: TrajectoryNet, batch: Batch, reblur_weight: float, order_weight: float = 0.0
+) -> tuple[Tensor, dict[str, float]]:
+    """Order-invariant (matched) pose error (px) + `order_weight` x path-order error (px) + `reblur_weight` x
+    reblur L1."""
     height, width = batch.blurry.shape[-2:]
     estimate = net(batch.blurry, batch.intrinsics[:, 0, 0])
     pixels = matched_error_px(estimate, batch.trajectory, batch.intrinsics, height, width).mean()
+    ordered = ordered_error_px(estimate, batch.trajectory, batch.intrinsics, height, width).mean()
     reblur = reblur_l1(batch.sharp, batch.blurry, estimate, batch.intrinsics).mean()
-    return pixels + reblur_weight * reblur, {"px": pixels.item(), "reblur": reblur.item()}
+    loss = pixels + order_weight * ordered + reblur_weight * reblur
+    return loss, {"px": pixels.item(), "ordered": ordered.item(), "reblur": reblur.item()}
 
 
 def restoration_loss(
@@ -228,7 +235,7 @@ class Trainer:
     def loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         config = self.config
         if isinstance(self.net, TrajectoryNet):
-            return trajectory_loss(self.net, batch, config.reblur_weight)
+            return trajectory_loss(self.net, batch, config.reblur_weight, config.order_weight)
         assert isinstance(self.net, RestorationNet)
         trajectory = batch.trajectory
         if self.trajectory_net is not None:
@@ -263,8 +270,9 @@ class Trainer:
                 zero = matched_error_px(
                     torch.zeros_like(estimate), batch.trajectory, batch.intrinsics, height, width
                 )
+                ordered = ordered_error_px(estimate, batch.trajectory, batch.intrinsics, height, width)
                 line = f"trajectory error {error.mean():.3f} px, zero motion {zero.mean():.3f} px, "
-                line += f"ratio {error.mean() / zero.mean():.3f}"
+                line += f"ratio {error.mean() / zero.mean():.3f}, in path order {ordered.mean():.3f} px"
             else:
                 assert isinstance(self.net, RestorationNet)
                 sigma = torch.full_like(batch.sigma, RUNTIME_SIGMA)
@@ -326,6 +334,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument(
         "--reblur-weight", type=float, default=defaults.reblur_weight, help="trajectory: weight of the reblur L1"
     )
+    parser.add_argument(
+        "--order-weight", type=float, default=defaults.order_weight, help="trajectory: weight of the path-order error"
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads")
     parser.add_argument("--init", help="start from the weights of this net checkpoint")
     parser.add_argument("--trajectory-net", help="finetune: checkpoint of the trained trajectory net")
@@ -344,6 +355,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         save_every=args.save_every,
         log_every=args.log_every,
         reblur_weight=args.reblur_weight,
+        order_weight=args.order_weight,
         threads=args.threads,
         init=args.init,
         trajectory_net=args.trajectory_net,

@@ -13,7 +13,7 @@ pytest.importorskip("skimage")
 
 from models.checkpoint import load_net, load_restoration_net, load_trajectory_net, save_checkpoint  # noqa: E402
 from models.geometry import intrinsics  # noqa: E402
-from models.losses import matched_error_px  # noqa: E402
+from models.losses import matched_error_px, ordered_error_px  # noqa: E402
 from models.shake import probe_points, random_trajectory  # noqa: E402
 from models.train import (  # noqa: E402
     COMPACT_RESTORATION,
@@ -75,6 +75,37 @@ def test_matched_error_has_a_finite_gradient_that_lowers_it():
     assert estimate.grad is not None and torch.isfinite(estimate.grad).all()
     stepped = estimate.detach() - 1e-3 * estimate.grad / estimate.grad.norm()
     assert float(matched_error_px(stepped, truth, camera, 48, 64)) < float(error.detach())
+
+
+def _recorded_like_truth(seeds=(1, 2)) -> torch.Tensor:
+    return torch.from_numpy(
+        np.stack([random_trajectory(np.random.default_rng(s), 6.0, 70.0, 48, 64) for s in seeds])
+    ).float()
+
+
+def test_path_order_error_is_zero_for_the_truth_in_any_order_or_direction():
+    camera = intrinsics(48, 64, 70.0).expand(2, 3, 3)
+    truth = _recorded_like_truth()
+    shuffled = truth[:, torch.randperm(25, generator=torch.Generator().manual_seed(0))]
+    for same_set in (truth, shuffled, truth.flip(dims=(1,))):
+        assert torch.allclose(ordered_error_px(same_set, truth, camera, 48, 64), torch.zeros(2), atol=1e-4)
+
+
+def test_path_order_error_grows_when_poses_stray_off_the_path_and_never_undercuts_the_matched_error():
+    camera = intrinsics(48, 64, 70.0).expand(2, 3, 3)
+    truth = _recorded_like_truth()
+    scaled = 0.8 * truth
+    # Neighbouring poses swapped pairwise: the same set of positions, hence the same ordered error.
+    zigzag = scaled.clone()
+    zigzag[:, 1:-1:2], zigzag[:, 2::2] = scaled[:, 2::2], scaled[:, 1:-1:2]
+    noisy = scaled + 0.004 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(1))
+    for estimate in (scaled, zigzag, noisy):
+        matched = matched_error_px(estimate, truth, camera, 48, 64)
+        assert (ordered_error_px(estimate, truth, camera, 48, 64) >= matched - 1e-4).all()
+    assert torch.allclose(
+        ordered_error_px(zigzag, truth, camera, 48, 64), ordered_error_px(scaled, truth, camera, 48, 64), atol=1e-4
+    )  # the runtime reorders a set, so pose indices never matter: only the positions do
+    assert (ordered_error_px(noisy, truth, camera, 48, 64) > matched_error_px(noisy, truth, camera, 48, 64)).any()
 
 
 def test_learning_rate_warms_up_then_decays_to_its_final_fraction():
