@@ -36,8 +36,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnxruntime
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -51,6 +49,7 @@ from export.onnx import (
     ExportError,
     check_onnx,
     io_description,
+    onnxruntime_parity,
     write_onnx,
 )
 from models import geometry, pmbm
@@ -257,23 +256,7 @@ def parity(module: nn.Module, path: Path, n_positions: int) -> dict[str, float]:
     """Max abs difference onnxruntime CPU vs PyTorch per output, relative to the output's largest magnitude, at
     a shape unlike the traced one; raises `ExportError` above `RELATIVE_TOLERANCE`."""
     inputs = example_refine_inputs(*VERIFY_SHAPE, n_positions, seed=1)
-    with torch.no_grad():
-        expected = module(*inputs.values())
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    actual = session.run(list(OUTPUTS), {name: value.numpy() for name, value in inputs.items()})
-    errors = {}
-    for name, got, want in zip(OUTPUTS, actual, expected, strict=True):
-        reference = want.numpy()
-        scale = max(float(np.abs(reference).max()), 1e-30)
-        errors[name] = float(np.abs(got - reference).max()) / scale
-    failed = [
-        f"{name} {e:.2e} > {RELATIVE_TOLERANCE[name]:.0e}"
-        for name, e in errors.items()
-        if not e <= RELATIVE_TOLERANCE[name]
-    ]
-    if failed:
-        raise ExportError(f"{FILE}: onnxruntime differs from PyTorch (relative): {', '.join(failed)}")
-    return errors
+    return onnxruntime_parity(module, inputs, path, OUTPUTS, RELATIVE_TOLERANCE, relative=True)
 
 
 def _format(errors: dict[str, float]) -> str:

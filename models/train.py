@@ -267,9 +267,7 @@ class Trainer:
             if isinstance(self.net, TrajectoryNet):
                 estimate = self.net(batch.blurry, batch.intrinsics[:, 0, 0])
                 error = matched_error_px(estimate, batch.trajectory, batch.intrinsics, height, width)
-                zero = matched_error_px(
-                    torch.zeros_like(estimate), batch.trajectory, batch.intrinsics, height, width
-                )
+                zero = matched_error_px(torch.zeros_like(estimate), batch.trajectory, batch.intrinsics, height, width)
                 ordered = ordered_error_px(estimate, batch.trajectory, batch.intrinsics, height, width)
                 line = f"trajectory error {error.mean():.3f} px, zero motion {zero.mean():.3f} px, "
                 line += f"ratio {error.mean() / zero.mean():.3f}, in path order {ordered.mean():.3f} px"
@@ -290,8 +288,10 @@ class Trainer:
         """Train to `config.steps` (or stop early, saved, after step `stop_at`: as if interrupted)."""
         config = self.config
         last = config.steps if stop_at is None else min(stop_at, config.steps)
-        self.log(f"{config.mode}: steps {self.step}->{config.steps}, batch {config.batch}, crop {config.crop}, "
-                 f"seed {config.seed}, lr {config.lr}, {sum(p.numel() for p in self.net.parameters())} parameters")
+        self.log(
+            f"{config.mode}: steps {self.step}->{config.steps}, batch {config.batch}, crop {config.crop}, "
+            f"seed {config.seed}, lr {config.lr}, {sum(p.numel() for p in self.net.parameters())} parameters"
+        )
         started, start_step = time.monotonic(), self.step
         running: dict[str, float] = {}
         while self.step < last:
@@ -305,8 +305,10 @@ class Trainer:
                 rate = (self.step - start_step) / max(time.monotonic() - started, 1e-9)
                 eta = (config.steps - self.step) / max(rate, 1e-9)
                 means = " ".join(f"{key} {value / count:.4f}" for key, value in running.items())
-                self.log(f"step {self.step}/{config.steps} {means} lr {learning_rate(self.step - 1, config):.2e} "
-                         f"{rate:.3f} steps/s ETA {_duration(eta)}")
+                self.log(
+                    f"step {self.step}/{config.steps} {means} lr {learning_rate(self.step - 1, config):.2e} "
+                    f"{rate:.3f} steps/s ETA {_duration(eta)}"
+                )
                 running = {}
             if self.step % config.save_every == 0 or self.step == last:
                 self.save()

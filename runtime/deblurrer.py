@@ -157,8 +157,10 @@ class Deblurrer:
         batch = self._rgb_batch(image)
         restored = np.ascontiguousarray(result.restored.transpose(2, 0, 1)[None])
         if restored.shape != batch.shape:
-            raise ValueError(f"the result is {result.restored.shape[1]}x{result.restored.shape[0]} but the image is "
-                             f"{image.shape[1]}x{image.shape[0]}: refine a result with the image it was restored from")
+            raise ValueError(
+                f"the result is {result.restored.shape[1]}x{result.restored.shape[0]} but the image is "
+                f"{image.shape[1]}x{image.shape[0]}: refine a result with the image it was restored from"
+            )
         timings = {name: value for name, value in result.timings.items() if name in ("trajectory", "restoration")}
         poses = self._poses(result.trajectory)
         restored, refined = self._refined(batch, restored, poses, result.intrinsics, timings, result.tiles)
