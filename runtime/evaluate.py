@@ -56,6 +56,7 @@ MEAN_COLUMNS = (
     "ssim_blurry",
     "ssim_restored",
     "trajectory_error_px",
+    "path_order_error_px",
     "zero_motion_error_px",
     "error_ratio",
     "seconds",
@@ -67,6 +68,10 @@ CONVENTIONS = {
     "trajectory_error": (
         "mean displacement (px) of the 4 corners and the principal point between estimated and true poses, "
         "poses matched one-to-one by optimal assignment; zero motion: the all-zero trajectory"
+    ),
+    "path_order_error": (
+        "the same displacement between the i-th estimated and the i-th true pose, both in the reference's pose "
+        "order, better direction: above the trajectory error when the estimated poses do not form the true path"
     ),
     "error_ratio": "trajectory error / zero-motion error, per pair",
     "seconds": "wall time of Deblurrer.restore (trajectory + restoration), after one warm-up run",
@@ -130,6 +135,8 @@ class Row:
     ssim_blurry: float
     ssim_restored: float
     trajectory_error_px: float
+    #: The error with both trajectories in the reference's time order (how well the frame sequence follows).
+    path_order_error_px: float
     zero_motion_error_px: float
     #: trajectory error / zero-motion error; NaN when the true motion is zero.
     error_ratio: float
@@ -199,8 +206,8 @@ class Evaluation:
             f"{len(self.rows)} pairs" + (f", {len(self.failed)} failed" if self.failed else ""),
             "",
             "| pair | size | f px | PSNR blurry | PSNR restored | gain dB | SSIM blurry | SSIM restored "
-            "| traj. error px | zero motion px | ratio | time s |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| traj. error px | in path order px | zero motion px | ratio | time s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in self.rows:
             lines.append(_table_row(row.name, f"{row.width}x{row.height}", f"{row.focal_length:g}", asdict(row)))
@@ -217,7 +224,8 @@ class Evaluation:
             "",
             "PSNR in dB (data range 1), SSIM per RGB channel (Gaussian window 11x11, sigma 1.5) averaged; restored "
             "images clipped to [0, 1]. Trajectory error: mean displacement of the corners and the principal point "
-            "between optimally matched estimated and true poses. Time: `Deblurrer.restore`, after one warm-up run.",
+            "between optimally matched estimated and true poses; in path order: between the i-th poses of both in the "
+            "reference's pose order. Time: `Deblurrer.restore`, after one warm-up run.",
         ]
         lines += self._refined_markdown()
         if self.failed:
@@ -268,6 +276,7 @@ def _table_row(name: str, size: str, focal: str, values: dict[str, Any]) -> str:
         _number(values["ssim_blurry"], 4),
         _number(values["ssim_restored"], 4),
         _number(values["trajectory_error_px"], 2),
+        _number(values["path_order_error_px"], 2),
         _number(values["zero_motion_error_px"], 2),
         _number(values["error_ratio"], 2),
         _number(values["seconds"], 3),
@@ -389,6 +398,9 @@ def evaluate_pair(deblurrer: Deblurrer, pair: Pair, warm_up: bool = False) -> tu
         ssim_blurry=metrics.ssim(blurry, sharp),
         ssim_restored=metrics.ssim(restored, sharp),
         trajectory_error_px=estimated,
+        path_order_error_px=metrics.path_order_error(
+            result.trajectory, pair.trajectory, height, width, pair.focal_length
+        ),
         zero_motion_error_px=zero,
         error_ratio=estimated / zero if zero > 0 else math.nan,
         seconds=seconds,

@@ -139,6 +139,38 @@ def trajectory_error(
     return float(costs[rows, columns].mean())
 
 
+def reference_order(trajectory: npt.ArrayLike) -> npt.NDArray[np.intp]:
+    """The reference's time order of poses (DESIGN.md section 2): from the pose farthest from all others (summed
+    distance between rotation vectors), every pose by decreasing distance to it."""
+    poses = _poses(trajectory, "trajectory")
+    distances = np.sqrt(((poses[:, None] - poses[None]) ** 2).sum(axis=-1))
+    extreme = int(distances.sum(axis=0).argmax())
+    return np.argsort(-distances[extreme], kind="stable")
+
+
+def path_order_error(
+    estimate: npt.ArrayLike,
+    truth: npt.ArrayLike,
+    height: int,
+    width: int,
+    focal_length: float | None = None,
+    points: npt.ArrayLike | None = None,
+) -> float:
+    """Trajectory error in time order: mean displacement between the i-th estimated and the i-th true pose, both
+    in the reference's order (`reference_order`), the better of the two directions.
+
+    Never below `trajectory_error`; equal to it when the estimated poses lie along a path in the true order. The
+    excess is how far the frame sequence and the kernel drawing jump back and forth.
+    """
+    estimated, true = _poses(estimate, "estimate"), _poses(truth, "truth")
+    if estimated.shape != true.shape:
+        raise ValueError(f"trajectories differ in length: {estimated.shape[0]} vs {true.shape[0]} poses")
+    ordered = pose_costs(
+        estimated[reference_order(estimated)], true[reference_order(true)], height, width, focal_length, points
+    )
+    return float(min(np.diagonal(ordered).mean(), np.diagonal(ordered[:, ::-1]).mean()))
+
+
 def zero_motion_error(
     truth: npt.ArrayLike,
     height: int,

@@ -88,6 +88,8 @@ def test_a_whole_evaluation(small_bundle, pairs, tmp_path):
         error = metrics.trajectory_error(row["trajectory_estimate"], entry["trajectory"], CROP, CROP, 2.0 * CROP)
         assert row["trajectory_error_px"] == pytest.approx(error, rel=1e-9)
         assert row["error_ratio"] == pytest.approx(error / row["zero_motion_error_px"])
+        in_order = metrics.path_order_error(row["trajectory_estimate"], entry["trajectory"], CROP, CROP, 2.0 * CROP)
+        assert row["path_order_error_px"] == pytest.approx(in_order, rel=1e-9) and in_order >= error - 1e-9
         # The blurry baseline is measured on the files as written.
         blurry = cv2.imread(str(pairs / entry["blurry"]))[..., ::-1] / 255.0
         sharp = cv2.imread(str(pairs / entry["sharp"]))[..., ::-1] / 255.0

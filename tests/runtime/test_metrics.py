@@ -156,6 +156,29 @@ def test_the_error_is_symmetric_and_positive_for_different_motions(shake):
     assert metrics.trajectory_error(shake, other, HEIGHT, WIDTH) == pytest.approx(forward, rel=1e-12)
 
 
+def test_the_reference_order_follows_a_path_up_to_reversal(shake):
+    """On a straight sweep the reference's order is the time order (or its reverse), whatever the poses' order."""
+    sweep = np.linspace(-1, 1, 25)[:, None] * np.array([0.02, 0.01, 0.003])
+    shuffled = np.random.default_rng(0).permutation(25)
+    order = metrics.reference_order(sweep[shuffled])
+    assert list(shuffled[order]) in (list(range(25)), list(range(24, -1, -1)))
+
+
+def test_the_path_order_error_is_zero_for_the_truth_in_any_order(shake):
+    for estimate in (shake, shake[::-1], shake[np.random.default_rng(1).permutation(25)]):
+        assert metrics.path_order_error(estimate, shake, HEIGHT, WIDTH) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_path_order_error_counts_poses_off_the_path(shake):
+    """Noise that keeps the set near the truth but breaks its order costs more in path order than matched."""
+    noisy = shake + 0.004 * np.random.default_rng(3).standard_normal(shake.shape)
+    matched = metrics.trajectory_error(noisy, shake, HEIGHT, WIDTH)
+    in_order = metrics.path_order_error(noisy, shake, HEIGHT, WIDTH)
+    assert in_order > matched > 0
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.path_order_error(shake[:24], shake, HEIGHT, WIDTH)
+
+
 def test_reference_points_are_the_corners_and_the_principal_point():
     points = metrics.reference_points(HEIGHT, WIDTH)
     assert points.tolist() == [[0, 0], [WIDTH - 1, 0], [0, HEIGHT - 1], [WIDTH - 1, HEIGHT - 1], [32.0, 22.5]]
