@@ -168,12 +168,9 @@ class Deblurrer:
 
     def sequence(self, sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The sharp frames `(P, H, W, 3)` of an HxWx3 float32 RGB image under a trajectory, and their mean."""
-        if not isinstance(sharp, np.ndarray) or sharp.ndim != 3 or sharp.shape[2] != 3 or sharp.dtype != np.float32:
-            raise ValueError(f"expected an HxWx3 float32 RGB image in [0, 1], got {_describe(sharp)}")
-        self._check_size(sharp.shape[0], sharp.shape[1])
         result = self._run(
             "sequence",
-            sharp=np.ascontiguousarray(sharp.transpose(2, 0, 1)[None]),
+            sharp=self._rgb_batch(sharp),
             trajectory=self._poses(trajectory),
             intrinsics=np.asarray(camera, np.float32).reshape(1, 3, 3),
         )
