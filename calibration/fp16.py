@@ -34,6 +34,7 @@ from calibration.gate import (
     GATED_ROLES,
     Sample,
     SampleError,
+    image_samples,
     judge,
     pair_samples,
     read_images,
@@ -355,7 +356,7 @@ def _bundle_main(args: argparse.Namespace) -> int:
         samples = (
             pair_samples(args.pairs, bundle.n_positions)
             if args.pairs is not None
-            else [Sample(rgb, float(max(rgb.shape[:2]))) for rgb in read_images(args.images, args.samples, log)]
+            else image_samples(read_images(args.images, args.samples, log))
         )
         entry = add_fp16_variant(bundle.path, samples, args.max_loss_db, log)
     except (BundleError, ConversionError, SampleError, MediaError, ValueError) as error:

@@ -108,18 +108,33 @@ class Gate:
 Outputs = list[tuple[np.ndarray, np.ndarray]]
 
 
+def image_samples(images: Sequence[np.ndarray]) -> list[Sample]:
+    """Blurry images as gate samples, each at the default focal length (the longer side)."""
+    return [Sample(rgb, float(max(rgb.shape[:2]))) for rgb in images]
+
+
+def net_feeds(
+    trajectory_session: onnxruntime.InferenceSession, rgb: np.ndarray, focal_length: float, sigma: float
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The trajectory graph's and the restoration graph's feeds for one HxWx3 float32 RGB image, as the runtime
+    builds them; the restoration's trajectory is the estimate of the trajectory graph in `trajectory_session`."""
+    height, width = rgb.shape[:2]
+    batch = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    camera = intrinsics(height, width, focal_length)[None].astype(np.float32)
+    trajectory_feed = {"image": batch, "focal_length": camera[:, 0, 0].copy()}
+    (trajectory,) = trajectory_session.run(None, trajectory_feed)
+    sigma_feed = np.array([sigma], np.float32)
+    return trajectory_feed, {"blurry": batch, "trajectory": trajectory, "intrinsics": camera, "sigma": sigma_feed}
+
+
 def run_graphs(paths: dict[str, Path], samples: Sequence[Sample], sigma: float) -> Outputs:
     """The trajectory and restoration graphs at `paths` on every sample (onnxruntime CPU)."""
     trajectory_session, restoration_session = (cpu_session(paths[role]) for role in GATED_ROLES)
     outputs = []
     for sample in samples:
-        height, width = sample.blurry.shape[:2]
-        batch = np.ascontiguousarray(sample.blurry.transpose(2, 0, 1)[None])
-        camera = intrinsics(height, width, sample.focal_length)[None].astype(np.float32)
-        (trajectory,) = trajectory_session.run(None, {"image": batch, "focal_length": camera[:, 0, 0].copy()})
-        feed = {"blurry": batch, "trajectory": trajectory, "intrinsics": camera, "sigma": np.array([sigma], np.float32)}
+        _, feed = net_feeds(trajectory_session, sample.blurry, sample.focal_length, sigma)
         (restored,) = restoration_session.run(None, feed)
-        outputs.append((np.clip(restored[0].transpose(1, 2, 0), 0, 1), trajectory[0]))
+        outputs.append((np.clip(restored[0].transpose(1, 2, 0), 0, 1), feed["trajectory"][0]))
     return outputs
 
 
@@ -176,5 +191,3 @@ def cpu_session(path: Path) -> onnxruntime.InferenceSession:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-

@@ -41,7 +41,7 @@ import onnx
 import onnxruntime
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from calibration.fp16 import onnx_nodes
+from calibration.fp16 import geometry_node_names
 from calibration.gate import (
     DEFAULT_MAX_LOSS_DB,
     GATED_ROLES,
@@ -50,14 +50,14 @@ from calibration.gate import (
     Sample,
     SampleError,
     cpu_session,
+    image_samples,
     judge,
+    net_feeds,
     pair_samples,
     read_images,
     run_graphs,
 )
-from export.tensorrt import geometry_island
 from runtime.bundle import Bundle, BundleError, add_precision, load_bundle
-from runtime.camera import intrinsics
 from runtime.media import MediaError
 
 #: The graphs that hold weights, in the order they run.
@@ -101,21 +101,10 @@ def graph_feeds(bundle: Bundle, images: Sequence[np.ndarray]) -> dict[str, list[
     trajectory graph; the image, the FP32 trajectory graph's estimate and the bundle's sigma for the restoration."""
     session = cpu_session(bundle.graph_path("trajectory"))
     feeds: dict[str, list[dict[str, np.ndarray]]] = {role: [] for role in QUANTISED_ROLES}
-    for rgb in images:
-        height, width = rgb.shape[:2]
-        batch = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
-        camera = intrinsics(height, width)[None].astype(np.float32)
-        trajectory_feed = {"image": batch, "focal_length": camera[:, 0, 0].copy()}
-        (trajectory,) = session.run(None, trajectory_feed)
+    for sample in image_samples(images):
+        trajectory_feed, restoration_feed = net_feeds(session, sample.blurry, sample.focal_length, bundle.default_sigma)
         feeds["trajectory"].append(trajectory_feed)
-        feeds["restoration"].append(
-            {
-                "blurry": batch,
-                "trajectory": trajectory,
-                "intrinsics": camera,
-                "sigma": np.array([bundle.default_sigma], np.float32),
-            }
-        )
+        feeds["restoration"].append(restoration_feed)
     return feeds
 
 
@@ -155,15 +144,9 @@ def layer_group(node_name: str) -> str:
     return "/".join(re.sub(r"([._]\d+)+$", "", part) for part in parts[:2]) or node_name
 
 
-def float_nodes(model: onnx.ModelProto) -> set[str]:
-    """Nodes that must stay float: the geometry island (sampling positions and GridSample)."""
-    nodes = list(model.graph.node)
-    return {nodes[index].name for index in geometry_island(onnx_nodes(model.graph))}
-
-
 def quantisable_groups(model: onnx.ModelProto) -> list[str]:
     """The layer groups of the convolutions that would be quantised, in graph order."""
-    keep = float_nodes(model)
+    keep = geometry_node_names(model)
     groups = [layer_group(node.name) for node in model.graph.node if _quantised_op(node) and node.name not in keep]
     return list(dict.fromkeys(groups))
 
@@ -186,7 +169,9 @@ def quantise_graph(
     geometry island stay float. `ranges`: onnxruntime's calibration cache (JSON): read when it exists (no
     calibration runs), else written, so one graph is calibrated once however often it is re-quantised."""
     model = onnx.load(str(source))
-    excluded = float_nodes(model) | {node.name for node in model.graph.node if layer_group(node.name) in keep_float}
+    excluded = geometry_node_names(model) | {
+        node.name for node in model.graph.node if layer_group(node.name) in keep_float
+    }
     # onnxruntime's calibrators print their steps and log advice on the root logger; the progress lines say enough.
     root = logging.getLogger()
     level = root.level
@@ -294,19 +279,15 @@ def calibrate(
     bundle = load_bundle(bundle_dir)
     target = TARGETS[settings.target]
     fp32 = {role: bundle.graph_path(role) for role in QUANTISED_ROLES}
-    groups = {group for role in QUANTISED_ROLES for group in quantisable_groups(onnx.load(str(fp32[role])))}
-    unknown = sorted(set(settings.keep_float) - groups)
+    groups = [group for role in QUANTISED_ROLES for group in quantisable_groups(onnx.load(str(fp32[role])))]
+    unknown = sorted(set(settings.keep_float) - set(groups))
     if unknown:
         raise CalibrationError(
             f"--keep-float: no layer group {', '.join(unknown)}; groups: {', '.join(sorted(groups))}"
         )
     calibration = read_images(Path(images), settings.samples, progress)
     feeds = graph_feeds(bundle, calibration)
-    samples = (
-        pair_samples(Path(pairs), bundle.n_positions)
-        if pairs is not None
-        else [Sample(rgb, float(max(rgb.shape[:2]))) for rgb in calibration]
-    )
+    samples = pair_samples(Path(pairs), bundle.n_positions) if pairs is not None else image_samples(calibration)
     with tempfile.TemporaryDirectory(prefix=".int8-", dir=bundle.path) as scratch:
         work = Path(scratch)
         quantiser = _Quantiser(fp32, work, feeds, target, settings)
@@ -332,7 +313,7 @@ def calibrate(
             "gate": {**asdict(gate), "summary": gate.summary},
         }
         if sensitivity or (sensitivity is None and not gate.passed):
-            entry["sensitivity"] = _sensitivity(quantiser, samples, reference, bundle.default_sigma, progress)
+            entry["sensitivity"] = _sensitivity(quantiser, groups, samples, reference, bundle.default_sigma, progress)
         files = {entry["graphs"][role]: path for role, path in quantised.items()}
         if target.calibration_cache:
             version = str(bundle.manifest.get("tensorrt_min_version", "8.6"))
@@ -368,6 +349,7 @@ class _Quantiser:
 
 def _sensitivity(
     quantiser: _Quantiser,
+    groups: Sequence[str],
     samples: Sequence[Sample],
     reference: Outputs,
     sigma: float,
@@ -376,7 +358,6 @@ def _sensitivity(
     """Per layer group: the gate's figures with that group (and the `--keep-float` ones) kept in float, the group
     that recovers most first."""
     settings = quantiser.settings
-    groups = [group for role in QUANTISED_ROLES for group in quantisable_groups(onnx.load(str(quantiser.fp32[role])))]
     rows = []
     for index, group in enumerate(groups, 1):
         if group in settings.keep_float:

@@ -631,9 +631,7 @@ def parser() -> argparse.ArgumentParser:
     return parse
 
 
-def run_comparisons(
-    args: argparse.Namespace, sizes: Sequence[tuple[int, int]], result: BenchmarkResult
-) -> list[comparison.Comparison]:
+def run_comparisons(args: argparse.Namespace, result: BenchmarkResult) -> list[comparison.Comparison]:
     """The side-by-side comparison at every size, with the work counted by the stage benchmark."""
     names = [name.strip() for name in (args.backends or args.backend).split(",") if name.strip()]
     precisions = [name.strip() for name in (args.precisions or "fp32").split(",") if name.strip()]
@@ -684,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     report = result.to_dict()
     if args.backends or args.precisions:
         try:
-            comparisons = run_comparisons(args, sizes, result)
+            comparisons = run_comparisons(args, result)
         except (BundleError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

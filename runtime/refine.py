@@ -30,7 +30,7 @@ RefineFunction = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 DEFAULT_STEPS = 30
 #: Adam's step, in pixels of displacement at the focal length (radians = step_size / f).
 DEFAULT_STEP_SIZE = 0.25
-#: Default resolution: a quarter of the image. The refine graph costs about a fifth of the demo restoration per
+#: Default resolution: a quarter of the image. The refine graph costs about a quarter of the demo restoration per
 #: run at full size, so full-resolution steps would cost several restorations; at a quarter, 30 steps and the two
 #: full-resolution evaluations (start and result) cost less than one (`python -m runtime.benchmark`).
 DEFAULT_SCALES = (0.25,)

@@ -440,7 +440,7 @@ def _vertical_text(figure: ImageArray, text: str, centre: tuple[int, int], font_
 
 
 def latency_chart(bars: Sequence[tuple[str, float]], title: str = "end-to-end latency (median), ms") -> ImageArray:
-    """A horizontal bar chart of `(label, seconds)` pairs, fastest labelled with its ratio to each bar."""
+    """A horizontal bar chart of `(label, seconds)` pairs; each bar but the fastest says how many times slower."""
     if not bars:
         raise ValueError("no latencies to draw")
     row_h, label_w, bar_w, margin = 30, 360, 460, 12
