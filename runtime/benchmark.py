@@ -53,7 +53,7 @@ from runtime.backends import NAMES, load_runners
 from runtime.backends.base import BackendError, Runner
 from runtime.bundle import Bundle, BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.refine import RefineSettings, refine_function
+from runtime.refine import RefineSettings, graph_function
 
 GRAPHS = ("trajectory", "restoration", "sequence")
 #: Timed when the bundle has it (older bundles do not).
@@ -476,14 +476,15 @@ def _end_to_end_work(deblurrer: Deblurrer, image: np.ndarray) -> Callable[[], No
     return work
 
 
-def _refinement_work(runner: Runner, feed: Mapping[str, np.ndarray]) -> Callable[[], None]:
-    """A whole refinement with the default settings, from a start 20% off the trajectory that blurred the image."""
+def _refinement_work(runners: Mapping[str, Runner], feed: Mapping[str, np.ndarray]) -> Callable[[], None]:
+    """A whole refinement with the default settings, from a start 20% off the trajectory that blurred the image
+    (refine graph and sequence graph, as `Deblurrer` runs it)."""
     blurry, latent = feed["blurry"], np.clip(feed["latent"], 0, 1)
     start, camera = 0.8 * feed["trajectory"][0], feed["intrinsics"][0]
-    run = refine_function(runner)
+    run_refine, run_sequence = graph_function(runners[REFINE_GRAPH]), graph_function(runners["sequence"])
 
     def work() -> None:
-        REFINE_SETTINGS.refine(run, blurry, latent, start, camera)
+        REFINE_SETTINGS.refine(run_refine, blurry, latent, start, camera, run_sequence=run_sequence)
 
     return work
 
@@ -505,7 +506,7 @@ def _stage_works(
         works["sequence"]()
         feed = {**feeds[REFINE_GRAPH], "blurry": np.ascontiguousarray(outputs["sequence"]["reblurred"])}
         works["refine"] = _graph_work(runners[REFINE_GRAPH], feed, outputs, REFINE_GRAPH)
-        works["refinement"] = _refinement_work(runners[REFINE_GRAPH], feed)
+        works["refinement"] = _refinement_work(runners, feed)
     works["io"] = _io_work(directory, image, lambda: outputs["restoration"]["restored"][0].transpose(1, 2, 0))
     works["end_to_end"] = _end_to_end_work(deblurrer, image)
     return works

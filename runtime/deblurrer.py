@@ -23,7 +23,7 @@ from runtime.backends import load_runners
 from runtime.backends.base import Runner
 from runtime.bundle import Bundle, load_bundle
 from runtime.profiles import BuildProfile
-from runtime.refine import RefineResult, RefineSettings, refine_function
+from runtime.refine import RefineResult, RefineSettings, graph_function
 from runtime.tiling import DEFAULT_N_ITER, MIN_MARGIN, blur_extent_px, max_margin, restore_tiled, tile_margin
 
 #: Images whose longer side exceeds this are restored in tiles (memory grows with H x W).
@@ -104,14 +104,16 @@ class Deblurrer:
             self.bundle, ("trajectory", "restoration", "sequence"), backend, precision, profile, log, rebuild, threads
         )
         if refine is not None:
-            try:  # on the backend chosen for the nets; in FP32 whatever their precision (see engines.FP32_ONLY_ROLES)
-                _, refine_runner = load_runners(
-                    self.bundle, ("refine",), self.backend, "fp32", profile, log, rebuild, threads
-                )
+            # On the backend chosen for the nets, in FP32 whatever their precision (see engines.FP32_ONLY_ROLES);
+            # the refinement's loss-only evaluations take an FP32 sequence graph too.
+            roles = ("refine",) if precision == "fp32" else ("refine", "sequence")
+            try:
+                _, fp32_runners = load_runners(self.bundle, roles, self.backend, "fp32", profile, log, rebuild, threads)
             except BaseException:
                 self.close()
                 raise
-            self._runners.update(refine_runner)
+            self._runners["refine"] = fp32_runners["refine"]
+            self._runners["refine_sequence"] = fp32_runners.get("sequence", self._runners["sequence"])
         self._batch: np.ndarray | None = None
         self._margin_warned = False
 
@@ -251,8 +253,9 @@ class Deblurrer:
     ) -> RefineResult:
         """Refine the trajectory against the reblur error of the restored image (clipped to [0, 1])."""
         assert self.refine is not None
-        run = refine_function(self._runners["refine"])
-        return self.refine.refine(run, blurry, np.clip(restored, 0, 1), trajectory, camera, self.bundle.n_positions)
+        run_refine, run_sequence = (graph_function(self._runners[role]) for role in ("refine", "refine_sequence"))
+        latent = np.clip(restored, 0, 1)
+        return self.refine.refine(run_refine, blurry, latent, trajectory, camera, self.bundle.n_positions, run_sequence)
 
     def _margin(self, extent_px: float) -> int:
         """The tile margin for this blur, capped to what the tile side allows (said once when it is)."""

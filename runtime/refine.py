@@ -3,8 +3,13 @@
 The `refine` graph (`export.refine`) returns the reblur loss `mean (PMBM(latent, trajectory) - blurry)^2` and its
 exact gradient with respect to the `(P, 3)` rotations; this loop needs nothing else, so it runs on any backend:
 
-    runner = load_runners(bundle, ("refine",), "ort-cpu")[1]["refine"]
-    result = refine_trajectory(refine_function(runner), blurry, restored, trajectory, camera, steps=30)
+    runners = load_runners(bundle, ("refine", "sequence"), "ort-cpu")[1]
+    run_refine, run_sequence = graph_function(runners["refine"]), graph_function(runners["sequence"])
+    result = refine_trajectory(run_refine, blurry, restored, trajectory, camera, steps=30, run_sequence=run_sequence)
+
+The sequence graph is optional: when given, full-resolution evaluations that need no gradient (the start and the
+result when all steps run at coarse levels, as by default) take the reblurred image from it, about a third of the
+cost of a refine-graph run.
 
 Adam rather than Gauss-Newton/Levenberg-Marquardt: measured to end lower at less cost (README, "Trajectory
 refinement"), and it needs only the gradient. The best iterate is kept: the result's reblur loss is never above
@@ -24,16 +29,18 @@ import numpy.typing as npt
 
 from runtime.backends.base import Runner
 
-#: `inputs -> outputs` of the refine graph: inputs blurry, latent `(1, 3, H, W)`, trajectory `(1, P, 3)`,
-#: intrinsics `(1, 3, 3)`, mask `(1, 1, H, W)` (float32); outputs loss `(1,)` and gradient `(1, P, 3)`.
-RefineFunction = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+#: `inputs -> outputs` of a bundle graph. The refine graph: inputs blurry, latent `(1, 3, H, W)`, trajectory
+#: `(1, P, 3)`, intrinsics `(1, 3, 3)`, mask `(1, 1, H, W)` (float32); outputs loss `(1,)` and gradient
+#: `(1, P, 3)`. The sequence graph: inputs sharp, trajectory, intrinsics; output reblurred `(1, 3, H, W)` (used).
+GraphFunction = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 DEFAULT_STEPS = 30
 #: Adam's step, in pixels of displacement at the focal length (radians = step_size / f).
 DEFAULT_STEP_SIZE = 0.25
 #: Default resolution: a quarter of the image. The refine graph costs about a quarter of the demo restoration per
 #: run at full size, so full-resolution steps would cost several restorations; at a quarter, 30 steps and the two
-#: full-resolution evaluations (start and result) cost less than one (`python -m runtime.benchmark`).
+#: full-resolution evaluations (start and result, through the sequence graph) cost 0.6 of one at 512x512
+#: (`python -m runtime.benchmark`).
 DEFAULT_SCALES = (0.25,)
 #: Smallest side of a coarse level, in pixels.
 MIN_LEVEL_SIDE = 16
@@ -76,12 +83,13 @@ class RefineSettings:
 
     def refine(
         self,
-        run_refine: RefineFunction,
+        run_refine: GraphFunction,
         blurry: npt.ArrayLike,
         latent: npt.ArrayLike,
         trajectory: npt.ArrayLike,
         camera: npt.ArrayLike,
         n_positions: int | None = None,
+        run_sequence: GraphFunction | None = None,
     ) -> RefineResult:
         """`refine_trajectory` with these settings."""
         return refine_trajectory(
@@ -95,6 +103,7 @@ class RefineSettings:
             smoothness=self.smoothness,
             n_positions=n_positions,
             scales=self.scales,
+            run_sequence=run_sequence,
         )
 
 
@@ -147,8 +156,8 @@ def refine_settings(args: argparse.Namespace) -> RefineSettings | None:
     )
 
 
-def refine_function(runner: Runner) -> RefineFunction:
-    """A `RefineFunction` over a backend runner of the `refine` graph (sets input shapes before each run)."""
+def graph_function(runner: Runner) -> GraphFunction:
+    """A `GraphFunction` over a backend runner (sets input shapes before each run)."""
 
     def run(inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         runner.set_shapes({name: value.shape for name, value in inputs.items()})
@@ -158,7 +167,7 @@ def refine_function(runner: Runner) -> RefineFunction:
 
 
 def refine_trajectory(
-    run_refine: RefineFunction,
+    run_refine: GraphFunction,
     blurry: npt.ArrayLike,
     latent: npt.ArrayLike,
     trajectory: npt.ArrayLike,
@@ -169,6 +178,7 @@ def refine_trajectory(
     mask: npt.ArrayLike | None = None,
     n_positions: int | None = None,
     scales: Sequence[float] = (1.0,),
+    run_sequence: GraphFunction | None = None,
 ) -> RefineResult:
     """Refine a `(P, 3)` trajectory (radians) so that `latent` blurred by it matches `blurry`.
 
@@ -182,7 +192,8 @@ def refine_trajectory(
     `steps` is then one count per scale (or one count for every scale). Each coarse level starts from the best
     iterate of the one before, on area-averaged images with the intrinsics scaled to match. Whatever the
     levels, the result is judged by the full-resolution loss (evaluated at least at the start and at the last
-    coarse level's best), so it is never worse than the start.
+    coarse level's best), so it is never worse than the start. `run_sequence` (the bundle's sequence graph), when
+    given and no steps run at full resolution, computes those two full-resolution losses for less.
     """
     images = _images(blurry, "blurry"), _images(latent, "latent")
     if images[0].shape != images[1].shape:
@@ -203,11 +214,13 @@ def refine_trajectory(
         gradient[:-1] -= 2 * steps_between
         return smoothness * float((steps_between * steps_between).sum()), smoothness * gradient
 
-    full = _Level(run_refine, full_inputs)
-    start = full.evaluate(poses)
+    # With no steps at full resolution, its evaluations (the start and the result) need no gradient.
+    loss_only = run_sequence if dict(levels).get(1.0, 0) == 0 else None
+    full = _Level(run_refine, full_inputs, loss_only)
+    start = full.evaluate(poses) if loss_only is None else (full.loss(poses), np.zeros_like(poses))
     loss_before, gradient = start
     if not (math.isfinite(loss_before) and np.isfinite(gradient).all()):
-        raise ValueError("the refine graph gave a non-finite loss or gradient at the starting trajectory")
+        raise ValueError("the reblur loss or its gradient is not finite at the starting trajectory")
     theta, steps_run, stopped = poses, 0, "steps"
     coarse_history: list[list[float]] = []
     for factor, level_steps in levels:
@@ -235,10 +248,13 @@ def refine_trajectory(
 
 
 class _Level:
-    """The refine graph at one resolution: inputs fixed but the trajectory; evaluate gives (loss, gradient)."""
+    """The refine graph at one resolution: inputs fixed but the trajectory; evaluate gives (loss, gradient), loss
+    the loss alone (through the sequence graph when the level has one)."""
 
-    def __init__(self, run_refine: RefineFunction, inputs: dict[str, np.ndarray]) -> None:
-        self.run_refine = run_refine
+    def __init__(
+        self, run_refine: GraphFunction, inputs: dict[str, np.ndarray], run_sequence: GraphFunction | None = None
+    ) -> None:
+        self.run_refine, self.run_sequence = run_refine, run_sequence
         self.inputs = {**inputs, "intrinsics": inputs["intrinsics"][None].astype(np.float32)}
         camera = inputs["intrinsics"]
         self.focal = float(min(camera[0, 0], camera[1, 1]))
@@ -248,6 +264,15 @@ class _Level:
         loss = float(np.asarray(outputs["loss"]).reshape(-1)[0])
         gradient = np.asarray(outputs["gradient"], dtype=np.float64).reshape(theta.shape)
         return loss, gradient
+
+    def loss(self, theta: np.ndarray) -> float:
+        if self.run_sequence is None:
+            return self.evaluate(theta)[0]
+        feeds = {"sharp": self.inputs["latent"], "trajectory": theta[None].astype(np.float32)}
+        outputs = self.run_sequence({**feeds, "intrinsics": self.inputs["intrinsics"]})
+        residual = np.asarray(outputs["reblurred"], dtype=np.float64) - self.inputs["blurry"]
+        mask = self.inputs["mask"]
+        return float((mask * residual * residual).sum() / max(float(mask.sum()) * residual.shape[1], 1e-12))
 
 
 @dataclass
@@ -285,7 +310,12 @@ def _adam(
             corrected = first / (1 - _BETA1**step)
             scale = np.sqrt(second / (1 - _BETA2**step)) + _ADAM_EPS
             theta = theta - learning_rate * corrected / scale
-        loss, gradient = initial if step == 0 and initial is not None else level.evaluate(theta)
+        if step == 0 and initial is not None:
+            loss, gradient = initial
+        elif steps == 0:  # only the loss is wanted
+            loss, gradient = level.loss(theta), np.zeros_like(theta)
+        else:
+            loss, gradient = level.evaluate(theta)
         if not (math.isfinite(loss) and np.isfinite(gradient).all() and np.isfinite(theta).all()):
             outcome.stopped = "non-finite"
             break

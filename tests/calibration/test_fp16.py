@@ -15,8 +15,11 @@ from calibration.fp16 import ConversionError, add_fp16_variant, convert_model, g
 from calibration.gate import Sample
 from export.graphs import GRAPHS, example_inputs
 from export.lint import lint_model_versions, resolve_versions
+from export.refine import export_refine
+from runtime.backends import load_runners
 from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
+from runtime.refine import RefineSettings, graph_function, refine_trajectory
 from tests.runtime.conftest import smooth_rgb
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -162,6 +165,24 @@ def test_a_bundle_gets_a_gated_fp16_variant_the_runtime_runs(small_bundle, tmp_p
     ):
         expected, got = fp32.restore(rgb), half.restore(rgb)
     assert 0 < np.abs(got.restored - expected.restored).max() < 1e-2
+
+    # Refinement stays FP32 next to FP16 nets, its loss-only evaluations (through the sequence graph) too. At this
+    # size the default level is coarse, so the start's loss comes from the sequence graph. The blurry image is the
+    # latent's FP32 blur under a nearby trajectory, so the loss is small and FP16 rounding would show (measured:
+    # relative 1e-4 with the FP16 sequence graph, 2e-7 with the FP32 one).
+    export_refine(bundle, log=lambda _: None)
+    with (
+        Deblurrer(bundle, "ort-cpu", log=lambda _: None) as fp32,
+        Deblurrer(bundle, "ort-cpu", precision="fp16", refine=RefineSettings(steps=3), log=lambda _: None) as half,
+    ):
+        plain = half.restore(rgb, refine=False)
+        latent = np.clip(plain.restored, 0, 1)
+        blurry = fp32.sequence(latent, 1.2 * plain.trajectory, plain.intrinsics)[1]
+        refined = half.refine_result(blurry, plain)
+    run = graph_function(load_runners(load_bundle(bundle), ("refine",), "ort-cpu", log=lambda _: None)[1]["refine"])
+    start = refine_trajectory(run, blurry, latent, plain.trajectory, plain.intrinsics, steps=0)
+    assert refined.refinement is not None
+    assert refined.refinement.loss_before == pytest.approx(start.loss_before, rel=1e-5)
 
 
 def test_bundle_mode_needs_samples_for_its_gate(small_bundle, capsys):

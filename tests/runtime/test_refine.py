@@ -8,7 +8,7 @@ from runtime import camera as camera_model
 from runtime.backends import load_runners
 from runtime.bundle import load_bundle
 from runtime.metrics import trajectory_error
-from runtime.refine import RefineResult, refine_function, refine_trajectory
+from runtime.refine import RefineResult, graph_function, refine_trajectory
 from tests.runtime.conftest import smooth_rgb
 
 H, W, P = 80, 96, 25
@@ -51,7 +51,7 @@ def pair(runners):
 def test_refinement_lowers_the_loss_and_the_trajectory_error(runners, pair):
     sharp, blurry, truth, camera = pair
     start = truth + np.random.default_rng(0).normal(0, 0.004, truth.shape).astype(np.float32)
-    result = refine_trajectory(refine_function(runners["refine"]), blurry, sharp, start, camera, steps=30)
+    result = refine_trajectory(graph_function(runners["refine"]), blurry, sharp, start, camera, steps=30)
     assert isinstance(result, RefineResult) and result.steps_run == 30 and result.stopped == "steps"
     assert result.trajectory.shape == (P, 3) and result.trajectory.dtype == np.float32
     assert len(result.history) == 31 and result.history[0] == result.loss_before
@@ -68,7 +68,7 @@ def test_coarse_to_fine(runners):
     sharp = cv2.resize(smooth_rgb(H // 2, W // 2, seed=1), (W, H), interpolation=cv2.INTER_CUBIC)
     sharp, blurry, truth, camera = blurred_pair(runners, np.clip(sharp, 0, 1))
     start = truth + np.random.default_rng(1).normal(0, 0.012, truth.shape).astype(np.float32)
-    run = refine_function(runners["refine"])
+    run = graph_function(runners["refine"])
     result = refine_trajectory(run, blurry, sharp, start, camera, steps=(20, 3), scales=(0.5, 1.0))
     assert result.steps_run == 23 and len(result.coarse_history) == 1 and len(result.coarse_history[0]) == 21
     assert len(result.history) == 5 and result.history[0] == result.loss_before
@@ -80,13 +80,43 @@ def test_coarse_to_fine(runners):
     assert len(coarse.history) == 2 and coarse.loss_after <= coarse.loss_before
 
 
+class CountingGraph:
+    """A graph function that counts its calls by the image width it was given."""
+
+    def __init__(self, runner) -> None:
+        self.run, self.widths = graph_function(runner), []
+
+    def __call__(self, inputs):
+        self.widths.append(inputs["latent" if "latent" in inputs else "sharp"].shape[-1])
+        return self.run(inputs)
+
+
+def test_the_sequence_graph_takes_the_full_resolution_losses_when_no_step_runs_there(runners, pair):
+    sharp, blurry, truth, camera = pair
+    start = truth + np.random.default_rng(2).normal(0, 0.004, truth.shape).astype(np.float32)
+    refine_alone = CountingGraph(runners["refine"])
+    alone = refine_trajectory(refine_alone, blurry, sharp, start, camera, steps=10, scales=(0.5,))
+    refine, sequence = CountingGraph(runners["refine"]), CountingGraph(runners["sequence"])
+    both = refine_trajectory(refine, blurry, sharp, start, camera, steps=10, scales=(0.5,), run_sequence=sequence)
+    # The two full-resolution evaluations (start, result) move from the refine graph to the sequence graph.
+    assert refine_alone.widths.count(W) == 2 and W not in refine.widths and len(sequence.widths) == 2
+    np.testing.assert_array_equal(both.trajectory, alone.trajectory)
+    assert both.coarse_history == alone.coarse_history
+    np.testing.assert_allclose([both.loss_before, both.loss_after], [alone.loss_before, alone.loss_after], rtol=1e-5)
+    assert both.loss_after < both.loss_before
+    # With steps at full resolution every evaluation there needs the gradient: the sequence graph is not used.
+    unused = CountingGraph(runners["sequence"])
+    refine_trajectory(graph_function(runners["refine"]), blurry, sharp, start, camera, steps=2, run_sequence=unused)
+    assert unused.widths == []
+
+
 def test_the_mask_and_chw_inputs_are_accepted(runners, pair):
     sharp, blurry, truth, camera = pair
     start = truth + 0.003
     mask = np.ones((H, W), np.float32)
     mask[:, : W // 2] = 0
     result = refine_trajectory(
-        refine_function(runners["refine"]),
+        graph_function(runners["refine"]),
         blurry.transpose(2, 0, 1)[None],
         sharp.transpose(2, 0, 1)[None],
         start,
@@ -101,7 +131,7 @@ def test_the_mask_and_chw_inputs_are_accepted(runners, pair):
 def test_the_result_is_never_worse_than_the_start(runners, pair):
     sharp, blurry, truth, camera = pair
     # At the truth the loss is ~0; huge steps only make it worse, so the start must come back.
-    result = refine_trajectory(refine_function(runners["refine"]), blurry, sharp, truth, camera, steps=3, step_size=20)
+    result = refine_trajectory(graph_function(runners["refine"]), blurry, sharp, truth, camera, steps=3, step_size=20)
     assert result.loss_after == result.loss_before
     assert max(result.history[1:]) > result.loss_before
     np.testing.assert_array_equal(result.trajectory, truth)
