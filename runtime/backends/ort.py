@@ -69,9 +69,7 @@ def execution_providers(name: str, bundle: Bundle, role: str, profile: BuildProf
     return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-def _make_backend(
-    name: str, provider: str, profile: BuildProfile | None = None, threads: int | None = None
-) -> Backend:
+def _make_backend(name: str, provider: str, profile: BuildProfile | None = None, threads: int | None = None) -> Backend:
     def unavailable_reason() -> str | None:
         if provider in onnxruntime.get_available_providers():
             return None
