@@ -1,7 +1,9 @@
 """onnxruntime backends: CPU, CUDA and TensorRT execution providers over the bundle's ONNX graphs.
 
-The TensorRT execution provider keeps its engine and timing caches inside the bundle (`ort-trt-cache/`, which
-the manifest's sha256 table ignores) and takes its shape profile from a build profile when one is given.
+On the CPU provider the restoration and refine graphs are loaded with their averaged warps rewritten as DeformConv
+(`ort_warps`: the same values, faster there). The TensorRT execution provider keeps its engine and timing caches
+inside the bundle (`ort-trt-cache/`, which the manifest's sha256 table ignores) and takes its shape profile from a
+build profile when one is given.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime
 
 from runtime.backends.base import Backend, BackendError
+from runtime.backends.ort_warps import deform_warps
 from runtime.bundle import Bundle
 from runtime.profiles import BuildProfile
 
 CACHE_DIRECTORY = "ort-trt-cache"
+#: Graphs whose blur-operator warps the CPU provider runs as DeformConv (`ort_warps`): the others have none.
+WARP_ROLES = ("restoration", "refine")
 
 
 class OrtRunner:
@@ -87,9 +93,13 @@ def _make_backend(name: str, provider: str, profile: BuildProfile | None = None,
         options.log_severity_level = 3
         if threads is not None:
             options.intra_op_num_threads = threads
+        source: str | bytes = str(path)
+        if name == "ort-cpu" and role in WARP_ROLES:
+            model, rewritten = deform_warps(onnx.load(path), bundle.n_positions)
+            source = model.SerializeToString() if rewritten else source
         try:
             session = onnxruntime.InferenceSession(
-                str(path), options, providers=execution_providers(name, bundle, role, profile)
+                source, options, providers=execution_providers(name, bundle, role, profile)
             )
         except Exception as error:  # onnxruntime raises its own exception types per failure
             raise BackendError(f"{path}: {name} cannot load it ({str(error).splitlines()[0]})") from None

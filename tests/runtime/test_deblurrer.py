@@ -1,10 +1,13 @@
 """The Deblurrer runs the bundle's graphs and nothing else: the same bytes as onnxruntime, the reference's numbers."""
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 
 from runtime.backends.base import BackendError
+from runtime.backends.ort_warps import deform_warps
+from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
 from runtime.refine import RefineSettings
 from tests.runtime.conftest import bundle_without_refine, smooth_bgr8, smooth_rgb
@@ -13,7 +16,9 @@ HEIGHT, WIDTH = 60, 84  # not multiples of 8: the prior pads
 
 
 def plain_session(bundle, role: str) -> onnxruntime.InferenceSession:
-    return onnxruntime.InferenceSession(str(bundle / f"{role}.onnx"), providers=["CPUExecutionProvider"])
+    """The graph in a session of its own, as the CPU provider loads it (warps as DeformConv: `ort_warps`)."""
+    model, _ = deform_warps(onnx.load(bundle / f"{role}.onnx"), load_bundle(bundle).n_positions)
+    return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def camera(height: int, width: int, focal: float | None = None) -> np.ndarray:

@@ -1,0 +1,215 @@
+"""The blur operator's averaged warps as DeformConv, the form onnxruntime's CPU provider runs fastest.
+
+Each blur-operator call in the exported graphs is `GridSample(image, grid) -> Reshape (B, C, P, H, W) ->
+ReduceMean over the poses`. onnxruntime's CPU GridSample gives each colour channel to one thread and ran a
+25-pose warp ~3.4x slower than its DeformConv kernel did the same samples (README, "Benchmark"). The mean of P
+bilinear warps is a depthwise deformable convolution: a 1 x P kernel of weights 1/P whose tap k samples the image
+at the position of pose k. So `deform_warps` rewrites each such chain into one DeformConv (opset 19) whose
+offsets are computed once per grid. The values are the same up to float rounding: the grids hold in-range
+(reflected) positions, so zeros padding never applies. GridSample nodes used in other ways (the sequence graph's
+frames, the refine graph's derivative samples) stay.
+
+TensorRT parses DeformConv only from 10.1 and our bundles reach back to 8.5, so the bundle's graphs keep
+GridSample; this rewrite is made in memory when onnxruntime's CPU provider loads a graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, version_converter
+
+#: DeformConv entered the default ONNX domain at opset 19.
+DEFORM_CONV_OPSET = 19
+_PREFIX = "deform_warps"
+
+
+def deform_warps(model: onnx.ModelProto, n_positions: int, channels: int = 3) -> tuple[onnx.ModelProto, int]:
+    """`model` with every averaged warp over `n_positions` poses of a `channels`-channel image as a DeformConv,
+    and how many were rewritten.
+
+    DeformConv needs the channel count as an attribute. Shape inference loses it behind some slices, so an image
+    whose count it cannot tell is taken to have `channels` (the bundle graphs warp RGB images only; a wrong count
+    would fail loudly at run time); one it knows to differ keeps its GridSample. The model is returned unchanged
+    (and the count is 0) when it has no such warp.
+    """
+    chains = _warps(model)
+    if not chains:
+        return model, 0
+    if _default_opset(model) < DEFORM_CONV_OPSET:
+        model = version_converter.convert_version(model, DEFORM_CONV_OPSET)
+        chains = _warps(model)
+    graph = model.graph
+    known = _channel_counts(model)
+    # Nodes are told apart by their first output (ONNX outputs are unique names).
+    replaced = {chain[0].output[0]: chain for chain in chains if known.get(chain[0].input[0], channels) == channels}
+    dropped = {node.output[0] for chain in replaced.values() for node in chain[1:]}
+    weight = f"{_PREFIX}_weight"
+    graph.initializer.append(
+        numpy_helper.from_array(np.full((channels, 1, 1, n_positions), 1 / n_positions, np.float32), weight)
+    )
+    offsets: dict[str, str] = {}
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.output[0] in dropped:
+            continue
+        if node.output[0] not in replaced:
+            nodes.append(node)
+            continue
+        # In the GridSample's place (its image and grid exist there): the offsets of its grid, once, then the
+        # DeformConv, which writes the ReduceMean's output.
+        image, grid = node.input[0], node.input[1]
+        if grid not in offsets:
+            offsets[grid] = f"{_PREFIX}_offsets{len(offsets)}"
+            nodes += _offset_nodes(graph, image, grid, n_positions, offsets[grid])
+        half = n_positions // 2
+        nodes.append(
+            helper.make_node(
+                "DeformConv",
+                [image, weight, offsets[grid]],
+                [replaced[node.output[0]][2].output[0]],
+                name=f"{_PREFIX}_{len(nodes)}",
+                kernel_shape=[1, n_positions],
+                pads=[0, half, 0, n_positions - 1 - half],
+                group=channels,
+                offset_group=1,
+            )
+        )
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    unused = [tensor for tensor in graph.initializer if tensor.name not in used]
+    for tensor in unused:  # the dropped Reshapes' shapes and ReduceMeans' axes
+        graph.initializer.remove(tensor)
+    return model, len(replaced)
+
+
+def _warps(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]]:
+    """(GridSample, Reshape, ReduceMean) chains whose GridSample is bilinear, zeros-padded, align_corners, each
+    node the only consumer of the one before, and whose ReduceMean drops axis 2 (the poses)."""
+    graph = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    constants = _constants(graph)
+    chains = []
+    for node in graph.node:
+        if node.op_type != "GridSample" or _attributes(node) != {
+            "mode": b"bilinear",
+            "padding_mode": b"zeros",
+            "align_corners": 1,
+        }:
+            continue
+        reshape = _only_consumer(consumers, node, "Reshape")
+        reduce_mean = _only_consumer(consumers, reshape, "ReduceMean") if reshape is not None else None
+        if reshape is None or reduce_mean is None:
+            continue
+        attributes = _attributes(reduce_mean)
+        axes = attributes.get("axes")
+        if axes is None and len(reduce_mean.input) > 1:
+            axes = constants.get(reduce_mean.input[1])
+        if attributes.get("keepdims") == 0 and axes is not None and list(np.ravel(axes)) == [2]:
+            chains.append((node, reshape, reduce_mean))
+    return chains
+
+
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+
+
+def _only_consumer(
+    consumers: dict[str, list[onnx.NodeProto]], node: onnx.NodeProto, op_type: str
+) -> onnx.NodeProto | None:
+    users = consumers.get(node.output[0], [])
+    return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 1)
+
+
+def _channel_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Static channel counts (axis 1) of the 4-D tensors shape inference can tell."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    counts = {}
+    for value in (*inferred.graph.value_info, *inferred.graph.input):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value"):
+            counts[value.name] = dims[1].dim_value
+    return counts
+
+
+def _offset_nodes(graph: onnx.GraphProto, image: str, grid: str, n_positions: int, output: str) -> list[onnx.NodeProto]:
+    """Nodes computing DeformConv offsets `(B, 2P, H, W)` into `output` from a grid `(B, P*H, W, 2)` (normalised,
+    align_corners) over `image (B, C, H, W)`: per pose, (dy, dx) = its position minus where the 1 x P kernel
+    (padded by P // 2 on the left) puts its tap."""
+
+    def scoped(value: str) -> str:
+        return value if value in (image, grid) else f"{output}_{value}"
+
+    def constant(value: str, array: np.ndarray) -> str:
+        graph.initializer.append(numpy_helper.from_array(array, scoped(value)))
+        return value
+
+    taps = np.arange(n_positions, dtype=np.float32) - n_positions // 2
+    constant("taps", taps.reshape(n_positions, 1, 1))
+    constant("zero", np.array(0, np.float32))
+    constant("one", np.array(1, np.float32))
+    constant("half", np.array(0.5, np.float32))
+    for index, axis_name in enumerate(("x_axis", "y_axis", "two", "three")):
+        constant(axis_name, np.array(index, np.int64))
+    constant("poses", np.array([n_positions], np.int64))
+    constant("pairs", np.array([2 * n_positions], np.int64))
+    constant("unsqueeze_rows", np.array([1], np.int64))
+    constant("unsqueeze_pairs", np.array([2], np.int64))
+    float32: dict[str, Any] = {"to": onnx.TensorProto.FLOAT}
+    steps: list[tuple[str, list[str], str, dict[str, Any]]] = [
+        ("Shape", [image], "shape", {}),
+        ("Shape", [image], "batch", {"start": 0, "end": 1}),
+        ("Shape", [image], "size", {"start": 2, "end": 4}),
+        ("Gather", ["shape", "two"], "height", {"axis": 0}),
+        ("Gather", ["shape", "three"], "width", {"axis": 0}),
+        ("Cast", ["height"], "height_f", float32),
+        ("Cast", ["width"], "width_f", float32),
+        # Normalised grid -> pixels: x = (g + 1) (W - 1) / 2 (align_corners=True).
+        ("Sub", ["width_f", "one"], "width_span", {}),
+        ("Sub", ["height_f", "one"], "height_span", {}),
+        ("Mul", ["width_span", "half"], "x_scale", {}),
+        ("Mul", ["height_span", "half"], "y_scale", {}),
+        ("Gather", [grid, "x_axis"], "grid_x", {"axis": 3}),
+        ("Gather", [grid, "y_axis"], "grid_y", {"axis": 3}),
+        ("Add", ["grid_x", "one"], "x_shifted", {}),
+        ("Add", ["grid_y", "one"], "y_shifted", {}),
+        ("Mul", ["x_shifted", "x_scale"], "x_flat", {}),
+        ("Mul", ["y_shifted", "y_scale"], "y_flat", {}),
+        ("Concat", ["batch", "poses", "size"], "pose_shape", {"axis": 0}),
+        ("Reshape", ["x_flat", "pose_shape"], "x_position", {}),
+        ("Reshape", ["y_flat", "pose_shape"], "y_position", {}),
+        ("Range", ["zero", "width_f", "one"], "columns", {}),
+        ("Range", ["zero", "height_f", "one"], "row_values", {}),
+        ("Unsqueeze", ["row_values", "unsqueeze_rows"], "rows", {}),
+        ("Add", ["columns", "taps"], "tap_columns", {}),
+        ("Sub", ["x_position", "tap_columns"], "dx", {}),
+        ("Sub", ["y_position", "rows"], "dy", {}),
+        ("Unsqueeze", ["dy", "unsqueeze_pairs"], "dy_pair", {}),
+        ("Unsqueeze", ["dx", "unsqueeze_pairs"], "dx_pair", {}),
+        ("Concat", ["dy_pair", "dx_pair"], "pair_values", {"axis": 2}),
+        ("Concat", ["batch", "pairs", "size"], "offset_shape", {"axis": 0}),
+    ]
+    nodes = [
+        helper.make_node(op_type, [scoped(value) for value in inputs], [scoped(result)], **attributes)
+        for op_type, inputs, result, attributes in steps
+    ]
+    nodes.append(helper.make_node("Reshape", [scoped("pair_values"), scoped("offset_shape")], [output]))
+    return nodes

@@ -1,0 +1,83 @@
+"""The CPU provider's DeformConv form of the blur warps gives the graphs' numbers, faster where it counts."""
+
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+
+from export.refine import example_refine_inputs, export_refine
+from runtime.backends.ort_warps import DEFORM_CONV_OPSET, deform_warps
+from runtime.bundle import load_bundle
+from tests.runtime.conftest import smooth_rgb
+
+H, W = 52, 68  # not multiples of 8
+
+
+def session(model: onnx.ModelProto) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def op_count(model: onnx.ModelProto, op_type: str) -> int:
+    return sum(node.op_type == op_type for node in model.graph.node)
+
+
+@pytest.fixture(scope="module")
+def bundle(small_bundle, tmp_path_factory):
+    path = tmp_path_factory.mktemp("warps") / "small"
+    shutil.copytree(small_bundle, path)
+    export_refine(path, log=lambda _: None)
+    return load_bundle(path)
+
+
+def restoration_inputs(bundle, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    camera = np.array([[[W, 0, W / 2], [0, W, H / 2], [0, 0, 1]]], np.float32)
+    return {
+        "blurry": np.ascontiguousarray(smooth_rgb(H, W, seed=seed).transpose(2, 0, 1)[None]),
+        "trajectory": (0.02 * rng.standard_normal((1, bundle.n_positions, 3))).astype(np.float32),
+        "intrinsics": camera,
+        "sigma": np.float32([0.01]),
+    }
+
+
+def test_every_blur_of_the_restoration_becomes_one_deform_conv_with_the_same_numbers(bundle):
+    original = onnx.load(bundle.graph_path("restoration"))
+    warps = op_count(original, "GridSample")
+    n_iter = bundle.manifest["architecture"]["restoration"]["n_iter"]
+    assert warps == 2 * n_iter + 2  # B(y), then B^T and B per iteration, and the last B^T
+    rewritten, count = deform_warps(onnx.load(bundle.graph_path("restoration")), bundle.n_positions)
+    assert count == warps and op_count(rewritten, "GridSample") == 0 and op_count(rewritten, "DeformConv") == warps
+    assert {entry.version for entry in rewritten.opset_import if entry.domain in ("", "ai.onnx")} == {DEFORM_CONV_OPSET}
+    onnx.checker.check_model(rewritten, full_check=True)
+    for seed in (0, 1):  # images in [0, 1]; float rounding only (measured ~1e-6)
+        inputs = restoration_inputs(bundle, seed)
+        (expected,), (got,) = session(original).run(None, inputs), session(rewritten).run(None, inputs)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+def test_the_refine_loss_warp_is_rewritten_and_its_derivative_samples_are_not(bundle):
+    original = onnx.load(bundle.graph_path("refine"))
+    rewritten, count = deform_warps(onnx.load(bundle.graph_path("refine")), bundle.n_positions)
+    assert count == 1 and op_count(rewritten, "GridSample") == op_count(original, "GridSample") - 1
+    inputs = {name: value.numpy() for name, value in example_refine_inputs(1, H, W, bundle.n_positions).items()}
+    expected, got = session(original).run(None, inputs), session(rewritten).run(None, inputs)
+    for before, after in zip(expected, got, strict=True):
+        np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-4 * np.abs(before).max())
+
+
+def test_graphs_without_averaged_warps_are_left_alone(bundle):
+    # The sequence graph's warp also feeds the frames, so its GridSample must stay.
+    sequence = onnx.load(bundle.graph_path("sequence"))
+    same, count = deform_warps(sequence, bundle.n_positions)
+    assert count == 0 and same is sequence and op_count(same, "GridSample") == 1
+    trajectory = onnx.load(bundle.graph_path("trajectory"))
+    assert deform_warps(trajectory, bundle.n_positions) == (trajectory, 0)
+
+
+def test_a_warp_known_not_to_move_rgb_keeps_its_grid_sample(bundle):
+    original = onnx.load(bundle.graph_path("restoration"))
+    _, count = deform_warps(original, bundle.n_positions, channels=4)
+    # Shape inference knows the channel count (3) of some warped images: those stay; the rest are assumed 4.
+    assert 0 < count < op_count(original, "GridSample")
