@@ -39,8 +39,8 @@ DEFAULT_STEPS = 30
 DEFAULT_STEP_SIZE = 0.25
 #: Default resolution: a quarter of the image. The refine graph costs about a quarter of the demo restoration per
 #: run at full size, so full-resolution steps would cost several restorations; at a quarter, 30 steps and the two
-#: full-resolution evaluations (start and result, through the sequence graph) cost 0.6 of one at 512x512
-#: (`python -m runtime.benchmark`).
+#: full-resolution evaluations (start and result, through the sequence graph) cost less than one (0.96 of one at
+#: 512x512 on onnxruntime's CPU provider: `python -m runtime.benchmark`, README).
 DEFAULT_SCALES = (0.25,)
 #: Smallest side of a coarse level, in pixels.
 MIN_LEVEL_SIDE = 16
