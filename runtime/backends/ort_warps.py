@@ -94,7 +94,6 @@ def _warps(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto,
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    constants = _constants(graph)
     chains = []
     for node in graph.node:
         if node.op_type != "GridSample" or _attributes(node) != {
@@ -110,7 +109,7 @@ def _warps(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto,
         attributes = _attributes(reduce_mean)
         axes = attributes.get("axes")
         if axes is None and len(reduce_mean.input) > 1:
-            axes = constants.get(reduce_mean.input[1])
+            axes = _constant(graph, reduce_mean.input[1])
         if attributes.get("keepdims") == 0 and axes is not None and list(np.ravel(axes)) == [2]:
             chains.append((node, reshape, reduce_mean))
     return chains
@@ -127,12 +126,15 @@ def _only_consumer(
     return users[0] if len(users) == 1 and users[0].op_type == op_type else None
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
+    """The value of an initializer or Constant node by name (None if it is neither)."""
+    for tensor in graph.initializer:
+        if tensor.name == name:
+            return numpy_helper.to_array(tensor)
     for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
+        if node.op_type == "Constant" and node.output[0] == name and node.attribute[0].name == "value":
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
