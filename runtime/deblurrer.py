@@ -103,6 +103,8 @@ class Deblurrer:
         self.backend, self._runners = load_runners(
             self.bundle, ("trajectory", "restoration", "sequence"), backend, precision, profile, log, rebuild, threads
         )
+        #: The refinement's graphs (refine, sequence), in FP32 whatever the nets' precision.
+        self._refine_runners: dict[str, Runner] = {}
         if refine is not None:
             # On the backend chosen for the nets, in FP32 whatever their precision (see engines.FP32_ONLY_ROLES);
             # the refinement's loss-only evaluations take an FP32 sequence graph too.
@@ -112,8 +114,7 @@ class Deblurrer:
             except BaseException:
                 self.close()
                 raise
-            self._runners["refine"] = fp32_runners["refine"]
-            self._runners["refine_sequence"] = fp32_runners.get("sequence", self._runners["sequence"])
+            self._refine_runners = {"sequence": self._runners["sequence"], **fp32_runners}
         self._batch: np.ndarray | None = None
         self._margin_warned = False
 
@@ -179,7 +180,7 @@ class Deblurrer:
         return result["frames"][0].transpose(0, 2, 3, 1), result["reblurred"][0].transpose(1, 2, 0)
 
     def close(self) -> None:
-        for runner in self._runners.values():
+        for runner in (*self._runners.values(), *self._refine_runners.values()):  # closing twice is harmless
             runner.close()
 
     def __enter__(self) -> Deblurrer:
@@ -253,7 +254,7 @@ class Deblurrer:
     ) -> RefineResult:
         """Refine the trajectory against the reblur error of the restored image (clipped to [0, 1])."""
         assert self.refine is not None
-        run_refine, run_sequence = (graph_function(self._runners[role]) for role in ("refine", "refine_sequence"))
+        run_refine, run_sequence = (graph_function(self._refine_runners[role]) for role in ("refine", "sequence"))
         latent = np.clip(restored, 0, 1)
         return self.refine.refine(run_refine, blurry, latent, trajectory, camera, self.bundle.n_positions, run_sequence)
 
