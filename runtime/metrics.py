@@ -133,10 +133,36 @@ def trajectory_error(
     pose is matched to exactly one true pose so that the total displacement is least (Hungarian assignment).
     """
     costs = pose_costs(estimate, truth, height, width, focal_length, points)
+    return float(costs[np.arange(len(costs)), _assignment(costs)].mean())
+
+
+def matched_trajectory(
+    estimate: npt.ArrayLike,
+    truth: npt.ArrayLike,
+    height: int,
+    width: int,
+    focal_length: float | None = None,
+    points: npt.ArrayLike | None = None,
+) -> FloatArray:
+    """The estimated poses reordered so that pose i is the one `trajectory_error` matches to true pose i.
+
+    With it, `truth + a * (matched - truth)` moves every true pose straight towards its estimate: the error then
+    grows with `a` from 0 (the truth) to the estimate's error (a = 1).
+    """
+    costs = pose_costs(estimate, truth, height, width, focal_length, points)
+    matched = np.empty_like(_poses(estimate, "estimate"))
+    matched[_assignment(costs)] = _poses(estimate, "estimate")
+    return matched
+
+
+def _assignment(costs: FloatArray) -> npt.NDArray[np.intp]:
+    """For each estimated pose (row), the true pose (column) it is matched to: least total cost, one to one."""
     if costs.shape[0] != costs.shape[1]:
         raise ValueError(f"trajectories differ in length: {costs.shape[0]} vs {costs.shape[1]} poses")
     rows, columns = linear_sum_assignment(costs)
-    return float(costs[rows, columns].mean())
+    assignment = np.empty(len(rows), dtype=np.intp)
+    assignment[rows] = columns
+    return assignment
 
 
 def reference_order(trajectory: npt.ArrayLike) -> npt.NDArray[np.intp]:

@@ -458,3 +458,43 @@ def latency_chart(bars: Sequence[tuple[str, float]], title: str = "end-to-end la
         note = f"{seconds * 1e3:.0f} ms" + ("" if seconds == fastest else f" ({seconds / fastest:.1f}x)")
         _text(figure, note, (label_w + 2 * margin + length, top + 20), 0.45, INK)
     return figure
+
+
+# --- sensitivity chart -------------------------------------------------------------------------------------------
+
+
+def sensitivity_chart(
+    series: Sequence[tuple[str, Sequence[tuple[float, float, str]]]], title: str, size: tuple[int, int] = (520, 820)
+) -> ImageArray:
+    """Restored PSNR gain (dB) against trajectory error (px): one line per `(name, [(error, gain, label), ...])`
+    joining its points in the given order, each point labelled, with the zero-gain line (no better than the blurry
+    input) drawn dark."""
+    points = [(error, gain) for _, line in series for error, gain, _ in line]
+    if not points:
+        raise ValueError("no points to draw")
+    height, width = size
+    scale = min(height / 520, width / 820)
+    figure = np.full((height, width, 3), 255, np.uint8)
+    errors, gains = np.array(points).T
+    x_range = (0.0, _padded_range(np.append(errors, 0.0), pad=0.08, minimum_span=1.0)[1])
+    y_range = _padded_range(np.append(gains, 0.0), pad=0.12, minimum_span=1.0)
+    axes = _Axes(
+        round(96 * scale), round(60 * scale), width - round(30 * scale), height - round(70 * scale), x_range, y_range
+    )
+    x_ticks, y_ticks = _nice_ticks(*x_range, count=6), _nice_ticks(*y_range, count=6)
+    _draw_frame(figure, axes, x_ticks, y_ticks, "trajectory error (px)", "PSNR gain over blurry (dB)", title, scale)
+    _polyline(figure, axes.to_px(list(x_range), [0.0, 0.0]), INK, max(1, round(scale)))
+    colours = [colour for _, colour in PITCH_YAW_ROLL]
+    for (_, line), colour in zip(series, colours, strict=False):
+        pixels = axes.to_px([error for error, _, _ in line], [gain for _, gain, _ in line])
+        _polyline(figure, pixels, colour, max(2, round(2 * scale)))
+        for (x, y), (_, _, label) in zip(pixels, line, strict=True):
+            cv2.circle(figure, (round(x), round(y)), round(4 * scale), colour, -1, cv2.LINE_AA)
+            _text(figure, label, (round(x) + round(6 * scale), round(y) - round(6 * scale)), 0.38 * scale, colour)
+    _legend(
+        figure,
+        [(name, colour, "line") for (name, _), colour in zip(series, colours, strict=False)],
+        (axes.right, axes.top),
+        scale,
+    )
+    return figure

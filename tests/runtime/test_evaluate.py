@@ -12,35 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from models.make_pairs import make_pairs
 from runtime import metrics
 from runtime.evaluate import MEAN_COLUMNS, REFINED_MEAN_COLUMNS, evaluate, main
-from tests.runtime.conftest import smooth_bgr8
+from tests.runtime.conftest import CROP, NAMES, smooth_bgr8
 
 ROOT = Path(__file__).resolve().parents[2]
-CROP = 48
-NAMES = ["scene_drift", "scene_wobble"]
-
-
-def write_trajectory_file(path: Path, rows: int, seed: int) -> Path:
-    """A made-up camera shake in the authors' format: 6 comma-separated columns, the last 3 angles in radians."""
-    angles = np.cumsum(0.004 * np.random.default_rng(seed).standard_normal((rows, 3)), axis=0)
-    np.savetxt(path, np.hstack([np.zeros((rows, 3)), angles]), delimiter=",", fmt="%.9f")
-    return path
-
-
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory) -> Path:
-    """Two 48x48 pairs (one image, two trajectories); read-only for tests (copy it to change it)."""
-    sources = tmp_path_factory.mktemp("sources")
-    cv2.imwrite(str(sources / "scene.png"), smooth_bgr8(64, 80, seed=7))
-    trajectories = [
-        write_trajectory_file(sources / "drift.txt", 40, 1),
-        write_trajectory_file(sources / "wobble.txt", 25, 2),
-    ]
-    folder = tmp_path_factory.mktemp("pairs")
-    make_pairs([sources / "scene.png"], trajectories, folder, crop=CROP, focal_length_scales=[2.0], log=lambda _: None)
-    return folder
 
 
 def copy_of(pairs: Path, tmp_path: Path) -> Path:

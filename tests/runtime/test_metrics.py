@@ -149,6 +149,19 @@ def test_the_matching_is_the_best_one_to_one_assignment():
     assert best < costs.diagonal().mean()
 
 
+def test_the_matched_trajectory_puts_each_estimated_pose_beside_its_true_pose(shake):
+    """A shuffled, perturbed copy comes back in the truth's order; moving each true pose towards its match then
+    grows the error from 0 to the estimate's."""
+    rng = np.random.default_rng(5)
+    estimate = shake[rng.permutation(len(shake))] + 0.001 * rng.standard_normal(shake.shape)
+    matched = metrics.matched_trajectory(estimate, shake, HEIGHT, WIDTH)
+    assert sorted(map(tuple, matched)) == sorted(map(tuple, estimate))
+    error = metrics.trajectory_error(estimate, shake, HEIGHT, WIDTH)
+    assert metrics.pose_costs(matched, shake, HEIGHT, WIDTH).diagonal().mean() == pytest.approx(error, rel=1e-12)
+    blended = [metrics.trajectory_error(shake + a * (matched - shake), shake, HEIGHT, WIDTH) for a in (0, 0.5, 1)]
+    assert blended[0] == 0 and blended[1] == pytest.approx(error / 2, rel=0.02) and blended[2] == pytest.approx(error)
+
+
 def test_the_error_is_symmetric_and_positive_for_different_motions(shake):
     other = shake * 1.5 + 0.002
     forward = metrics.trajectory_error(other, shake, HEIGHT, WIDTH)

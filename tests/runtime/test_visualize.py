@@ -106,3 +106,17 @@ def test_the_plot_of_no_shake_marks_start_and_end_at_the_origin():
     # Both markers sit in the right panel around the same point (the legend holds samples too: take the lowest).
     assert len(start) and len(end)
     assert np.abs(np.median(start[start[:, 0] > 150], axis=0) - np.median(end[end[:, 0] > 150], axis=0)).max() < 3
+
+
+def test_the_sensitivity_chart_draws_each_line_in_its_colour():
+    series = [
+        ("towards the truth", [(0.0, 3.0, "b=0"), (1.0, 1.0, "b=0.5"), (2.0, -1.0, "b=1")]),
+        ("scaled", [(1.5, 0.5, "s=0.5"), (2.0, -1.0, "s=1")]),
+    ]
+    figure = visualize.sensitivity_chart(series, "title", size=(400, 600))
+    assert figure.shape == (400, 600, 3) and figure.dtype == np.uint8
+    for (_, colour), count in zip(visualize.PITCH_YAW_ROLL, (3, 2), strict=False):
+        assert np.all(figure == colour, axis=-1).sum() > 50 * count
+    assert not np.any(np.all(figure == visualize.PITCH_YAW_ROLL[2][1], axis=-1))
+    with pytest.raises(ValueError, match="no points"):
+        visualize.sensitivity_chart([("empty", [])], "title")
