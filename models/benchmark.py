@@ -5,11 +5,15 @@ net (grids, 2n+2 blur calls, n+1 prior passes), the same prior passes alone (the
 PMBM work alone (grids and blur calls). The authors' deformable-convolution form spends ~40% of a restoration in
 the blur operator.
 
+`warp` times one blur-operator call alone (25 warps of the image and their mean) on the inputs `python -m
+runtime.benchmark` times onnxruntime's GridSample and DeformConv forms of it on.
+
 `reference` times what `Deblurrer.restore` does, eagerly in FP32 (trajectory net, pose ordering, restoration),
 for an architecture given as the bundle manifest's JSON, with random weights; it prints JSON. `python -m
 runtime.benchmark --torch-reference` runs it in a subprocess, so the runtime never imports torch.
 
     python -m models.benchmark --size 256x256 --threads 2 --repeats 3
+    python -m models.benchmark warp --size 512x512 --threads 2 --repeats 5
     python -m models.benchmark reference --size 512x512 --threads 2 --repeats 3 --architecture '{...}'
 """
 
@@ -73,6 +77,16 @@ def pmbm_share(height: int, width: int, repeats: int = 3, n_positions: int = 25)
     }
 
 
+def warp_seconds(height: int, width: int, repeats: int = 3, n_positions: int = 25) -> float:
+    """Median seconds of one blur-operator call alone (the warps of `pmbm.warp_poses`, then their mean) on the
+    inputs `python -m runtime.benchmark` times onnxruntime's two forms of it on."""
+    from runtime.benchmark import warp_feed
+
+    feed = {name: torch.from_numpy(value) for name, value in warp_feed(height, width, n_positions).items()}
+    with torch.inference_mode():
+        return median_seconds(lambda: pmbm.warp_poses(feed["image"], feed["grid"]).mean(dim=2), repeats)
+
+
 def reference_seconds(architecture: dict[str, Any], height: int, width: int, repeats: int = 3) -> list[float]:
     """Wall seconds of each timed run of the eager FP32 reference (trajectory net, ordering, restoration)."""
     from models.trajectory import TrajectoryNet, order_poses
@@ -100,7 +114,7 @@ def reference_seconds(architecture: dict[str, Any], height: int, width: int, rep
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=("pmbm", "reference"), default="pmbm")
+    parser.add_argument("mode", nargs="?", choices=("pmbm", "reference", "warp"), default="pmbm")
     parser.add_argument("--architecture", default="{}", help="reference: the bundle manifest's architecture (JSON)")
     parser.add_argument("--size", default="256x256", help="HEIGHTxWIDTH (default 256x256)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
@@ -112,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--size {args.size!r}: expected HEIGHTxWIDTH, e.g. 256x256")
     torch.set_num_threads(args.threads)
+    if args.mode == "warp":
+        seconds = warp_seconds(height, width, args.repeats)
+        print(
+            json.dumps({"warp_s": seconds, "threads": args.threads})
+            if args.json
+            else f"One blur-operator call (25 warps + mean), {height}x{width}, {args.threads} threads: "
+            f"{seconds * 1e3:.1f} ms (median of {args.repeats})"
+        )
+        return 0
     if args.mode == "reference":
         times = reference_seconds(json.loads(args.architecture), height, width, args.repeats)
         print(json.dumps({"times_s": times, "median_s": statistics.median(times), "threads": args.threads}))

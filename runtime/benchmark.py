@@ -9,7 +9,9 @@ elsewhere spreads over the stages instead of hitting one. Stages: the trajectory
 I/O (decode a PNG of that size and encode the restored image as PNG, through `runtime.media`); and end to end (a
 `Deblurrer` call on a uint8 frame, then the sharp-frame sequence of its result). When the bundle has the refine
 graph, also one run of it and a whole trajectory refinement with the default `RefineSettings` (the work `--refine`
-adds to each image). Inputs are a deterministic smooth synthetic image, the default intrinsics, a small fixed
+adds to each image). Whatever the backend, also one blur-operator call alone (25 warps of the image and their mean)
+on onnxruntime's CPU provider in both its forms: GridSample + mean as the bundle graphs hold it, and the DeformConv
+the CPU provider rewrites it into (`runtime.backends.ort_warps`). Inputs are a deterministic smooth synthetic image, the default intrinsics, a small fixed
 trajectory (~0.01 rad) and the bundle's sigma.
 
 The work is counted, without torch or onnx, from an onnxruntime profile of one run of each graph per size:
@@ -40,6 +42,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,7 @@ from runtime import camera as camera_model
 from runtime import comparison, media, visualize
 from runtime.backends import NAMES, load_runners
 from runtime.backends.base import BackendError, Runner
+from runtime.backends.ort_warps import averaged_warp_model, deform_warps
 from runtime.bundle import Bundle, BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
 from runtime.refine import RefineSettings, graph_function
@@ -67,6 +71,8 @@ STAGES = {
     "sequence": "sequence graph",
     "refine": "refine graph (one run)",
     "refinement": f"refinement ({REFINE_SETTINGS.steps} steps at scales {REFINE_SETTINGS.scales})",
+    "warp_gridsample": "one blur operator alone: GridSample + mean (onnxruntime CPU)",
+    "warp_deformconv": "one blur operator alone: DeformConv (onnxruntime CPU)",
     "io": "I/O (PNG decode + encode)",
     "end_to_end": "end to end (Deblurrer call + sequence)",
 }
@@ -418,6 +424,36 @@ def graph_feeds(bundle: Bundle, height: int, width: int) -> dict[str, dict[str, 
     }
 
 
+def warp_feed(height: int, width: int, n_positions: int) -> dict[str, np.ndarray]:
+    """One blur-operator call's inputs: the synthetic image and a grid of where the synthetic trajectory's poses
+    carry each pixel, clipped into the image (the graphs' grids hold in-range positions too)."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    pixels = np.stack([columns.ravel(), rows.ravel()], axis=1)
+    camera = camera_model.intrinsics(height, width)
+    paths = camera_model.point_paths(synthetic_trajectory(n_positions), camera, pixels)  # (P, H*W, 2)
+    x = np.clip(paths[..., 0], 0, width - 1) * (2 / (width - 1)) - 1
+    y = np.clip(paths[..., 1], 0, height - 1) * (2 / (height - 1)) - 1
+    grid = np.stack([x, y], axis=-1).reshape(1, n_positions * height, width, 2).astype(np.float32)
+    return {"image": np.ascontiguousarray(synthetic_image(height, width).transpose(2, 0, 1)[None]), "grid": grid}
+
+
+def warp_sessions(n_positions: int, threads: int | None) -> dict[str, onnxruntime.InferenceSession]:
+    """onnxruntime CPU sessions of one blur-operator call in the bundle graphs' form (GridSample) and in the form
+    the CPU provider runs (`ort_warps.deform_warps`), by stage name."""
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    model = averaged_warp_model(n_positions)
+    forms = {
+        "warp_gridsample": model,
+        "warp_deformconv": deform_warps(averaged_warp_model(n_positions), n_positions)[0],
+    }
+    return {
+        stage: onnxruntime.InferenceSession(form.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        for stage, form in forms.items()
+    }
+
+
 def time_rounds(
     works: Mapping[str, Callable[[], object]], warmup: int, repeats: int, progress: Log = lambda _: None
 ) -> dict[str, tuple[float, ...]]:
@@ -495,18 +531,24 @@ def _stage_works(
     feeds: Mapping[str, Mapping[str, np.ndarray]],
     image: np.ndarray,
     directory: Path,
-) -> dict[str, Callable[[], None]]:
+    warps: Mapping[str, onnxruntime.InferenceSession],
+    warp_inputs: Mapping[str, np.ndarray],
+) -> dict[str, Callable[[], object]]:
     """The work of every stage at one size, in `STAGES` order (I/O encodes the restoration stage's latest output).
 
     The refine stages (when there is a refine runner) use the sequence stage's reblurred image as the blurry one.
     """
     outputs: dict[str, dict[str, np.ndarray]] = {}
-    works = {role: _graph_work(runners[role], feeds[role], outputs, role) for role in GRAPHS}
+    works: dict[str, Callable[[], object]] = {
+        role: _graph_work(runners[role], feeds[role], outputs, role) for role in GRAPHS
+    }
     if REFINE_GRAPH in runners:
         works["sequence"]()
         feed = {**feeds[REFINE_GRAPH], "blurry": np.ascontiguousarray(outputs["sequence"]["reblurred"])}
         works["refine"] = _graph_work(runners[REFINE_GRAPH], feed, outputs, REFINE_GRAPH)
         works["refinement"] = _refinement_work(runners, feed)
+    for stage, session in warps.items():
+        works[stage] = partial(session.run, None, warp_inputs)
     works["io"] = _io_work(directory, image, lambda: outputs["restoration"]["restored"][0].transpose(1, 2, 0))
     works["end_to_end"] = _end_to_end_work(deblurrer, image)
     return works
@@ -561,8 +603,17 @@ def run_benchmark(
             Deblurrer(bundle, name, tile_side=None, log=log, threads=threads) as deblurrer,
             tempfile.TemporaryDirectory(prefix="blur2seq-benchmark-") as directory,
         ):
+            warps = warp_sessions(bundle.n_positions, threads)
             for size in sizes:
-                works = _stage_works(runners, deblurrer, feeds[size], synthetic_image(*size), Path(directory))
+                works = _stage_works(
+                    runners,
+                    deblurrer,
+                    feeds[size],
+                    synthetic_image(*size),
+                    Path(directory),
+                    warps,
+                    warp_feed(*size, bundle.n_positions),
+                )
                 label = f"{size[0]}x{size[1]}"
                 log(
                     f"{label}: {warmup} warm-up + {repeats} timed rounds, each stage once per round: {', '.join(works)}"
@@ -575,7 +626,14 @@ def run_benchmark(
     results = []
     for size in sizes:
         gmac = {role: macs[size][role].gmac for role in graphs}
-        gmac_of = {**gmac, "refinement": None, "io": None, "end_to_end": sum(gmac[role] for role in GRAPHS)}
+        gmac_of = {
+            **gmac,
+            "refinement": None,
+            "warp_gridsample": None,
+            "warp_deformconv": None,
+            "io": None,
+            "end_to_end": sum(gmac[role] for role in GRAPHS),
+        }
         stages = tuple(
             StageResult(stage, times[size][stage], gmac_of[stage]) for stage in STAGES if stage in times[size]
         )

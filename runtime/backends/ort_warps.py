@@ -86,6 +86,34 @@ def deform_warps(model: onnx.ModelProto, n_positions: int, channels: int = 3) ->
     return model, len(replaced)
 
 
+def averaged_warp_model(n_positions: int, channels: int = 3, opset: int = 17) -> onnx.ModelProto:
+    """One blur-operator call alone, as the bundle graphs hold it: image `(B, C, H, W)` and grid `(B, P*H, W, 2)`
+    -> `GridSample -> Reshape (B, C, P, H, W) -> ReduceMean` over the poses `(B, C, H, W)`. For timing the two
+    forms of the warp (`deform_warps` rewrites it)."""
+    poses = numpy_helper.from_array(np.array([n_positions], np.int64), "n_positions")
+    nodes = [
+        helper.make_node(
+            "GridSample", ["image", "grid"], ["warped"], mode="bilinear", padding_mode="zeros", align_corners=1
+        ),
+        helper.make_node("Shape", ["image"], ["batch_channels"], start=0, end=2),
+        helper.make_node("Shape", ["image"], ["size"], start=2, end=4),
+        helper.make_node("Concat", ["batch_channels", "n_positions", "size"], ["pose_shape"], axis=0),
+        helper.make_node("Reshape", ["warped", "pose_shape"], ["poses"]),
+        helper.make_node("ReduceMean", ["poses"], ["blurred"], axes=[2], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "averaged_warp",
+        [
+            helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["batch", channels, "height", "width"]),
+            helper.make_tensor_value_info("grid", onnx.TensorProto.FLOAT, ["batch", "rows", "width", 2]),
+        ],
+        [helper.make_tensor_value_info("blurred", onnx.TensorProto.FLOAT, ["batch", channels, "height", "width"])],
+        [poses],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
 def _warps(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]]:
     """(GridSample, Reshape, ReduceMean) chains whose GridSample is bilinear, zeros-padded, align_corners, each
     node the only consumer of the one before, and whose ReduceMean drops axis 2 (the poses)."""

@@ -206,3 +206,12 @@ def test_a_missing_bundle_gives_one_line_and_exit_2(tmp_path, capsys):
     assert benchmark.main(["--engine", str(tmp_path / "absent")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "not a bundle directory" in error
+
+
+def test_the_warp_stages_sample_the_synthetic_shake_inside_the_image():
+    feed = benchmark.warp_feed(48, 64, 25)
+    assert feed["image"].shape == (1, 3, 48, 64) and feed["grid"].shape == (1, 25 * 48, 64, 2)
+    assert feed["grid"].dtype == np.float32 and np.abs(feed["grid"]).max() <= 1
+    # The poses move the centre pixel apart (about a pixel at this size): the warps interpolate for real.
+    centre = feed["grid"].reshape(25, 48, 64, 2)[:, 24, 32, 0]
+    assert np.ptp(centre) * 63 / 2 > 0.5

@@ -8,7 +8,7 @@ import onnxruntime
 import pytest
 
 from export.refine import example_refine_inputs, export_refine
-from runtime.backends.ort_warps import DEFORM_CONV_OPSET, deform_warps
+from runtime.backends.ort_warps import DEFORM_CONV_OPSET, averaged_warp_model, deform_warps
 from runtime.bundle import load_bundle
 from tests.runtime.conftest import smooth_rgb
 
@@ -81,3 +81,22 @@ def test_a_warp_known_not_to_move_rgb_keeps_its_grid_sample(bundle):
     _, count = deform_warps(original, bundle.n_positions, channels=4)
     # Shape inference knows the channel count (3) of some warped images: those stay; the rest are assumed 4.
     assert 0 < count < op_count(original, "GridSample")
+
+
+def test_the_warp_alone_is_the_mean_of_the_torch_warps_in_both_forms():
+    """The benchmark's single blur-operator graph: PyTorch's `pmbm.warp_poses` then the mean, and its DeformConv
+    rewrite gives the same numbers."""
+    torch = pytest.importorskip("torch")
+    from models import pmbm
+
+    rng = np.random.default_rng(3)
+    image = np.ascontiguousarray(smooth_rgb(H, W, seed=3).transpose(2, 0, 1)[None])
+    grid = rng.uniform(-1, 1, (1, 25 * H, W, 2)).astype(np.float32)
+    expected = pmbm.warp_poses(torch.from_numpy(image), torch.from_numpy(grid)).mean(dim=2).numpy()
+    model = averaged_warp_model(25)
+    onnx.checker.check_model(model, full_check=True)
+    rewritten, count = deform_warps(averaged_warp_model(25), 25)
+    assert count == 1 and op_count(rewritten, "GridSample") == 0
+    for form in (model, rewritten):
+        (blurred,) = session(form).run(None, {"image": image, "grid": grid})
+        np.testing.assert_allclose(blurred, expected, atol=1e-6)
