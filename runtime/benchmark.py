@@ -11,8 +11,8 @@ I/O (decode a PNG of that size and encode the restored image as PNG, through `ru
 graph, also one run of it and a whole trajectory refinement with the default `RefineSettings` (the work `--refine`
 adds to each image). Whatever the backend, also one blur-operator call alone (25 warps of the image and their mean)
 on onnxruntime's CPU provider in both its forms: GridSample + mean as the bundle graphs hold it, and the DeformConv
-the CPU provider rewrites it into (`runtime.backends.ort_warps`). Inputs are a deterministic smooth synthetic image, the default intrinsics, a small fixed
-trajectory (~0.01 rad) and the bundle's sigma.
+the CPU provider rewrites it into (`runtime.backends.ort_warps`). Inputs are a deterministic smooth synthetic
+image, the default intrinsics, a small fixed trajectory (~0.01 rad) and the bundle's sigma.
 
 The work is counted, without torch or onnx, from an onnxruntime profile of one run of each graph per size:
 multiply-accumulates of every Conv, ConvTranspose, MatMul and Gemm node, with the shapes it actually ran at. That
@@ -441,6 +441,7 @@ def warp_sessions(n_positions: int, threads: int | None) -> dict[str, onnxruntim
     """onnxruntime CPU sessions of one blur-operator call in the bundle graphs' form (GridSample) and in the form
     the CPU provider runs (`ort_warps.deform_warps`), by stage name."""
     options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the runtime's sessions
     if threads is not None:
         options.intra_op_num_threads = threads
     model = averaged_warp_model(n_positions)

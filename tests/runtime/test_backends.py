@@ -77,6 +77,13 @@ def test_the_onnxruntime_thread_count_reaches_every_session(bundle):
         load_runners(bundle, ROLES, "ort-cpu", threads=0)
 
 
+def test_onnxruntime_sessions_do_not_spin_between_runs(bundle):
+    _, runners = load_runners(bundle, ROLES, "ort-cpu", threads=2)
+    for runner in runners.values():
+        entries = runner.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        assert entries == "0"
+
+
 def test_the_tensorrt_provider_keeps_its_caches_in_the_bundle_and_takes_the_profile(tmp_path, small_bundle):
     import shutil
 
