@@ -11,10 +11,11 @@ and its gradient `(B, P, 3)` with respect to the rotation vectors, computed in c
 
 - image derivatives at the warped positions are those of bilinear interpolation itself, exactly: the x-derivative
   of the bilinear interpolant inside a cell is the forward difference `I[y, x0+1] - I[y, x0]` at `x0 = floor(x)`,
-  interpolated linearly in y. So the forward-difference image `Dx` is sampled with GridSample at `(floor(x), y)`
-  (and `Dy` at `(x, floor(y))`). Reflection padding is applied to the positions (`geometry.reflect_positions`)
-  and its slope flips the derivative, as autograd does. It differs from autograd only where a position falls
-  exactly on a pixel column/row (a set of measure zero: the one-sided derivative is taken from the other cell).
+  interpolated linearly in y. So the forward-difference image `Dx` (zero-padded to the image's size) is sampled
+  with GridSample at `(floor(x), y)`, floor clamped to the last cell (and `Dy` at `(x, floor(y))`). Reflection
+  padding is applied to the positions (`geometry.reflect_positions`) and its slope flips the derivative, as
+  autograd does. It differs from autograd only where a position falls exactly on a pixel column/row (a set of
+  measure zero: the one-sided derivative is taken from the other cell).
 - the Jacobian of the sampling position `dehom(K R^T K^-1 p)` with respect to the rotation vector goes through the
   derivative of the reference's Rodrigues formula (with its epsilon and its norm floor) by the product rule.
   The per-pixel chain is contracted first, so the graph reduces nine `(B, P, H, W)` maps to `(B, P, 3, 3)` and
@@ -117,17 +118,11 @@ def rotation_derivatives(rotation_vectors: Tensor) -> tuple[Tensor, Tensor]:
     return rotation, d_rotation
 
 
-def _grid(x: Tensor, y: Tensor, width: Any, height: Any) -> Tensor:
-    """Pixel positions `(B, P, H, W)` in an image of `width x height` -> one grid `(B, P*H, W, 2)`."""
-    batch, poses, rows, columns = x.shape
-    grid = torch.stack([x * (2 / (width - 1)) - 1, y * (2 / (height - 1)) - 1], dim=-1)
-    return grid.reshape(batch, poses * rows, columns, 2)
-
-
-def _sample(image: Tensor, grid: Tensor, height: Any, width: Any) -> Tensor:
-    """Bilinear samples `(B, C, P, H, W)` of `image` at in-range positions (border padding only guards rounding)."""
-    sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return sampled.reshape(image.shape[0], image.shape[1], -1, height, width)
+def _cell_start(position: Tensor, size: Any) -> Tensor:
+    """The first column (row) of the interpolation cell holding each in-range position: `floor`, but at most
+    `size - 2`, so the last column (row) belongs to the cell before it."""
+    start = torch.floor(position)
+    return torch.where(start > size - 2, start - 1, start)
 
 
 class RefineGraph(nn.Module):
@@ -152,11 +147,15 @@ class RefineGraph(nn.Module):
         weighted = mask * residual
         loss = (weighted * residual).sum(dim=(1, 2, 3)) / count
 
-        # Exact derivatives of the bilinear interpolant at the (reflected) warped positions.
-        diff_x = latent[:, :, :, 1:] - latent[:, :, :, :-1]  # (B, C, H, W-1)
-        diff_y = latent[:, :, 1:, :] - latent[:, :, :-1, :]  # (B, C, H-1, W)
-        along_x = _sample(diff_x, _grid(torch.floor(x_in), y_in, width - 1, height), height, width)
-        along_y = _sample(diff_y, _grid(x_in, torch.floor(y_in), width, height - 1), height, width)
+        # Exact derivatives of the bilinear interpolant at the (reflected) warped positions: forward differences,
+        # padded with zeros to the image's size, sampled at the cell's left column (top row), which is clamped so
+        # that a position on the last column (row) takes the difference of the cell before it. Every sample is in
+        # range, so these are warps like the blur's (`pmbm.warp_poses`) and run as fast.
+        zero_column, zero_row = torch.zeros_like(latent[:, :, :, :1]), torch.zeros_like(latent[:, :, :1, :])
+        diff_x = torch.cat([latent[:, :, :, 1:] - latent[:, :, :, :-1], zero_column], dim=3)  # (B, C, H, W)
+        diff_y = torch.cat([latent[:, :, 1:, :] - latent[:, :, :-1, :], zero_row], dim=2)
+        along_x = pmbm.warp_poses(diff_x, geometry.normalized_grid(_cell_start(x_in, width), y_in))
+        along_y = pmbm.warp_poses(diff_y, geometry.normalized_grid(x_in, _cell_start(y_in, height)))
         # Per pose and pixel: sum_c m r dW/dx and sum_c m r dW/dy, (B, P, H, W).
         push_x = (weighted[:, :, None] * along_x).sum(dim=1) * slope_x
         push_y = (weighted[:, :, None] * along_y).sum(dim=1) * slope_y

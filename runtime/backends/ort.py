@@ -22,8 +22,8 @@ from runtime.bundle import Bundle
 from runtime.profiles import BuildProfile
 
 CACHE_DIRECTORY = "ort-trt-cache"
-#: Graphs whose blur-operator warps the CPU provider runs as DeformConv (`ort_warps`): the others have none.
-WARP_ROLES = ("restoration", "refine")
+#: Graphs whose warps the CPU provider runs as DeformConv (`ort_warps`): the trajectory graph has none.
+WARP_ROLES = ("restoration", "sequence", "refine")
 
 
 class OrtRunner:

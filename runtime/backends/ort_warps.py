@@ -1,13 +1,15 @@
-"""The blur operator's averaged warps as DeformConv, the form onnxruntime's CPU provider runs fastest.
+"""The blur operator's warps as DeformConv, the form onnxruntime's CPU provider runs fastest.
 
-Each blur-operator call in the exported graphs is `GridSample(image, grid) -> Reshape (B, C, P, H, W) ->
-ReduceMean over the poses`. onnxruntime's CPU GridSample gives each colour channel to one thread and ran a
-25-pose warp ~3.4x slower than its DeformConv kernel did the same samples (README, "Benchmark"). The mean of P
-bilinear warps is a depthwise deformable convolution: a 1 x P kernel of weights 1/P whose tap k samples the image
-at the position of pose k. So `deform_warps` rewrites each such chain into one DeformConv (opset 19) whose
-offsets are computed once per grid. The values are the same up to float rounding: the grids hold in-range
-(reflected) positions, so zeros padding never applies. GridSample nodes used in other ways (the sequence graph's
-frames, the refine graph's derivative samples) stay.
+Every warp in the exported graphs is `models.pmbm.warp_poses`: `GridSample(image, grid) -> Reshape (B, C, P, H,
+W)`, P poses at once; the blur operator then takes the mean over the poses (ReduceMean). onnxruntime's CPU
+GridSample gives each colour channel to one thread and ran a 25-pose blur 3.2-3.3x slower than its DeformConv kernel
+did the same samples (README, "Benchmark"). The mean of P bilinear warps is a depthwise deformable convolution: a
+1 x P kernel of weights 1/P whose tap k samples the image at the position of pose k. The warps kept per pose (the
+sequence graph's frames, the refine graph's derivative samples) are a 1 x 1 deformable convolution of the image
+tiled P times along the channels, with one offset group per pose. So `deform_warps` rewrites both kinds into
+DeformConv (opset 19), with the offsets computed once per grid and kind. The values are the same up to float
+rounding: the grids hold in-range positions (reflected, or clamped for the derivative samples), so zeros padding
+never applies.
 
 TensorRT parses DeformConv only from 10.1 and our bundles reach back to 8.5, so the bundle's graphs keep
 GridSample; this rewrite is made in memory when onnxruntime's CPU provider loads a graph.
@@ -27,30 +29,37 @@ _PREFIX = "deform_warps"
 
 
 def deform_warps(model: onnx.ModelProto, n_positions: int, channels: int = 3) -> tuple[onnx.ModelProto, int]:
-    """`model` with every averaged warp over `n_positions` poses of a `channels`-channel image as a DeformConv,
-    and how many were rewritten.
+    """`model` with every warp over `n_positions` poses of a `channels`-channel image as a DeformConv, and how many
+    were rewritten.
 
-    DeformConv needs the channel count as an attribute. Shape inference loses it behind some slices, so an image
-    whose count it cannot tell is taken to have `channels` (the bundle graphs warp RGB images only; a wrong count
-    would fail loudly at run time); one it knows to differ keeps its GridSample. The model is returned unchanged
-    (and the count is 0) when it has no such warp.
+    Two kinds of warp are rewritten: averaged (`GridSample -> Reshape -> ReduceMean` over the poses, the blur
+    operator) into one depthwise DeformConv with a 1 x P kernel of weights 1/P; and per pose (`GridSample ->
+    Reshape (B, C, P, H, W)` used as it is: the sequence graph's frames, the refine graph's derivative samples) into
+    the image tiled P times along the channels, a 1 x 1 DeformConv with one offset group per pose, and a reshape and
+    transpose back to `(B, C, P, H, W)`. DeformConv needs the channel count as an attribute. Shape inference loses
+    it behind some slices, so an image whose count it cannot tell is taken to have `channels` (the bundle graphs
+    warp RGB images only; a wrong count would fail loudly at run time); one it knows to differ keeps its
+    GridSample. The model is returned unchanged (and the count is 0) when it has no such warp.
     """
-    chains = _warps(model)
-    if not chains:
+    if not _warps(model):
         return model, 0
     if _default_opset(model) < DEFORM_CONV_OPSET:
         model = version_converter.convert_version(model, DEFORM_CONV_OPSET)
-        chains = _warps(model)
     graph = model.graph
-    known = _channel_counts(model)
+    shapes = _static_shapes(model)
     # Nodes are told apart by their first output (ONNX outputs are unique names).
-    replaced = {chain[0].output[0]: chain for chain in chains if known.get(chain[0].input[0], channels) == channels}
+    replaced = {chain[0].output[0]: chain for chain in _warps(model) if _rewritable(chain, shapes, channels)}
     dropped = {node.output[0] for chain in replaced.values() for node in chain[1:]}
-    weight = f"{_PREFIX}_weight"
-    graph.initializer.append(
-        numpy_helper.from_array(np.full((channels, 1, 1, n_positions), 1 / n_positions, np.float32), weight)
+    mean_weight, pose_weight = f"{_PREFIX}_weight", f"{_PREFIX}_pose_weight"
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.full((channels, 1, 1, n_positions), 1 / n_positions, np.float32), mean_weight),
+            numpy_helper.from_array(np.ones((n_positions * channels, 1, 1, 1), np.float32), pose_weight),
+            numpy_helper.from_array(np.array([1, n_positions, 1, 1], np.int64), f"{_PREFIX}_tiles"),
+            numpy_helper.from_array(np.array([n_positions, channels], np.int64), f"{_PREFIX}_poses_channels"),
+        ]
     )
-    offsets: dict[str, str] = {}
+    offsets: dict[tuple[str, bool], str] = {}
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
         if node.output[0] in dropped:
@@ -58,32 +67,72 @@ def deform_warps(model: onnx.ModelProto, n_positions: int, channels: int = 3) ->
         if node.output[0] not in replaced:
             nodes.append(node)
             continue
-        # In the GridSample's place (its image and grid exist there): the offsets of its grid, once, then the
-        # DeformConv, which writes the ReduceMean's output.
-        image, grid = node.input[0], node.input[1]
-        if grid not in offsets:
-            offsets[grid] = f"{_PREFIX}_offsets{len(offsets)}"
-            nodes += _offset_nodes(graph, image, grid, n_positions, offsets[grid])
-        half = n_positions // 2
-        nodes.append(
-            helper.make_node(
-                "DeformConv",
-                [image, weight, offsets[grid]],
-                [replaced[node.output[0]][2].output[0]],
-                name=f"{_PREFIX}_{len(nodes)}",
-                kernel_shape=[1, n_positions],
-                pads=[0, half, 0, n_positions - 1 - half],
-                group=channels,
-                offset_group=1,
-            )
-        )
+        # In the GridSample's place (its image and grid exist there): the offsets of its grid for this kind of
+        # warp, once, then the DeformConv, which writes the last output of the chain it replaces.
+        chain = replaced[node.output[0]]
+        image, grid, averaged = node.input[0], node.input[1], len(chain) == 3
+        if (grid, averaged) not in offsets:
+            offsets[grid, averaged] = f"{_PREFIX}_offsets{len(offsets)}"
+            taps = np.arange(n_positions) - n_positions // 2 if averaged else np.zeros(n_positions)
+            nodes += _offset_nodes(graph, image, grid, taps, offsets[grid, averaged])
+        output = chain[-1].output[0]
+        if averaged:
+            nodes.append(_mean_deform_conv(image, mean_weight, offsets[grid, True], output, n_positions, channels))
+        else:
+            nodes += _pose_deform_conv(image, pose_weight, offsets[grid, False], output, n_positions, channels)
     del graph.node[:]
     graph.node.extend(nodes)
     used = {name for node in nodes for name in node.input}
     unused = [tensor for tensor in graph.initializer if tensor.name not in used]
-    for tensor in unused:  # the dropped Reshapes' shapes and ReduceMeans' axes
+    for tensor in unused:  # the dropped Reshapes' shapes, ReduceMeans' axes, and weights of a kind not present
         graph.initializer.remove(tensor)
     return model, len(replaced)
+
+
+def _mean_deform_conv(
+    image: str, weight: str, offsets: str, output: str, n_positions: int, channels: int
+) -> onnx.NodeProto:
+    """The mean of the image's warps: a depthwise DeformConv whose 1 x P kernel has a tap per pose."""
+    half = n_positions // 2
+    return helper.make_node(
+        "DeformConv",
+        [image, weight, offsets],
+        [output],
+        name=f"{output}_{_PREFIX}",
+        kernel_shape=[1, n_positions],
+        pads=[0, half, 0, n_positions - 1 - half],
+        group=channels,
+        offset_group=1,
+    )
+
+
+def _pose_deform_conv(
+    image: str, weight: str, offsets: str, output: str, n_positions: int, channels: int
+) -> list[onnx.NodeProto]:
+    """Each of the image's warps `(B, C, P, H, W)`: the image tiled P times along the channels, a 1 x 1 DeformConv
+    with one offset group (one pose) per tile, then `(B, P*C, H, W)` -> `(B, P, C, H, W)` -> `(B, C, P, H, W)`."""
+
+    def scoped(value: str) -> str:
+        return f"{output}_{_PREFIX}_{value}"
+
+    return [
+        helper.make_node("Tile", [image, f"{_PREFIX}_tiles"], [scoped("tiled")]),
+        helper.make_node(
+            "DeformConv",
+            [scoped("tiled"), weight, offsets],
+            [scoped("warped")],
+            kernel_shape=[1, 1],
+            group=n_positions * channels,
+            offset_group=n_positions,
+        ),
+        helper.make_node("Shape", [image], [scoped("batch")], start=0, end=1),
+        helper.make_node("Shape", [image], [scoped("size")], start=2, end=4),
+        helper.make_node(
+            "Concat", [scoped("batch"), f"{_PREFIX}_poses_channels", scoped("size")], [scoped("shape")], axis=0
+        ),
+        helper.make_node("Reshape", [scoped("warped"), scoped("shape")], [scoped("poses")]),
+        helper.make_node("Transpose", [scoped("poses")], [output], perm=[0, 2, 1, 3, 4]),
+    ]
 
 
 def averaged_warp_model(n_positions: int, channels: int = 3, opset: int = 17) -> onnx.ModelProto:
@@ -114,15 +163,17 @@ def averaged_warp_model(n_positions: int, channels: int = 3, opset: int = 17) ->
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def _warps(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]]:
-    """(GridSample, Reshape, ReduceMean) chains whose GridSample is bilinear, zeros-padded, align_corners, each
-    node the only consumer of the one before, and whose ReduceMean drops axis 2 (the poses)."""
+def _warps(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, ...]]:
+    """Candidate warps over poses, as `models.pmbm.warp_poses` exports them: a GridSample (bilinear, zeros padding,
+    align_corners) whose only consumer is a Reshape (to `(B, C, P, H, W)`: `_rewritable` checks the rank). Averaged
+    ones, where the Reshape's only consumer is a ReduceMean dropping axis 2 (the poses), come as (GridSample,
+    Reshape, ReduceMean); the rest as (GridSample, Reshape)."""
     graph = model.graph
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    chains = []
+    chains: list[tuple[onnx.NodeProto, ...]] = []
     for node in graph.node:
         if node.op_type != "GridSample" or _attributes(node) != {
             "mode": b"bilinear",
@@ -131,8 +182,11 @@ def _warps(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto,
         }:
             continue
         reshape = _only_consumer(consumers, node, "Reshape")
-        reduce_mean = _only_consumer(consumers, reshape, "ReduceMean") if reshape is not None else None
-        if reshape is None or reduce_mean is None:
+        if reshape is None:
+            continue
+        reduce_mean = _only_consumer(consumers, reshape, "ReduceMean")
+        if reduce_mean is None:
+            chains.append((node, reshape))
             continue
         attributes = _attributes(reduce_mean)
         axes = attributes.get("axes")
@@ -169,21 +223,29 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 1)
 
 
-def _channel_counts(model: onnx.ModelProto) -> dict[str, int]:
-    """Static channel counts (axis 1) of the 4-D tensors shape inference can tell."""
+def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+    """The shapes shape inference can tell, by tensor name: a list of dimensions, None where not static."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    counts = {}
-    for value in (*inferred.graph.value_info, *inferred.graph.input):
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) == 4 and dims[1].HasField("dim_value"):
-            counts[value.name] = dims[1].dim_value
-    return counts
+    return {
+        value.name: [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
+        for value in (*inferred.graph.value_info, *inferred.graph.input)
+        if value.type.tensor_type.HasField("shape")
+    }
 
 
-def _offset_nodes(graph: onnx.GraphProto, image: str, grid: str, n_positions: int, output: str) -> list[onnx.NodeProto]:
+def _rewritable(chain: tuple[onnx.NodeProto, ...], shapes: dict[str, list[int | None]], channels: int) -> bool:
+    """A warp of an image with `channels` channels (or an unknown count) whose Reshape makes `(B, C, P, H, W)`."""
+    image = shapes.get(chain[0].input[0], [])
+    count = image[1] if len(image) == 4 else None
+    return count in (None, channels) and len(shapes.get(chain[1].output[0], [])) == 5
+
+
+def _offset_nodes(graph: onnx.GraphProto, image: str, grid: str, taps: np.ndarray, output: str) -> list[onnx.NodeProto]:
     """Nodes computing DeformConv offsets `(B, 2P, H, W)` into `output` from a grid `(B, P*H, W, 2)` (normalised,
-    align_corners) over `image (B, C, H, W)`: per pose, (dy, dx) = its position minus where the 1 x P kernel
-    (padded by P // 2 on the left) puts its tap."""
+    align_corners) over `image (B, C, H, W)`: per pose k, (dy, dx) = its position minus the pixel's, shifted by
+    `taps[k]` columns (where pose k's kernel tap sits: the 1 x P kernel, padded by P // 2 on the left, puts tap k at
+    k - P // 2; a 1 x 1 kernel puts every tap at 0)."""
+    n_positions = len(taps)
 
     def scoped(value: str) -> str:
         return value if value in (image, grid) else f"{output}_{value}"
@@ -192,8 +254,7 @@ def _offset_nodes(graph: onnx.GraphProto, image: str, grid: str, n_positions: in
         graph.initializer.append(numpy_helper.from_array(array, scoped(value)))
         return value
 
-    taps = np.arange(n_positions, dtype=np.float32) - n_positions // 2
-    constant("taps", taps.reshape(n_positions, 1, 1))
+    constant("taps", np.asarray(taps, np.float32).reshape(n_positions, 1, 1))
     constant("zero", np.array(0, np.float32))
     constant("one", np.array(1, np.float32))
     constant("half", np.array(0.5, np.float32))

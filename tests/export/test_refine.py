@@ -102,6 +102,11 @@ def test_export_adds_the_graph_to_the_manifest(refined_bundle):
     assert not [f for f in refined_bundle.iterdir() if f.name.startswith(".")]  # no temporary left
 
 
+def test_the_cell_of_a_position_on_the_last_pixel_is_the_one_before_it():
+    positions = torch.tensor([0.0, 0.5, 5.0, 5.99, 6.0, 6.0 - 1e-6])
+    assert refine._cell_start(positions, 7).tolist() == [0.0, 0.0, 5.0, 5.0, 5.0, 5.0]
+
+
 def test_the_refine_graph_passes_the_lint(refined_bundle):
     assert lint_path(refined_bundle / "refine.onnx", "8.5") == []
 

@@ -57,21 +57,29 @@ def test_every_blur_of_the_restoration_becomes_one_deform_conv_with_the_same_num
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
 
-def test_the_refine_loss_warp_is_rewritten_and_its_derivative_samples_are_not(bundle):
+def test_every_warp_of_the_refine_graph_is_rewritten_with_the_same_numbers(bundle):
+    """The loss's averaged warp and the two derivative samples per pose."""
     original = onnx.load(bundle.graph_path("refine"))
+    assert op_count(original, "GridSample") == 3
     rewritten, count = deform_warps(onnx.load(bundle.graph_path("refine")), bundle.n_positions)
-    assert count == 1 and op_count(rewritten, "GridSample") == op_count(original, "GridSample") - 1
+    assert count == 3 and op_count(rewritten, "GridSample") == 0 and op_count(rewritten, "DeformConv") == 3
     inputs = {name: value.numpy() for name, value in example_refine_inputs(1, H, W, bundle.n_positions).items()}
     expected, got = session(original).run(None, inputs), session(rewritten).run(None, inputs)
     for before, after in zip(expected, got, strict=True):
         np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-4 * np.abs(before).max())
 
 
-def test_graphs_without_averaged_warps_are_left_alone(bundle):
-    # The sequence graph's warp also feeds the frames, so its GridSample must stay.
-    sequence = onnx.load(bundle.graph_path("sequence"))
-    same, count = deform_warps(sequence, bundle.n_positions)
-    assert count == 0 and same is sequence and op_count(same, "GridSample") == 1
+def test_the_sequence_frames_are_rewritten_with_the_same_numbers(bundle):
+    original = onnx.load(bundle.graph_path("sequence"))
+    rewritten, count = deform_warps(onnx.load(bundle.graph_path("sequence")), bundle.n_positions)
+    assert count == 1 and op_count(rewritten, "GridSample") == 0
+    inputs = restoration_inputs(bundle, seed=4)
+    inputs = {"sharp": inputs["blurry"], "trajectory": inputs["trajectory"], "intrinsics": inputs["intrinsics"]}
+    for before, after in zip(session(original).run(None, inputs), session(rewritten).run(None, inputs), strict=True):
+        np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
+
+
+def test_graphs_without_warps_are_left_alone(bundle):
     trajectory = onnx.load(bundle.graph_path("trajectory"))
     assert deform_warps(trajectory, bundle.n_positions) == (trajectory, 0)
 
