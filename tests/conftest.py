@@ -44,3 +44,41 @@ def small_bundle(small_nets, tmp_path_factory) -> Path:
     from export.onnx import export_bundle
 
     return export_bundle(*small_nets, tmp_path_factory.mktemp("bundles") / "small", log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def pairs(tmp_path_factory) -> Path:
+    """Two 48x48 evaluation pairs (one image, two trajectories) made by `models.make_pairs`; read-only for tests
+    (copy it to change it). Their crop side and names are `tests.runtime.conftest.CROP` and `NAMES`."""
+    import cv2
+
+    from models.make_pairs import make_pairs
+    from tests.runtime.conftest import CROP, smooth_bgr8, write_trajectory_file
+
+    sources = tmp_path_factory.mktemp("sources")
+    cv2.imwrite(str(sources / "scene.png"), smooth_bgr8(64, 80, seed=7))
+    trajectories = [
+        write_trajectory_file(sources / "drift.txt", 40, 1),
+        write_trajectory_file(sources / "wobble.txt", 25, 2),
+    ]
+    folder = tmp_path_factory.mktemp("pairs")
+    make_pairs([sources / "scene.png"], trajectories, folder, crop=CROP, focal_length_scales=[2.0], log=lambda _: None)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def held_out_pair(tmp_path_factory) -> Path:
+    """One real evaluation pair like the README's held-out ones (scikit-image's chelsea, not trained on, under a
+    recorded shake from ../shared), 96 px: a folder for `runtime.evaluate` and friends."""
+    import cv2
+
+    from models.make_pairs import make_pairs
+
+    skimage_data = pytest.importorskip("skimage.data")
+    trajectory_file = shared_file("data/trajectories/000000000025_0.txt")
+    sources = tmp_path_factory.mktemp("held-out-source")
+    image = sources / "chelsea.png"
+    cv2.imwrite(str(image), cv2.cvtColor(skimage_data.chelsea(), cv2.COLOR_RGB2BGR))
+    folder = tmp_path_factory.mktemp("held-out-pair")
+    make_pairs([image], [trajectory_file], folder, crop=96, noise=0.01, focal_length_scales=[2.0], log=lambda _: None)
+    return folder

@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from models.make_pairs import make_pairs
 from runtime.bundle import MANIFEST, write_manifest
 from tests.conftest import shared_file
 
@@ -65,17 +64,3 @@ def write_trajectory_file(path: Path, rows: int, seed: int) -> Path:
     angles = np.cumsum(0.004 * np.random.default_rng(seed).standard_normal((rows, 3)), axis=0)
     np.savetxt(path, np.hstack([np.zeros((rows, 3)), angles]), delimiter=",", fmt="%.9f")
     return path
-
-
-@pytest.fixture(scope="session")
-def pairs(tmp_path_factory) -> Path:
-    """Two 48x48 pairs (one image, two trajectories); read-only for tests (copy it to change it)."""
-    sources = tmp_path_factory.mktemp("sources")
-    cv2.imwrite(str(sources / "scene.png"), smooth_bgr8(64, 80, seed=7))
-    trajectories = [
-        write_trajectory_file(sources / "drift.txt", 40, 1),
-        write_trajectory_file(sources / "wobble.txt", 25, 2),
-    ]
-    folder = tmp_path_factory.mktemp("pairs")
-    make_pairs([sources / "scene.png"], trajectories, folder, crop=CROP, focal_length_scales=[2.0], log=lambda _: None)
-    return folder
