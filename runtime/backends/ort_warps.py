@@ -26,6 +26,9 @@ from onnx import helper, numpy_helper, version_converter
 #: DeformConv entered the default ONNX domain at opset 19.
 DEFORM_CONV_OPSET = 19
 _PREFIX = "deform_warps"
+#: Initializers the rewrite adds: the two kinds' DeformConv weights, and the per-pose form's tiling and shape.
+_MEAN_WEIGHT, _POSE_WEIGHT = f"{_PREFIX}_weight", f"{_PREFIX}_pose_weight"
+_TILES, _POSES_CHANNELS = f"{_PREFIX}_tiles", f"{_PREFIX}_poses_channels"
 
 
 def deform_warps(model: onnx.ModelProto, n_positions: int, channels: int = 3) -> tuple[onnx.ModelProto, int]:
@@ -50,13 +53,12 @@ def deform_warps(model: onnx.ModelProto, n_positions: int, channels: int = 3) ->
     # Nodes are told apart by their first output (ONNX outputs are unique names).
     replaced = {chain[0].output[0]: chain for chain in _warps(model) if _rewritable(chain, shapes, channels)}
     dropped = {node.output[0] for chain in replaced.values() for node in chain[1:]}
-    mean_weight, pose_weight = f"{_PREFIX}_weight", f"{_PREFIX}_pose_weight"
     graph.initializer.extend(
         [
-            numpy_helper.from_array(np.full((channels, 1, 1, n_positions), 1 / n_positions, np.float32), mean_weight),
-            numpy_helper.from_array(np.ones((n_positions * channels, 1, 1, 1), np.float32), pose_weight),
-            numpy_helper.from_array(np.array([1, n_positions, 1, 1], np.int64), f"{_PREFIX}_tiles"),
-            numpy_helper.from_array(np.array([n_positions, channels], np.int64), f"{_PREFIX}_poses_channels"),
+            numpy_helper.from_array(np.full((channels, 1, 1, n_positions), 1 / n_positions, np.float32), _MEAN_WEIGHT),
+            numpy_helper.from_array(np.ones((n_positions * channels, 1, 1, 1), np.float32), _POSE_WEIGHT),
+            numpy_helper.from_array(np.array([1, n_positions, 1, 1], np.int64), _TILES),
+            numpy_helper.from_array(np.array([n_positions, channels], np.int64), _POSES_CHANNELS),
         ]
     )
     offsets: dict[tuple[str, bool], str] = {}
@@ -77,9 +79,9 @@ def deform_warps(model: onnx.ModelProto, n_positions: int, channels: int = 3) ->
             nodes += _offset_nodes(graph, image, grid, taps, offsets[grid, averaged])
         output = chain[-1].output[0]
         if averaged:
-            nodes.append(_mean_deform_conv(image, mean_weight, offsets[grid, True], output, n_positions, channels))
+            nodes.append(_mean_deform_conv(image, offsets[grid, True], output, n_positions, channels))
         else:
-            nodes += _pose_deform_conv(image, pose_weight, offsets[grid, False], output, n_positions, channels)
+            nodes += _pose_deform_conv(image, offsets[grid, False], output, n_positions, channels)
     del graph.node[:]
     graph.node.extend(nodes)
     used = {name for node in nodes for name in node.input}
@@ -89,14 +91,12 @@ def deform_warps(model: onnx.ModelProto, n_positions: int, channels: int = 3) ->
     return model, len(replaced)
 
 
-def _mean_deform_conv(
-    image: str, weight: str, offsets: str, output: str, n_positions: int, channels: int
-) -> onnx.NodeProto:
+def _mean_deform_conv(image: str, offsets: str, output: str, n_positions: int, channels: int) -> onnx.NodeProto:
     """The mean of the image's warps: a depthwise DeformConv whose 1 x P kernel has a tap per pose."""
     half = n_positions // 2
     return helper.make_node(
         "DeformConv",
-        [image, weight, offsets],
+        [image, _MEAN_WEIGHT, offsets],
         [output],
         name=f"{output}_{_PREFIX}",
         kernel_shape=[1, n_positions],
@@ -106,9 +106,7 @@ def _mean_deform_conv(
     )
 
 
-def _pose_deform_conv(
-    image: str, weight: str, offsets: str, output: str, n_positions: int, channels: int
-) -> list[onnx.NodeProto]:
+def _pose_deform_conv(image: str, offsets: str, output: str, n_positions: int, channels: int) -> list[onnx.NodeProto]:
     """Each of the image's warps `(B, C, P, H, W)`: the image tiled P times along the channels, a 1 x 1 DeformConv
     with one offset group (one pose) per tile, then `(B, P*C, H, W)` -> `(B, P, C, H, W)` -> `(B, C, P, H, W)`."""
 
@@ -116,10 +114,10 @@ def _pose_deform_conv(
         return f"{output}_{_PREFIX}_{value}"
 
     return [
-        helper.make_node("Tile", [image, f"{_PREFIX}_tiles"], [scoped("tiled")]),
+        helper.make_node("Tile", [image, _TILES], [scoped("tiled")]),
         helper.make_node(
             "DeformConv",
-            [scoped("tiled"), weight, offsets],
+            [scoped("tiled"), _POSE_WEIGHT, offsets],
             [scoped("warped")],
             kernel_shape=[1, 1],
             group=n_positions * channels,
@@ -127,9 +125,7 @@ def _pose_deform_conv(
         ),
         helper.make_node("Shape", [image], [scoped("batch")], start=0, end=1),
         helper.make_node("Shape", [image], [scoped("size")], start=2, end=4),
-        helper.make_node(
-            "Concat", [scoped("batch"), f"{_PREFIX}_poses_channels", scoped("size")], [scoped("shape")], axis=0
-        ),
+        helper.make_node("Concat", [scoped("batch"), _POSES_CHANNELS, scoped("size")], [scoped("shape")], axis=0),
         helper.make_node("Reshape", [scoped("warped"), scoped("shape")], [scoped("poses")]),
         helper.make_node("Transpose", [scoped("poses")], [output], perm=[0, 2, 1, 3, 4]),
     ]
