@@ -29,7 +29,7 @@ from runtime import metrics
 from runtime.backends import load_runners
 from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair, read_pairs
+from runtime.evaluate import Pair, add_pairs_arguments, limit_error, read_pairs
 from runtime.media import read_image, write_bytes
 from runtime.refine import RefineSettings, graph_function
 
@@ -138,12 +138,11 @@ def markdown(table: dict[str, dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.refine_latent", description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", type=Path, required=True, metavar="BUNDLE")
-    parser.add_argument("--pairs", type=Path, required=True, metavar="DIR", help="folder holding pairs.json")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="also write refine_latent.md and .json there")
-    parser.add_argument("--limit", type=int, metavar="N", help="the first N pairs only")
+    add_pairs_arguments(parser, "refine_latent.md and .json")
     parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime CPU threads")
     args = parser.parse_args(argv)
+    if limit_error(args.limit):
+        parser.error(str(limit_error(args.limit)))
     table = run(args.engine, args.pairs, args.limit, args.threads, progress=lambda text: print(text, file=sys.stderr))
     report = markdown(table)
     print(report, end="")

@@ -557,21 +557,32 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(prog="python -m runtime.evaluate", description=__doc__.splitlines()[0])
+def add_pairs_arguments(parse: argparse.ArgumentParser, reports: str) -> None:
+    """`--engine`, `--pairs`, `--out` (writing `reports`) and `--limit`: how the commands that measure a bundle on
+    evaluation pairs are pointed at them. `limit_error` checks `--limit`."""
     parse.add_argument("--engine", type=Path, required=True, metavar="BUNDLE", help="bundle directory")
     parse.add_argument("--pairs", type=Path, required=True, metavar="DIR", help="folder holding pairs.json")
+    parse.add_argument("--out", type=Path, metavar="DIR", help=f"write {reports}")
+    parse.add_argument("--limit", type=int, metavar="N", help="the first N pairs only")
+
+
+def limit_error(limit: int | None) -> str | None:
+    """The one-line error for a `--limit` below 1 (None when it is fine)."""
+    return None if limit is None or limit >= 1 else f"--limit must be at least 1, got {limit}"
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(prog="python -m runtime.evaluate", description=__doc__.splitlines()[0])
+    add_pairs_arguments(parse, "evaluation.md, evaluation.json and pictures")
     add_backend_arguments(parse)
-    parse.add_argument("--out", type=Path, metavar="DIR", help="write evaluation.md, evaluation.json and pictures")
-    parse.add_argument("--limit", type=int, metavar="N", help="evaluate the first N pairs only")
     add_refine_arguments(parse)
     return parse
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        print(f"error: --limit must be at least 1, got {args.limit}", file=sys.stderr)
+    if limit_error(args.limit):
+        print(f"error: {limit_error(args.limit)}", file=sys.stderr)
         return 2
     try:
         refine = refine_settings(args)

@@ -39,7 +39,7 @@ from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.bundle import BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair, PairsError, read_pairs
+from runtime.evaluate import Pair, PairsError, add_pairs_arguments, limit_error, read_pairs
 from runtime.media import MediaError, read_image, write_bytes, write_image
 
 DEFAULT_BLENDS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
@@ -134,6 +134,7 @@ class Sensitivity:
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description: the means, every pair's points and the failures."""
         return {
             "bundle": self.bundle,
             "backend": self.backend,
@@ -286,8 +287,7 @@ def _stderr(text: str) -> None:
 
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(prog="python -m runtime.sensitivity", description=__doc__.splitlines()[0])
-    parse.add_argument("--engine", type=Path, required=True, metavar="BUNDLE", help="bundle directory")
-    parse.add_argument("--pairs", type=Path, required=True, metavar="DIR", help="folder holding pairs.json")
+    add_pairs_arguments(parse, "sensitivity.md, .json and .png")
     parse.add_argument(
         "--blends",
         type=_numbers,
@@ -297,15 +297,13 @@ def parser() -> argparse.ArgumentParser:
     )
     parse.add_argument("--scales", type=_numbers, default=(), metavar="S,T,...", help="also trajectories s x estimate")
     add_backend_arguments(parse)
-    parse.add_argument("--out", type=Path, metavar="DIR", help="write sensitivity.md, .json and .png")
-    parse.add_argument("--limit", type=int, metavar="N", help="the first N pairs only")
     return parse
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        print(f"error: --limit must be at least 1, got {args.limit}", file=sys.stderr)
+    if limit_error(args.limit):
+        print(f"error: {limit_error(args.limit)}", file=sys.stderr)
         return 2
     try:
         report = sensitivity(
