@@ -96,13 +96,12 @@ def _make_backend(name: str, provider: str, profile: BuildProfile | None = None,
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             options.intra_op_num_threads = threads
-        source: str | bytes = str(path)
-        if name == "ort-cpu" and role in WARP_ROLES:
-            model, rewritten = deform_warps(onnx.load(path), bundle.n_positions)
-            source = model.SerializeToString() if rewritten else source
+        source = _with_deform_warps(path, bundle.n_positions) if name == "ort-cpu" and role in WARP_ROLES else path
         try:
             session = onnxruntime.InferenceSession(
-                source, options, providers=execution_providers(name, bundle, role, profile)
+                source if isinstance(source, bytes) else str(source),
+                options,
+                providers=execution_providers(name, bundle, role, profile),
             )
         except Exception as error:  # onnxruntime raises its own exception types per failure
             raise BackendError(f"{path}: {name} cannot load it ({str(error).splitlines()[0]})") from None
@@ -111,6 +110,12 @@ def _make_backend(name: str, provider: str, profile: BuildProfile | None = None,
         return OrtRunner(session, name)
 
     return Backend(name, unavailable_reason, load)
+
+
+def _with_deform_warps(path: Path, n_positions: int) -> bytes | Path:
+    """The graph at `path` with its warps as DeformConv (`ort_warps`), serialised; `path` itself when it has none."""
+    model, rewritten = deform_warps(onnx.load(path), n_positions)
+    return model.SerializeToString() if rewritten else path
 
 
 def ort_tensorrt(profile: BuildProfile | None = None, threads: int | None = None) -> Backend:
