@@ -78,10 +78,16 @@ class Comparison:
     threads: int
     gmac: float
     rows: list[Row] = field(default_factory=list)
-    torch_reference_s: float | None = None
+    #: Every timed run of the PyTorch reference (empty when it did not run; `torch_skipped` says why).
+    torch_reference_times_s: tuple[float, ...] = ()
     torch_skipped: str | None = None
     convolution_floor_s: float | None = None
     matmul_peak_gflops: float | None = None
+
+    @property
+    def torch_reference_s(self) -> float | None:
+        """The PyTorch reference's median (None when it did not run)."""
+        return statistics.median(self.torch_reference_times_s) if self.torch_reference_times_s else None
 
     def row(self, backend: str, precision: str) -> Row | None:
         return next((r for r in self.rows if (r.backend, r.precision) == (backend, precision)), None)
@@ -89,6 +95,7 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         return {
             **{key: value for key, value in asdict(self).items() if key != "rows"},
+            "torch_reference_s": self.torch_reference_s,
             "rows": [{**asdict(row), "median_s": row.median_s} for row in self.rows],
         }
 
@@ -98,23 +105,24 @@ class Comparison:
         lines = [
             f"## Backends and precisions, {self.height}x{self.width}, {self.threads} threads",
             "",
-            "End to end = trajectory net + restoration (`Deblurrer.restore`), median of the timed rounds.",
+            "End to end = trajectory net + restoration (`Deblurrer.restore`), median of the timed rounds (and their "
+            "spread: a wide one says the figure is not settled).",
             "",
-            "| configuration | median ms | images/s | vs ort-cpu fp32 | GFLOP/s | of matmul peak | peak memory MiB "
-            "| PSNR vs fp32 dB | accuracy gate |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| configuration | median ms | min-max ms | images/s | vs ort-cpu fp32 | GFLOP/s | of matmul peak "
+            "| peak memory MiB | PSNR vs fp32 dB | accuracy gate |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in self.rows:
             if row.median_s is None:
-                lines.append(f"| {row.label} | skipped: {row.skipped} | | | | | | | |")
+                lines.append(f"| {row.label} | skipped: {row.skipped} | | | | | | | | |")
             else:
-                lines.append(self._line(row.label, row.median_s, base, row.peak_memory_mib, row.psnr_vs_fp32, row.gate))
-        if self.torch_reference_s is not None:
-            lines.append(self._line("PyTorch reference (eager fp32)", self.torch_reference_s, base))
+                lines.append(self._line(row.label, row.times_s, base, row.peak_memory_mib, row.psnr_vs_fp32, row.gate))
+        if self.torch_reference_times_s:
+            lines.append(self._line("PyTorch reference (eager fp32)", self.torch_reference_times_s, base))
         else:
-            lines.append(f"| PyTorch reference | skipped: {self.torch_skipped} | | | | | | | |")
+            lines.append(f"| PyTorch reference | skipped: {self.torch_skipped} | | | | | | | | |")
         if self.convolution_floor_s is not None:
-            lines.append(self._line("convolutions alone (ort-cpu fp32 kernels)", self.convolution_floor_s, base))
+            lines.append(self._line("convolutions alone (ort-cpu fp32 kernels)", (self.convolution_floor_s,), base))
         lines += [
             "",
             f"Work: {self.gmac:.2f} GMAC (Conv, ConvTranspose, MatMul, Gemm of the two graphs). Matrix-multiply peak "
@@ -126,16 +134,18 @@ class Comparison:
     def _line(
         self,
         label: str,
-        median: float,
+        times: Sequence[float],
         base: float | None,
         memory: float | None = None,
         psnr: float | None = None,
         gate: str = "-",
     ) -> str:
+        median = statistics.median(times)
         gflops = 2 * self.gmac / median
         cells = [
             label,
             f"{median * 1e3:.1f}",
+            f"{min(times) * 1e3:.0f}-{max(times) * 1e3:.0f}" if len(times) > 1 else "-",
             f"{1 / median:.2f}",
             f"{base / median:.2f}x" if base else "-",
             f"{gflops:.1f}",
@@ -199,7 +209,7 @@ def compare(
     comparison.matmul_peak_gflops = matmul_peak_gflops(threads)
     if torch_reference:
         log("PyTorch reference: python -m models.benchmark reference")
-        comparison.torch_reference_s, comparison.torch_skipped = torch_reference_s(
+        comparison.torch_reference_times_s, comparison.torch_skipped = torch_reference_times(
             bundle, height, width, threads, repeats
         )
     else:
@@ -322,10 +332,10 @@ def matmul_peak_gflops(threads: int, side: int = 2048, repeats: int = 5) -> floa
     return float(done.stdout.strip()) if done.returncode == 0 else None
 
 
-def torch_reference_s(
+def torch_reference_times(
     bundle: Bundle, height: int, width: int, threads: int, repeats: int
-) -> tuple[float | None, str | None]:
-    """Median seconds of the PyTorch reference (eager FP32, the bundle's architecture) or (None, why not)."""
+) -> tuple[tuple[float, ...], str | None]:
+    """Seconds of each timed run of the PyTorch reference (eager FP32, the bundle's architecture), or ((), why not)."""
     architecture = json.dumps(bundle.manifest.get("architecture", {}))
     command = [
         sys.executable, "-m", "models.benchmark", "reference", "--size", f"{height}x{width}", "--threads",
@@ -334,5 +344,5 @@ def torch_reference_s(
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"python -m models.benchmark reference failed ({last})"
-    return float(json.loads(done.stdout)["median_s"]), None
+        return (), f"python -m models.benchmark reference failed ({last})"
+    return tuple(float(seconds) for seconds in json.loads(done.stdout)["times_s"]), None

@@ -31,7 +31,8 @@ def test_each_configuration_is_timed_or_says_why_not(compared):
 
 
 def test_the_references_are_measured_in_the_same_run(compared):
-    assert compared.torch_reference_s is not None and compared.torch_reference_s > 0, compared.torch_skipped
+    assert len(compared.torch_reference_times_s) == 2, compared.torch_skipped
+    assert compared.torch_reference_s == pytest.approx(np.median(compared.torch_reference_times_s))
     baseline = compared.rows[0].median_s
     assert 0 < compared.convolution_floor_s < baseline  # the convolutions are part of the whole
     assert compared.matmul_peak_gflops > 0.5
@@ -44,6 +45,11 @@ def test_the_report_holds_every_row(compared):
     assert "| PyTorch reference (eager fp32) |" in table and "| convolutions alone" in table
     data = json.loads(json.dumps(compared.to_dict()))
     assert data["rows"][0]["median_s"] == pytest.approx(compared.rows[0].median_s)
+    assert data["torch_reference_s"] == pytest.approx(compared.torch_reference_s)
+    # Timed rows show their spread; the floor, measured once, does not.
+    times = compared.rows[0].times_s
+    assert f"| {min(times) * 1e3:.0f}-{max(times) * 1e3:.0f} |" in table
+    assert [line for line in table.splitlines() if line.startswith("| convolutions alone")][0].split(" | ")[2] == "-"
 
 
 def test_the_command_compares_plots_and_writes_json(small_bundle, tmp_path, capsys):
