@@ -183,7 +183,7 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description; non-finite numbers (infinite PSNR, undefined ratios) become null."""
-        return _finite_or_null(
+        return finite_or_null(
             {
                 "bundle": self.bundle,
                 "backend": self.backend,
@@ -292,13 +292,14 @@ def _number(value: float, digits: int, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _finite_or_null(value: Any) -> Any:
+def finite_or_null(value: Any) -> Any:
+    """`value` (nested dicts and lists) with non-finite floats as None, for strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
+        return {key: finite_or_null(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite_or_null(item) for item in value]
+        return [finite_or_null(item) for item in value]
     return value
 
 

@@ -6,9 +6,9 @@ python -m runtime.sensitivity --engine BUNDLE --pairs DIR [--blends 0,0.1,...,1]
 On evaluation pairs (`runtime.evaluate`'s pairs.json), the bundle first estimates each pair's trajectory; then the
 restoration runs again with given trajectories instead of the estimate:
 
-- blends `a`: `truth + a (matched - truth)`, where `matched` is the estimate with its poses matched one to one to
-  the true poses (as the trajectory error matches them). `a = 0` is the true trajectory, the restoration's ceiling;
-  `a = 1` is the estimate; in between, every pose moves straight from its true value towards its estimate.
+- blends `b`: `truth + b (matched - truth)`, where `matched` is the estimate with its poses matched one to one to
+  the true poses (as the trajectory error matches them). `b = 0` is the true trajectory, the restoration's ceiling;
+  `b = 1` is the estimate; in between, every pose moves straight from its true value towards its estimate.
 - scales `s`: `s * estimate`, the estimate shrunk or stretched about the rest pose.
 
 For each, per pair and on average: trajectory error (px), PSNR and SSIM of the restored image against the sharp
@@ -39,7 +39,7 @@ from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.bundle import BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair, PairsError, add_pairs_arguments, limit_error, read_pairs
+from runtime.evaluate import Pair, PairsError, add_pairs_arguments, finite_or_null, limit_error, read_pairs
 from runtime.media import MediaError, read_image, write_bytes, write_image
 
 DEFAULT_BLENDS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
@@ -112,7 +112,7 @@ class Sensitivity:
             zero = _mean(sweep.zero_motion_error_px for sweep in self.pairs)
             lines += ["", f"Mean PSNR of the blurry input {blurry:.2f} dB; zero-motion trajectory error {zero:.2f} px."]
         headings = {
-            "blend": "blend a (truth + a (estimate - truth); 0 = true trajectory, 1 = estimate)",
+            "blend": "blend b (truth + b (estimate - truth); 0 = true trajectory, 1 = estimate)",
             "scale": "scale s (s x estimate)",
         }
         for kind in KINDS:
@@ -134,23 +134,28 @@ class Sensitivity:
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready description: the means, every pair's points and the failures."""
-        return {
-            "bundle": self.bundle,
-            "backend": self.backend,
-            "precision": self.precision,
-            "pairs_dir": self.pairs_dir,
-            "mean": [asdict(point) for point in self.mean()],
-            "pairs": [asdict(sweep) for sweep in self.pairs],
-            "failed": [{"name": name, "error": reason} for name, reason in self.failed],
-        }
+        """A JSON-ready description: the means, every pair's points and the failures (non-finite numbers, such as
+        the PSNR of a pair without blur, as null)."""
+        return finite_or_null(
+            {
+                "bundle": self.bundle,
+                "backend": self.backend,
+                "precision": self.precision,
+                "pairs_dir": self.pairs_dir,
+                "mean": [asdict(point) for point in self.mean()],
+                "pairs": [asdict(sweep) for sweep in self.pairs],
+                "failed": [{"name": name, "error": reason} for name, reason in self.failed],
+            }
+        )
 
     def chart(self) -> np.ndarray:
-        """PSNR gain against trajectory error: one line per kind, in order of blend or scale, points labelled."""
+        """PSNR gain against trajectory error: one line per kind, in order of blend or scale, points labelled
+        (points with a non-finite mean, as when a pair has no blur and so an infinite PSNR, are left out)."""
         names = {"blend": "truth -> estimate (b = blend)", "scale": "scaled estimate (s = scale)"}
         series = []
         for kind in KINDS:
-            points = sorted((point for point in self.mean() if point.kind == kind), key=lambda point: point.value)
+            drawable = [p for p in self.mean() if p.kind == kind and math.isfinite(p.trajectory_error_px + p.psnr_gain)]
+            points = sorted(drawable, key=lambda point: point.value)
             if points:
                 line = [(p.trajectory_error_px, p.psnr_gain, f"{kind[0]}={p.value:g}") for p in points]
                 series.append((names[kind], line))
@@ -266,8 +271,10 @@ def sensitivity(
     if out is not None:
         write_bytes(out / REPORT_MD, report.markdown().encode())
         write_bytes(out / REPORT_JSON, (json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n").encode())
-        if report.pairs:
+        try:
             write_image(out / REPORT_PNG, report.chart())
+        except ValueError as error:  # nothing drawable: no pair ran, or every mean is non-finite
+            progress(f"{out / REPORT_PNG}: not written ({error})")
     return report
 
 
@@ -292,8 +299,8 @@ def parser() -> argparse.ArgumentParser:
         "--blends",
         type=_numbers,
         default=DEFAULT_BLENDS,
-        metavar="A,B,...",
-        help="trajectories truth + a (estimate - truth); 0 = truth, 1 = estimate (default %(default)s)",
+        metavar="B,C,...",
+        help="trajectories truth + b (estimate - truth); 0 = truth, 1 = estimate (default %(default)s)",
     )
     parse.add_argument("--scales", type=_numbers, default=(), metavar="S,T,...", help="also trajectories s x estimate")
     add_backend_arguments(parse)

@@ -100,3 +100,17 @@ def test_the_demo_restoration_gains_most_with_the_true_trajectory(held_out_pair)
     report = sensitivity(DEMO_BUNDLE, held_out_pair, blends=(0.0, 0.5, 1.0), backend="ort-cpu", progress=lambda _: None)
     truth, half, estimate = (point.psnr_gain for point in report.mean())
     assert truth > 1.0 and truth > half > estimate
+
+
+def test_a_pair_without_blur_keeps_the_json_strict(small_bundle, pairs, tmp_path):
+    """blurry == sharp: infinite PSNR, so its gains are not numbers: null in the JSON; the chart leaves them out."""
+    folder = Path(shutil.copytree(pairs, tmp_path / "pairs"))
+    listing = json.loads((folder / "pairs.json").read_text())
+    listing[0].update(blurry=listing[0]["sharp"])
+    (folder / "pairs.json").write_text(json.dumps(listing))
+    out = tmp_path / "out"
+    code, stdout, stderr = run("--engine", small_bundle, "--pairs", folder, "--blends", "0,1", "--out", out)
+    assert code == 0, stderr
+    report = json.loads((out / "sensitivity.json").read_text(), parse_constant=lambda token: pytest.fail(token))
+    assert report["pairs"][0]["psnr_blurry"] is None and report["mean"][0]["psnr_gain"] is None
+    assert "sensitivity.png: not written (no points to draw)" in stderr and "| 0 |" in stdout
