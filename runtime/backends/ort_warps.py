@@ -277,6 +277,29 @@ def _rewritable(chain: tuple[onnx.NodeProto, ...], shapes: dict[str, list[int | 
     return count in (None, channels) and len(shapes.get(chain[1].output[0], [])) == 5
 
 
+def _planar_grid(graph: onnx.GraphProto, grid: str) -> tuple[str, str] | None:
+    """The x and y planes `(B, P, H, W)` a grid was stacked from, when the graph made it as
+    `geometry.normalized_grid` exports: `Reshape(Concat(Unsqueeze(x, -1), Unsqueeze(y, -1), axis=-1))`. Reading
+    them saves two strided Gathers over the grid per offsets (~50 ms at 512x512)."""
+    producers = {name: node for node in graph.node for name in node.output}
+    reshape = producers.get(grid)
+    concat = producers.get(reshape.input[0]) if reshape is not None and reshape.op_type == "Reshape" else None
+    if concat is None or concat.op_type != "Concat" or len(concat.input) != 2:
+        return None
+    if _attributes(concat).get("axis") not in (-1, 4):
+        return None
+    planes = []
+    for name in concat.input:
+        unsqueeze = producers.get(name)
+        if unsqueeze is None or unsqueeze.op_type != "Unsqueeze" or len(unsqueeze.input) != 2:
+            return None
+        axes = _constant(graph, unsqueeze.input[1])
+        if axes is None or list(np.ravel(axes)) not in ([-1], [4]):
+            return None
+        planes.append(unsqueeze.input[0])
+    return planes[0], planes[1]
+
+
 def _offset_nodes(graph: onnx.GraphProto, image: str, grid: str, taps: np.ndarray, output: str) -> list[onnx.NodeProto]:
     """Nodes computing DeformConv offsets `(B, 2P, H, W)` into `output` from a grid `(B, P*H, W, 2)` (normalised,
     align_corners) over `image (B, C, H, W)`: per pose k, (dy, dx) = its position minus the pixel's, shifted by
@@ -284,7 +307,11 @@ def _offset_nodes(graph: onnx.GraphProto, image: str, grid: str, taps: np.ndarra
     k - P // 2; a 1 x 1 kernel puts every tap at 0)."""
     n_positions = len(taps)
 
+    planar = _planar_grid(graph, grid)
+
     def scoped(value: str) -> str:
+        if planar is not None and value in ("grid_x", "grid_y"):
+            return planar[value == "grid_y"]
         return value if value in (image, grid) else f"{output}_{value}"
 
     def constant(value: str, array: np.ndarray) -> str:
@@ -315,8 +342,9 @@ def _offset_nodes(graph: onnx.GraphProto, image: str, grid: str, taps: np.ndarra
         ("Sub", ["height_f", "one"], "height_span", {}),
         ("Mul", ["width_span", "half"], "x_scale", {}),
         ("Mul", ["height_span", "half"], "y_scale", {}),
-        ("Gather", [grid, "x_axis"], "grid_x", {"axis": 3}),
-        ("Gather", [grid, "y_axis"], "grid_y", {"axis": 3}),
+        # The grid's x and y planes: as the graph stacked them when it can tell, else read out of the grid.
+        *([] if planar else [("Gather", [grid, "x_axis"], "grid_x", {"axis": 3})]),
+        *([] if planar else [("Gather", [grid, "y_axis"], "grid_y", {"axis": 3})]),
         ("Add", ["grid_x", "one"], "x_shifted", {}),
         ("Add", ["grid_y", "one"], "y_shifted", {}),
         ("Mul", ["x_shifted", "x_scale"], "x_flat", {}),

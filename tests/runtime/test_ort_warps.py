@@ -108,3 +108,21 @@ def test_the_warp_alone_is_the_mean_of_the_torch_warps_in_both_forms():
     for form in (model, rewritten):
         (blurred,) = session(form).run(None, {"image": image, "grid": grid})
         np.testing.assert_allclose(blurred, expected, atol=1e-6)
+
+
+def grid_gathers(model: onnx.ModelProto) -> int:
+    """Gathers along a grid's last axis (the offsets reading x and y out of an interleaved grid)."""
+    return sum(
+        node.op_type == "Gather" and any(a.name == "axis" and a.i == 3 for a in node.attribute)
+        for node in model.graph.node
+    )
+
+
+def test_the_offsets_read_the_planes_the_graph_stacked_its_grid_from(bundle):
+    """The exported grids are stacks of x and y planes: the offsets take the planes (no strided Gather); a grid
+    given as an input is read with one Gather per axis."""
+    for role in ("restoration", "sequence", "refine"):
+        rewritten, count = deform_warps(onnx.load(bundle.graph_path(role)), bundle.n_positions)
+        assert count > 0 and grid_gathers(rewritten) == 0, role
+    alone, _ = deform_warps(averaged_warp_model(25), 25)
+    assert grid_gathers(alone) == 2
