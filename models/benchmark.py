@@ -77,14 +77,21 @@ def pmbm_share(height: int, width: int, repeats: int = 3, n_positions: int = 25)
     }
 
 
-def warp_seconds(height: int, width: int, repeats: int = 3, n_positions: int = 25) -> float:
-    """Median seconds of one blur-operator call alone (the warps of `pmbm.warp_poses`, then their mean) on the
-    inputs `python -m runtime.benchmark` times onnxruntime's two forms of it on."""
+def warp_seconds(height: int, width: int, repeats: int = 3, n_positions: int = 25) -> list[float]:
+    """Seconds of each timed run (after one warm-up) of one blur-operator call alone (the warps of
+    `pmbm.warp_poses`, then their mean) on the inputs `python -m runtime.benchmark` times onnxruntime's two forms
+    of it on."""
     from runtime.benchmark import warp_feed
 
     feed = {name: torch.from_numpy(value) for name, value in warp_feed(height, width, n_positions).items()}
+    times = []
     with torch.inference_mode():
-        return median_seconds(lambda: pmbm.warp_poses(feed["image"], feed["grid"]).mean(dim=2), repeats)
+        for run in range(repeats + 1):
+            started = time.perf_counter()
+            pmbm.warp_poses(feed["image"], feed["grid"]).mean(dim=2)
+            if run > 0:
+                times.append(time.perf_counter() - started)
+    return times
 
 
 def reference_seconds(architecture: dict[str, Any], height: int, width: int, repeats: int = 3) -> list[float]:
@@ -127,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--size {args.size!r}: expected HEIGHTxWIDTH, e.g. 256x256")
     torch.set_num_threads(args.threads)
     if args.mode == "warp":
-        seconds = warp_seconds(height, width, args.repeats)
+        times = warp_seconds(height, width, args.repeats)
+        seconds = statistics.median(times)
         print(
-            json.dumps({"warp_s": seconds, "threads": args.threads})
+            json.dumps({"times_s": times, "warp_s": seconds, "threads": args.threads})
             if args.json
             else f"One blur-operator call (25 warps + mean), {height}x{width}, {args.threads} threads: "
             f"{seconds * 1e3:.1f} ms (median of {args.repeats})"

@@ -73,6 +73,7 @@ STAGES = {
     "refinement": f"refinement ({REFINE_SETTINGS.steps} steps at scales {REFINE_SETTINGS.scales})",
     "warp_gridsample": "one blur operator alone: GridSample + mean (onnxruntime CPU)",
     "warp_deformconv": "one blur operator alone: DeformConv (onnxruntime CPU)",
+    "warp_torch": "one blur operator alone: PyTorch grid_sample + mean (with --torch-reference)",
     "io": "I/O (PNG decode + encode)",
     "end_to_end": "end to end (Deblurrer call + sequence)",
 }
@@ -568,10 +569,13 @@ def run_benchmark(
     threads: int | None = None,
     command: str | None = None,
     log: Log = _stderr,
+    torch_reference: bool = False,
 ) -> BenchmarkResult:
     """Time every stage at each `(height, width)` on one backend and count each graph's multiply-accumulates.
 
     `threads`: onnxruntime intra-op threads for the timed runs (None: onnxruntime's default, reported as seen).
+    `torch_reference`: also time PyTorch's blur operator on the warp stages' inputs (in a subprocess, after the
+    rounds of each size, with the same threads and repeats).
     """
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
@@ -620,6 +624,13 @@ def run_benchmark(
                     f"{label}: {warmup} warm-up + {repeats} timed rounds, each stage once per round: {', '.join(works)}"
                 )
                 times[size] = time_rounds(works, warmup, repeats, _prefixed(log, f"{label}: "))
+                if torch_reference:
+                    log(f"{label}: PyTorch blur operator: python -m models.benchmark warp")
+                    torch_times, why_not = comparison.torch_warp_times(*size, threads or os.cpu_count() or 1, repeats)
+                    if torch_times:
+                        times[size]["warp_torch"] = torch_times
+                    else:
+                        log(f"{label}: PyTorch blur operator not timed: {why_not}")
     finally:
         for runner in runners.values():
             runner.close()
@@ -632,6 +643,7 @@ def run_benchmark(
             "refinement": None,
             "warp_gridsample": None,
             "warp_deformconv": None,
+            "warp_torch": None,
             "io": None,
             "end_to_end": sum(gmac[role] for role in GRAPHS),
         }
@@ -686,7 +698,11 @@ def parser() -> argparse.ArgumentParser:
     compare = parse.add_argument_group("comparison of backends and precisions (runtime.comparison)")
     compare.add_argument("--backends", help="comma-separated backends to compare (default: --backend)")
     compare.add_argument("--precisions", help="comma-separated precisions to compare, e.g. fp32,bf16,int8-cpu")
-    compare.add_argument("--torch-reference", action="store_true", help="also time the PyTorch reference")
+    compare.add_argument(
+        "--torch-reference",
+        action="store_true",
+        help="also time the PyTorch reference: end to end, and its blur operator beside the warp stages",
+    )
     compare.add_argument("--plot", type=Path, metavar="PNG", help="bar chart of the compared latencies")
     return parse
 
@@ -733,6 +749,7 @@ def main(argv: list[str] | None = None) -> int:
             warmup=args.warmup,
             threads=args.threads,
             command=shlex.join(["python", "-m", "runtime.benchmark", *argv]),
+            torch_reference=args.torch_reference,
         )
     except (BundleError, BackendError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

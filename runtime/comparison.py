@@ -337,12 +337,25 @@ def torch_reference_times(
 ) -> tuple[tuple[float, ...], str | None]:
     """Seconds of each timed run of the PyTorch reference (eager FP32, the bundle's architecture), or ((), why not)."""
     architecture = json.dumps(bundle.manifest.get("architecture", {}))
+    return _torch_times("reference", height, width, threads, repeats, "--architecture", architecture)
+
+
+def torch_warp_times(height: int, width: int, threads: int, repeats: int) -> tuple[tuple[float, ...], str | None]:
+    """Seconds of each timed run of one PyTorch blur-operator call (`grid_sample` of 25 poses, then their mean) on
+    the benchmark's warp inputs, or ((), why not)."""
+    return _torch_times("warp", height, width, threads, repeats, "--json")
+
+
+def _torch_times(
+    mode: str, height: int, width: int, threads: int, repeats: int, *extra: str
+) -> tuple[tuple[float, ...], str | None]:
+    """`python -m models.benchmark MODE` in a subprocess (so this process never imports torch): its timed runs."""
     command = [
-        sys.executable, "-m", "models.benchmark", "reference", "--size", f"{height}x{width}", "--threads",
-        str(threads), "--repeats", str(repeats), "--architecture", architecture,
+        sys.executable, "-m", "models.benchmark", mode, "--size", f"{height}x{width}", "--threads", str(threads),
+        "--repeats", str(repeats), *extra,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return (), f"python -m models.benchmark reference failed ({last})"
+        return (), f"python -m models.benchmark {mode} failed ({last})"
     return tuple(float(seconds) for seconds in json.loads(done.stdout)["times_s"]), None

@@ -13,6 +13,9 @@ import pytest
 from runtime import benchmark
 from tests.runtime.conftest import bundle_without_refine
 
+#: Every stage a run times without `--torch-reference`.
+WITHOUT_TORCH = [stage for stage in benchmark.STAGES if stage != "warp_torch"]
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -59,7 +62,7 @@ def test_every_stage_is_timed_at_every_size(result):
     assert [(size.height, size.width) for size in result.sizes] == [(64, 64), (128, 128)]
     assert result.backend == "ort-cpu" and result.repeats == 2 and result.warmup == 1
     for size in result.sizes:
-        assert [stage.stage for stage in size.stages] == list(benchmark.STAGES)
+        assert [stage.stage for stage in size.stages] == WITHOUT_TORCH
         for stage in size.stages:
             assert len(stage.times_s) == 2 and all(t > 0 for t in stage.times_s)
             assert stage.min_s <= stage.median_s <= stage.max_s
@@ -84,7 +87,7 @@ def test_a_bundle_without_the_refine_graph_is_benchmarked_without_it(small_bundl
     bundle = bundle_without_refine(small_bundle, tmp_path)
     result = benchmark.run_benchmark(bundle, [(64, 64)], repeats=1, warmup=0, log=lambda _: None)
     assert [stage.stage for stage in result.sizes[0].stages] == [
-        stage for stage in benchmark.STAGES if stage not in ("refine", "refinement")
+        stage for stage in WITHOUT_TORCH if stage not in ("refine", "refinement")
     ]
 
 
@@ -103,11 +106,11 @@ def test_json_and_markdown_hold_every_stage(result):
     data = json.loads(json.dumps(result.to_dict()))
     assert [size["height"] for size in data["sizes"]] == [64, 128]
     for size in data["sizes"]:
-        assert [stage["stage"] for stage in size["stages"]] == list(benchmark.STAGES)
+        assert [stage["stage"] for stage in size["stages"]] == WITHOUT_TORCH
         assert all(stage["median_s"] > 0 and len(stage["times_s"]) == 2 for stage in size["stages"])
     table = result.to_markdown()
     assert "## 64x64" in table and "## 128x128" in table and "onnxruntime" in table
-    assert all(label in table for label in benchmark.STAGES.values())
+    assert all(benchmark.STAGES[stage] in table for stage in WITHOUT_TORCH)
 
 
 def test_profile_counts_match_a_hand_count_on_a_tiny_graph(tmp_path):
@@ -176,7 +179,7 @@ def test_cli_writes_json_and_markdown_without_importing_torch(small_bundle, tmp_
     assert table in run.stdout and "python -m runtime.benchmark --engine" in table
     assert "| restoration graph |" in table and "64x64" in run.stderr  # progress goes to stderr
     data = json.loads((tmp_path / "out.json").read_text())
-    assert [stage["stage"] for stage in data["sizes"][0]["stages"]] == list(benchmark.STAGES)
+    assert [stage["stage"] for stage in data["sizes"][0]["stages"]] == WITHOUT_TORCH
     assert data["machine"]["cpu_count"] >= 1 and data["command"].startswith("python -m runtime.benchmark")
 
 
@@ -215,3 +218,15 @@ def test_the_warp_stages_sample_the_synthetic_shake_inside_the_image():
     # The poses move the centre pixel apart (about a pixel at this size): the warps interpolate for real.
     centre = feed["grid"].reshape(25, 48, 64, 2)[:, 24, 32, 0]
     assert np.ptp(centre) * 63 / 2 > 0.5
+
+
+def test_with_the_torch_reference_pytorch_s_blur_operator_is_timed_beside_the_warps(small_bundle):
+    result = benchmark.run_benchmark(
+        small_bundle, [(48, 64)], repeats=2, warmup=0, threads=1, log=lambda _: None, torch_reference=True
+    )
+    (size,) = result.sizes
+    stages = [stage.stage for stage in size.stages]
+    assert stages.index("warp_torch") == stages.index("warp_deformconv") + 1
+    torch_warp = size.stage("warp_torch")
+    assert len(torch_warp.times_s) == 2 and all(t > 0 for t in torch_warp.times_s) and torch_warp.gmac is None
+    assert "PyTorch grid_sample" in result.to_markdown()
