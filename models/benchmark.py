@@ -33,15 +33,20 @@ from models import geometry, pmbm
 from models.restoration import RestorationNet
 
 
-def median_seconds(work: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `work` over `repeats` runs after one warm-up run."""
+def timed_runs(work: Callable[[], object], repeats: int) -> list[float]:
+    """Wall seconds of each of `repeats` runs of `work`, after one warm-up run."""
     work()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         work()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(work: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `work` over `repeats` runs after one warm-up run."""
+    return statistics.median(timed_runs(work, repeats))
 
 
 def pmbm_share(height: int, width: int, repeats: int = 3, n_positions: int = 25) -> dict[str, float]:
@@ -84,14 +89,8 @@ def warp_seconds(height: int, width: int, repeats: int = 3, n_positions: int = 2
     from runtime.benchmark import warp_feed
 
     feed = {name: torch.from_numpy(value) for name, value in warp_feed(height, width, n_positions).items()}
-    times = []
     with torch.inference_mode():
-        for run in range(repeats + 1):
-            started = time.perf_counter()
-            pmbm.warp_poses(feed["image"], feed["grid"]).mean(dim=2)
-            if run > 0:
-                times.append(time.perf_counter() - started)
-    return times
+        return timed_runs(lambda: pmbm.warp_poses(feed["image"], feed["grid"]).mean(dim=2), repeats)
 
 
 def reference_seconds(architecture: dict[str, Any], height: int, width: int, repeats: int = 3) -> list[float]:
@@ -109,14 +108,8 @@ def reference_seconds(architecture: dict[str, Any], height: int, width: int, rep
         trajectory = order_poses(trajectory_net(image, camera[:, 0, 0]))
         restoration_net(image, trajectory, camera, sigma)
 
-    times = []
     with torch.inference_mode():
-        restore()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            restore()
-            times.append(time.perf_counter() - start)
-    return times
+        return timed_runs(restore, repeats)
 
 
 def main(argv: list[str] | None = None) -> int:

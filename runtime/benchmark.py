@@ -54,6 +54,7 @@ from runtime import camera as camera_model
 from runtime import comparison, media, visualize
 from runtime.backends import NAMES, load_runners
 from runtime.backends.base import BackendError, Runner
+from runtime.backends.ort import session_options
 from runtime.backends.ort_warps import averaged_warp_model, deform_warps
 from runtime.bundle import Bundle, BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
@@ -441,10 +442,7 @@ def warp_feed(height: int, width: int, n_positions: int) -> dict[str, np.ndarray
 def warp_sessions(n_positions: int, threads: int | None) -> dict[str, onnxruntime.InferenceSession]:
     """onnxruntime CPU sessions of one blur-operator call in the bundle graphs' form (GridSample) and in the form
     the CPU provider runs (`ort_warps.deform_warps`), by stage name."""
-    options = onnxruntime.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the runtime's sessions
-    if threads is not None:
-        options.intra_op_num_threads = threads
+    options = session_options(threads)
     model = averaged_warp_model(n_positions)
     forms = {
         "warp_gridsample": model,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from runtime.backends.base import BackendError
 from runtime.batch import Options, run_batch
 from runtime.bundle import BundleError
 from runtime.deblurrer import DEFAULT_TILE_SIDE, Deblurrer
+from runtime.media import make_outdir
 from runtime.profiles import ProfileError, load_build_profile
 from runtime.refine import add_refine_arguments, refine_settings
 from runtime.sources import expand
@@ -55,16 +55,6 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for value, name, expected, valid in checks:
         if value is not None and not valid(value):
             raise ValueError(f"{name} must be {expected}, got {value}")
-
-
-def _make_outdir(path: Path) -> None:
-    """Create the output folder now, so a path that cannot hold results fails before any work."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"{path}: cannot create the output folder ({error.strerror or error})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"{path}: the output folder is not writable")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -137,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        _make_outdir(args.outdir)
+        make_outdir(args.outdir)
     except ValueError as error:
         deblurrer.close()
         print(f"error: {error}", file=sys.stderr)

@@ -40,7 +40,7 @@ from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.bundle import BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.media import MediaError, read_image, to_file_pixels, write_bytes, write_image
+from runtime.media import MediaError, make_outdir, read_image, to_file_pixels, write_bytes, write_image
 from runtime.refine import RefineSettings, add_refine_arguments, refine_settings
 
 PAIRS_FILE = "pairs.json"
@@ -530,7 +530,7 @@ def evaluate(
     pairs = read_pairs(pairs_dir, loaded.n_positions)[:limit]
     out = Path(out) if out is not None else None
     if out is not None:
-        _make_outdir(out)
+        make_outdir(out)
     with Deblurrer(
         loaded,
         backend,
@@ -544,14 +544,6 @@ def evaluate(
     if out is not None:
         write_reports(evaluation, Path(out))
     return evaluation
-
-
-def _make_outdir(path: Path) -> None:
-    """Create the output folder before any work, so a place that cannot hold results fails first."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise MediaError(f"{path}: cannot create the output folder ({error.strerror or error})") from None
 
 
 def _stderr(text: str) -> None:

@@ -103,6 +103,16 @@ def to_file_pixels(rgb: np.ndarray, like: Picture | None = None) -> np.ndarray:
     return pixels
 
 
+def make_outdir(path: Path) -> None:
+    """Create an output folder before any work, so a place that cannot hold results fails first."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MediaError(f"{path}: cannot create the output folder ({error.strerror or error})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise MediaError(f"{path}: the output folder is not writable")
+
+
 def write_image(path: Path, pixels: np.ndarray) -> None:
     """Encode by the file's suffix and write atomically."""
     ok, encoded = cv2.imencode(path.suffix, pixels)

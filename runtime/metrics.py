@@ -149,9 +149,9 @@ def matched_trajectory(
     With it, `truth + a * (matched - truth)` moves every true pose straight towards its estimate: the error then
     grows with `a` from 0 (the truth) to the estimate's error (a = 1).
     """
-    costs = pose_costs(estimate, truth, height, width, focal_length, points)
-    matched = np.empty_like(_poses(estimate, "estimate"))
-    matched[_assignment(costs)] = _poses(estimate, "estimate")
+    poses = _poses(estimate, "estimate")
+    matched = np.empty_like(poses)
+    matched[_assignment(pose_costs(poses, truth, height, width, focal_length, points))] = poses
     return matched
 
 

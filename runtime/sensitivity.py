@@ -39,8 +39,15 @@ from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.bundle import BundleError, load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair, PairsError, add_pairs_arguments, finite_or_null, limit_error, read_pairs
-from runtime.media import MediaError, read_image, write_bytes, write_image
+from runtime.evaluate import (
+    Pair,
+    PairsError,
+    add_pairs_arguments,
+    finite_or_null,
+    limit_error,
+    read_pairs,
+)
+from runtime.media import MediaError, make_outdir, read_image, write_bytes, write_image
 
 DEFAULT_BLENDS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 REPORT_MD = "sensitivity.md"
@@ -245,10 +252,7 @@ def sensitivity(
     pairs = read_pairs(Path(pairs_dir), loaded.n_positions)[:limit]
     out = Path(out) if out is not None else None
     if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise MediaError(f"{out}: cannot create the output folder ({error.strerror or error})") from None
+        make_outdir(out)
     with Deblurrer(
         loaded, backend, precision=precision, log=progress, threads=threads, force_precision=force_precision
     ) as deblurrer:

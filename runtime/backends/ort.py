@@ -89,19 +89,11 @@ def _make_backend(name: str, provider: str, profile: BuildProfile | None = None,
                 "--backend tensorrt"
             )
         path: Path = bundle.graph_path(role, precision)
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        # A Deblurrer runs several sessions one after another; idle threads of one that spin-wait would take the
-        # cores from the next (demo bundle, 2 threads, 256x256: 472 -> 423 ms end to end without spinning).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        source = _with_deform_warps(path, bundle.n_positions) if name == "ort-cpu" and role in WARP_ROLES else path
+        options = session_options(threads)
+        source = _with_deform_warps(path, bundle.n_positions) if name == "ort-cpu" and role in WARP_ROLES else str(path)
         try:
             session = onnxruntime.InferenceSession(
-                source if isinstance(source, bytes) else str(source),
-                options,
-                providers=execution_providers(name, bundle, role, profile),
+                source, options, providers=execution_providers(name, bundle, role, profile)
             )
         except Exception as error:  # onnxruntime raises its own exception types per failure
             raise BackendError(f"{path}: {name} cannot load it ({str(error).splitlines()[0]})") from None
@@ -112,10 +104,23 @@ def _make_backend(name: str, provider: str, profile: BuildProfile | None = None,
     return Backend(name, unavailable_reason, load)
 
 
-def _with_deform_warps(path: Path, n_positions: int) -> bytes | Path:
+def session_options(threads: int | None) -> onnxruntime.SessionOptions:
+    """The options of every runtime session: quiet, `threads` intra-op threads (None: onnxruntime's default), and
+    no spin-waiting between runs. A Deblurrer runs several sessions one after another, and the idle threads of one
+    that spin-wait take the cores from the next (demo bundle, 2 threads, end to end at 256x256: 555.9 -> 514.4 ms
+    in `python -m runtime.benchmark`, README "No spin-waiting")."""
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return options
+
+
+def _with_deform_warps(path: Path, n_positions: int) -> bytes | str:
     """The graph at `path` with its warps as DeformConv (`ort_warps`), serialised; `path` itself when it has none."""
     model, rewritten = deform_warps(onnx.load(path), n_positions)
-    return model.SerializeToString() if rewritten else path
+    return model.SerializeToString() if rewritten else str(path)
 
 
 def ort_tensorrt(profile: BuildProfile | None = None, threads: int | None = None) -> Backend:
