@@ -4,13 +4,18 @@
     python -m models.train restoration --out training/restoration [...]
     python -m models.train finetune    --out training/finetune --trajectory-net training/trajectory/trajectory.pt \
                                        --init training/restoration/restoration.pt [...]
+    python -m models.train joint       --out training/joint --init training/trajectory/trajectory.pt \
+                                       --restoration-net training/finetune/restoration.pt [...]
     add --resume to continue a run from OUT/train_state.pth (weights, optimiser, step, RNG)
 
 Modes: `trajectory` trains `TrajectoryNet(nc1=16)` on the order-invariant (matched) pose error in pixels, plus
 optionally the path-order error (so that the runtime's pose ordering gives a path, not a zigzag) and a small
 reblur term; `restoration` trains `RestorationNet(nc=(16,32,64,128), nb=2, n_iter=4, h_nc=32)` with L1
 against the sharp image given the TRUE trajectory; `finetune` trains the restoration net on a mix of true,
-predicted (by a trained trajectory net) and perturbed trajectories, so that it tolerates trajectory error.
+predicted (by a trained trajectory net) and perturbed trajectories, so that it tolerates trajectory error;
+`joint` trains the trajectory net through a fixed trained restoration net: its loss adds `task_weight` x the L1
+of the image restored with the estimate to the trajectory loss, so that the estimates are the ones this
+restoration does best with.
 
 Batch `k` of a run is `models.synthetic.make_batch(seed, k, ...)` and the finetune's random choices come from a
 generator seeded by `(seed, k)`, so a resumed run computes exactly what an uninterrupted one would. Writes
@@ -38,7 +43,7 @@ from models.restoration import RestorationNet
 from models.synthetic import HELD_OUT_IMAGES, Batch, PairConfig, make_batch
 from models.trajectory import TrajectoryNet, order_poses
 
-MODES = ("trajectory", "restoration", "finetune")
+MODES = ("trajectory", "restoration", "finetune", "joint")
 COMPACT_TRAJECTORY: dict[str, Any] = {"n_positions": 25, "nc1": 16}
 COMPACT_RESTORATION: dict[str, Any] = {"n_iter": 4, "h_nc": 32, "nc": (16, 32, 64, 128), "nb": 2}
 #: The noise level the runtime passes by default (the bundle's `default_sigma`).
@@ -64,8 +69,9 @@ class TrainConfig:
     lr_final: float = 0.02  # final learning rate as a fraction of `lr` (cosine decay after warm-up)
     warmup: int = 100
     clip: float = 1.0  # gradient-norm clipping
-    reblur_weight: float = 10.0  # trajectory mode: weight of the reblur L1 next to the pixel error
-    order_weight: float = 0.0  # trajectory mode: weight of the path-order error next to the matched error
+    reblur_weight: float = 10.0  # trajectory modes: weight of the reblur L1 next to the pixel error
+    order_weight: float = 0.0  # trajectory modes: weight of the path-order error next to the matched error
+    task_weight: float = 100.0  # joint: weight of the restored image's L1 next to the pixel error
     mix: tuple[float, float, float] = (0.3, 0.4, 0.3)  # finetune: shares of true, predicted, perturbed
     sigma_default_share: float = 0.5  # restoration modes: share of samples given RUNTIME_SIGMA, not the true one
     save_every: int = 200
@@ -74,11 +80,12 @@ class TrainConfig:
     threads: int = 2
     init: str | None = None  # start from these net weights
     trajectory_net: str | None = None  # finetune: the trained trajectory net
+    restoration_net: str | None = None  # joint: the trained restoration net, kept fixed
     architecture: dict[str, Any] = field(default_factory=dict)  # overrides of the compact architecture (tests)
 
     @property
     def kind(self) -> str:
-        return "trajectory" if self.mode == "trajectory" else "restoration"
+        return "trajectory" if self.mode in ("trajectory", "joint") else "restoration"
 
 
 # --- pure pieces ------------------------------------------------------------------------------------------------
@@ -133,13 +140,35 @@ def trajectory_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """Order-invariant (matched) pose error (px) + `order_weight` x path-order error (px) + `reblur_weight` x
     reblur L1."""
+    return _trajectory_terms(net(batch.blurry, batch.intrinsics[:, 0, 0]), batch, reblur_weight, order_weight)
+
+
+def _trajectory_terms(
+    estimate: Tensor, batch: Batch, reblur_weight: float, order_weight: float
+) -> tuple[Tensor, dict[str, float]]:
     height, width = batch.blurry.shape[-2:]
-    estimate = net(batch.blurry, batch.intrinsics[:, 0, 0])
     pixels = matched_error_px(estimate, batch.trajectory, batch.intrinsics, height, width).mean()
     ordered = ordered_error_px(estimate, batch.trajectory, batch.intrinsics, height, width).mean()
     reblur = reblur_l1(batch.sharp, batch.blurry, estimate, batch.intrinsics).mean()
     loss = pixels + order_weight * ordered + reblur_weight * reblur
     return loss, {"px": pixels.item(), "ordered": ordered.item(), "reblur": reblur.item()}
+
+
+def joint_loss(
+    net: TrajectoryNet,
+    restoration: RestorationNet,
+    batch: Batch,
+    sigma: Tensor,
+    config: TrainConfig,
+) -> tuple[Tensor, dict[str, float]]:
+    """The trajectory loss + `task_weight` x L1 between the sharp image and the image `restoration` makes with
+    the estimate (the gradient flows through the restoration into the trajectory net, not into `restoration`)."""
+    estimate = net(batch.blurry, batch.intrinsics[:, 0, 0])
+    trajectory, parts = _trajectory_terms(estimate, batch, config.reblur_weight, config.order_weight)
+    restored = restoration(batch.blurry, estimate, batch.intrinsics, sigma)
+    task = (restored - batch.sharp).abs().mean()
+    parts["psnr"] = psnr(restored.detach(), batch.sharp).mean().item()
+    return trajectory + config.task_weight * task, parts
 
 
 def restoration_loss(
@@ -166,6 +195,7 @@ class Trainer:
         self.pairs = PairConfig(crop=config.crop)
         self.net = self._build_net()
         self.trajectory_net = self._helper_trajectory_net()
+        self.restoration_net = self._helper_restoration_net()
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.step = 0
 
@@ -189,6 +219,16 @@ class Trainer:
         if not self.config.trajectory_net:
             raise ValueError("finetune needs --trajectory-net CKPT (a trained trajectory net)")
         net = load_trajectory_net(self.config.trajectory_net).eval()
+        for parameter in net.parameters():
+            parameter.requires_grad_(False)
+        return net
+
+    def _helper_restoration_net(self) -> RestorationNet | None:
+        if self.config.mode != "joint":
+            return None
+        if not self.config.restoration_net:
+            raise ValueError("joint needs --restoration-net CKPT (a trained restoration net)")
+        net = load_restoration_net(self.config.restoration_net).eval()
         for parameter in net.parameters():
             parameter.requires_grad_(False)
         return net
@@ -234,6 +274,9 @@ class Trainer:
 
     def loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         config = self.config
+        if isinstance(self.net, TrajectoryNet) and self.restoration_net is not None:
+            sigma = sigma_for_net(batch.sigma, config.sigma_default_share, generator)
+            return joint_loss(self.net, self.restoration_net, batch, sigma, config)
         if isinstance(self.net, TrajectoryNet):
             return trajectory_loss(self.net, batch, config.reblur_weight, config.order_weight)
         assert isinstance(self.net, RestorationNet)
@@ -271,6 +314,11 @@ class Trainer:
                 ordered = ordered_error_px(estimate, batch.trajectory, batch.intrinsics, height, width)
                 line = f"trajectory error {error.mean():.3f} px, zero motion {zero.mean():.3f} px, "
                 line += f"ratio {error.mean() / zero.mean():.3f}, in path order {ordered.mean():.3f} px"
+                if self.restoration_net is not None:
+                    sigma = torch.full_like(batch.sigma, RUNTIME_SIGMA)
+                    restored = self.restoration_net(batch.blurry, estimate, batch.intrinsics, sigma)
+                    line += f", PSNR blurry {psnr(batch.blurry, batch.sharp).mean():.2f} dB, "
+                    line += f"restored with the estimate {psnr(restored, batch.sharp).mean():.2f} dB"
             else:
                 assert isinstance(self.net, RestorationNet)
                 sigma = torch.full_like(batch.sigma, RUNTIME_SIGMA)
@@ -339,9 +387,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     parser.add_argument(
         "--order-weight", type=float, default=defaults.order_weight, help="trajectory: weight of the path-order error"
     )
+    parser.add_argument(
+        "--task-weight", type=float, default=defaults.task_weight, help="joint: weight of the restored image's L1"
+    )
     parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads")
     parser.add_argument("--init", help="start from the weights of this net checkpoint")
     parser.add_argument("--trajectory-net", help="finetune: checkpoint of the trained trajectory net")
+    parser.add_argument("--restoration-net", help="joint: checkpoint of the trained restoration net (kept fixed)")
     parser.add_argument("--resume", action="store_true", help=f"continue from OUT/{STATE_FILE}")
     args = parser.parse_args(argv)
     if args.crop < 32:
@@ -358,9 +410,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         log_every=args.log_every,
         reblur_weight=args.reblur_weight,
         order_weight=args.order_weight,
+        task_weight=args.task_weight,
         threads=args.threads,
         init=args.init,
         trajectory_net=args.trajectory_net,
+        restoration_net=args.restoration_net,
     )
     return config, args.resume
 

@@ -3,6 +3,7 @@ checkpoints load with models.checkpoint; and the pure pieces (losses, schedule, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ pytest.importorskip("skimage")
 from models.checkpoint import load_net, load_restoration_net, load_trajectory_net, save_checkpoint  # noqa: E402
 from models.geometry import intrinsics  # noqa: E402
 from models.losses import matched_error_px, ordered_error_px  # noqa: E402
+from models.restoration import RestorationNet  # noqa: E402
 from models.shake import probe_points, random_trajectory  # noqa: E402
 from models.train import (  # noqa: E402
     COMPACT_RESTORATION,
@@ -22,11 +24,13 @@ from models.train import (  # noqa: E402
     STATE_FILE,
     TrainConfig,
     Trainer,
+    joint_loss,
     learning_rate,
     main,
     mix_trajectories,
     perturb_trajectory,
     sigma_for_net,
+    trajectory_loss,
 )
 from models.trajectory import TrajectoryNet  # noqa: E402
 from runtime.metrics import trajectory_error  # noqa: E402
@@ -44,6 +48,14 @@ def trajectory_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("nets") / "trajectory.pt"
     save_checkpoint(TrajectoryNet(nc1=4), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def restoration_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("nets") / "restoration.pt"
+    save_checkpoint(RestorationNet(**SMALL_RESTORATION), path)
     return path
 
 
@@ -158,6 +170,29 @@ def test_losses_are_finite_and_decrease_on_a_fixed_batch(mode, tmp_path, traject
     losses = [trainer.train_step(batch)[0] for _ in range(15)]
     assert all(math.isfinite(loss) for loss in losses)
     assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3]), losses
+
+
+def test_joint_training_moves_the_trajectory_net_through_a_fixed_restoration_net(tmp_path, restoration_checkpoint):
+    trainer = _trainer("joint", tmp_path, steps=2, restoration_net=str(restoration_checkpoint), architecture={"nc1": 4})
+    batch = trainer.batch(0)
+    sigma = torch.full_like(batch.sigma, RUNTIME_SIGMA)
+    assert trainer.restoration_net is not None
+    # without the task term the joint loss is the trajectory loss; with it, higher by the weighted restored L1
+    plain = dataclasses.replace(trainer.config, task_weight=0.0)
+    base, base_parts = joint_loss(trainer.net, trainer.restoration_net, batch, sigma, plain)
+    trajectory, _ = trajectory_loss(trainer.net, batch, plain.reblur_weight, plain.order_weight)
+    assert torch.isclose(base, trajectory) and 5 < base_parts["psnr"] < 60
+    weighted, _ = joint_loss(trainer.net, trainer.restoration_net, batch, sigma, trainer.config)
+    assert weighted > base
+    fixed = {key: value.clone() for key, value in trainer.restoration_net.state_dict().items()}
+    moving = {key: value.clone() for key, value in trainer.net.state_dict().items()}
+    trainer.run()
+    assert all(torch.equal(value, trainer.restoration_net.state_dict()[key]) for key, value in fixed.items())
+    assert any(not torch.equal(value, trainer.net.state_dict()[key]) for key, value in moving.items())
+    assert "restored with the estimate" in trainer.validate()
+    assert load_trajectory_net(tmp_path / "trajectory.pt").nc1 == 4
+    with pytest.raises(ValueError, match="--restoration-net"):
+        _trainer("joint", tmp_path / "none", steps=1)
 
 
 def test_resume_continues_the_step_count_and_equals_an_uninterrupted_run(tmp_path):
