@@ -150,6 +150,15 @@ class Deblurrer:
         restored, result = self._restore(batch, focal_length, trajectory, refine)
         return replace(result, restored=np.ascontiguousarray(restored[0].transpose(1, 2, 0)))
 
+    def estimate_trajectory(
+        self, image: np.ndarray, focal_length: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The trajectory net's estimate `(P, 3)` radians for an HxWx3 float32 RGB image, and the intrinsics
+        `(3, 3)` it was made with, without restoring (nor refining) the image."""
+        batch = self._rgb_batch(image)
+        camera = self._camera(batch, focal_length)
+        return self._estimate(batch, camera)[0], camera
+
     def refine_result(self, image: np.ndarray, result: DeblurResult) -> DeblurResult:
         """Refine the trajectory of an unrefined `result` of `restore(image, refine=False)`, with this Deblurrer's
         refine settings (and re-run the restoration if they ask for it)."""
@@ -200,14 +209,11 @@ class Deblurrer:
         self, batch: np.ndarray, focal_length: float | None, trajectory: np.ndarray | None, refine: bool = True
     ) -> tuple[np.ndarray, DeblurResult]:
         """Restore a `(1, 3, H, W)` float32 batch: the restored batch, and the result without its image."""
-        height, width = batch.shape[-2:]
-        focal = _focal_length(focal_length)
-        camera = camera_model.intrinsics(height, width, focal if focal is not None else self.focal_length)
+        camera = self._camera(batch, focal_length)
         timings: dict[str, float] = {}
         if trajectory is None:
             started = time.perf_counter()
-            focal_input = np.array([camera[0, 0]], np.float32)
-            poses = self._run("trajectory", image=batch, focal_length=focal_input)["trajectory"]
+            poses = self._estimate(batch, camera)
             timings["trajectory"] = time.perf_counter() - started
         else:
             poses = self._poses(trajectory)
@@ -218,6 +224,17 @@ class Deblurrer:
         if self.refine is not None and refine:
             return self._refined(batch, restored, poses, camera, timings, tiles)
         return restored, DeblurResult(restored, poses[0], camera, timings, tiles)
+
+    def _camera(self, batch: np.ndarray, focal_length: float | None) -> np.ndarray:
+        """The intrinsics of a `(1, 3, H, W)` batch: this image's focal length, else the Deblurrer's."""
+        height, width = batch.shape[-2:]
+        focal = _focal_length(focal_length)
+        return camera_model.intrinsics(height, width, focal if focal is not None else self.focal_length)
+
+    def _estimate(self, batch: np.ndarray, camera: np.ndarray) -> np.ndarray:
+        """The trajectory net's poses `(1, P, 3)` for a `(1, 3, H, W)` batch."""
+        focal_input = np.array([camera[0, 0]], np.float32)
+        return self._run("trajectory", image=batch, focal_length=focal_input)["trajectory"]
 
     def _refined(
         self,

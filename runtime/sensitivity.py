@@ -197,7 +197,7 @@ def sweep_pair(deblurrer: Deblurrer, pair: Pair, blends: Sequence[float], scales
     if blurry.shape != sharp.shape:
         raise ValueError(f"{pair.blurry.name} and {pair.sharp.name} differ in size")
     height, width = blurry.shape[:2]
-    estimate = deblurrer.restore(blurry, pair.focal_length, refine=False).trajectory
+    estimate, _ = deblurrer.estimate_trajectory(blurry, pair.focal_length)
     psnr_blurry = metrics.psnr(blurry, sharp)
     points = []
     for kind, value, trajectory in given_trajectories(

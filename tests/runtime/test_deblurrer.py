@@ -129,6 +129,8 @@ def test_frames_the_nets_cannot_take_are_refused(deblurrer, bad, message):
         (lambda d: d.restore(np.zeros((48, 64, 3), np.float32), focal_length=0.0), "focal length must be a positive"),
         (lambda d: d.restore(np.zeros((48, 64, 3), np.float32), trajectory=np.zeros((24, 3))), "must be 25x3"),
         (lambda d: d.sequence(np.zeros((48, 64, 3), np.uint8), np.zeros((25, 3)), np.eye(3)), "float32"),
+        (lambda d: d.estimate_trajectory(np.zeros((48, 64, 3), np.uint8)), "expected an HxWx3 float32 RGB image"),
+        (lambda d: d.estimate_trajectory(np.zeros((48, 64, 3), np.float32), -1.0), "focal length must be a positive"),
     ],
 )
 def test_images_and_trajectories_the_nets_cannot_take_are_refused(deblurrer, call, message):
@@ -161,6 +163,17 @@ def test_the_focal_length_is_honoured(small_bundle, deblurrer, frame):
     assert not np.array_equal(result.trajectory, deblurrer.restore(rgb).trajectory)
     # Per image, the argument wins over the Deblurrer's setting.
     assert deblurrer.restore(rgb, focal_length=700.0).intrinsics[0, 0] == 700.0
+
+
+def test_the_trajectory_alone_is_the_one_a_restoration_reports(small_bundle, frame):
+    rgb = frame[..., ::-1].astype(np.float32) / np.float32(255)
+    with Deblurrer(small_bundle, "ort-cpu", focal_length=500.0, log=lambda _: None) as deblurrer:
+        result = deblurrer.restore(rgb)
+        trajectory, intrinsics = deblurrer.estimate_trajectory(rgb)
+        assert np.array_equal(trajectory, result.trajectory) and np.array_equal(intrinsics, result.intrinsics)
+        assert trajectory.shape == (25, 3)
+        other, other_intrinsics = deblurrer.estimate_trajectory(rgb, focal_length=700.0)
+    assert other_intrinsics[0, 0] == 700.0 and not np.array_equal(other, trajectory)
 
 
 def test_a_known_trajectory_skips_the_trajectory_net(deblurrer, small_bundle, frame, recorded_trajectory):
