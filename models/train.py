@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -218,20 +218,14 @@ class Trainer:
             return None
         if not self.config.trajectory_net:
             raise ValueError("finetune needs --trajectory-net CKPT (a trained trajectory net)")
-        net = load_trajectory_net(self.config.trajectory_net).eval()
-        for parameter in net.parameters():
-            parameter.requires_grad_(False)
-        return net
+        return _frozen(load_trajectory_net(self.config.trajectory_net))
 
     def _helper_restoration_net(self) -> RestorationNet | None:
         if self.config.mode != "joint":
             return None
         if not self.config.restoration_net:
             raise ValueError("joint needs --restoration-net CKPT (a trained restoration net)")
-        net = load_restoration_net(self.config.restoration_net).eval()
-        for parameter in net.parameters():
-            parameter.requires_grad_(False)
-        return net
+        return _frozen(load_restoration_net(self.config.restoration_net))
 
     # state files
 
@@ -361,6 +355,16 @@ class Trainer:
             if self.step % config.save_every == 0 or self.step == last:
                 self.save()
                 self.log(f"saved {self.net_path} at step {self.step}; validation: {self.validate()}")
+
+
+NetT = TypeVar("NetT", bound=nn.Module)
+
+
+def _frozen(net: NetT) -> NetT:
+    """A helper net in eval mode whose weights the run does not train."""
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    return net.eval()
 
 
 def _duration(seconds: float) -> str:
