@@ -17,8 +17,9 @@ predicted (by a trained trajectory net) and perturbed trajectories, so that it t
 of the image restored with the estimate to the trajectory loss, so that the estimates are the ones this
 restoration does best with.
 
-Batch `k` of a run is `models.synthetic.make_batch(seed, k, ...)` and the finetune's random choices come from a
-generator seeded by `(seed, k)`, so a resumed run computes exactly what an uninterrupted one would. Writes
+Batch `k` of a run is `models.synthetic.make_batch(seed, k, ...)` and a step's random choices (trajectory mix,
+noise level told to the restoration) come from a generator seeded by `(seed, k)`, so a resumed run computes
+exactly what an uninterrupted one would. Writes
 `OUT/train_state.pth` (for --resume) and `OUT/trajectory.pt` or `OUT/restoration.pt` (the net, loadable by
 `models.checkpoint`), both atomically, every `--save-every` steps and at the end.
 """
