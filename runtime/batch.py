@@ -159,8 +159,12 @@ def _image(deblurrer: Deblurrer, source: Source, options: Options, target: Path)
     timings.update(result.timings)
     started = time.perf_counter()
     restored = np.clip(result.restored, 0, 1)
-    frames, reblurred = deblurrer.sequence(restored, result.trajectory, result.intrinsics)
-    timings["sequence"] = time.perf_counter() - started
+    if options.sequence:
+        frames, reblurred = deblurrer.sequence(restored, result.trajectory, result.intrinsics)
+        timings["sequence"] = time.perf_counter() - started
+    else:
+        reblurred = deblurrer.reblur(restored, result.trajectory, result.intrinsics)
+        timings["reblur"] = time.perf_counter() - started
 
     started = time.perf_counter()
     write_image(target / "restored.png", to_file_pixels(restored, picture))

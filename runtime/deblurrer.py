@@ -23,8 +23,18 @@ from runtime.backends import load_runners
 from runtime.backends.base import Runner
 from runtime.bundle import Bundle, load_bundle
 from runtime.profiles import BuildProfile
-from runtime.refine import RefineResult, RefineSettings, graph_function
-from runtime.tiling import DEFAULT_N_ITER, MIN_MARGIN, blur_extent_px, max_margin, restore_tiled, tile_margin
+from runtime.refine import GraphFunction, RefineResult, RefineSettings, graph_function
+from runtime.tiling import (
+    DEFAULT_N_ITER,
+    MIN_MARGIN,
+    WARP_TILE_SIDE,
+    blur_extent_px,
+    max_margin,
+    refine_tiled,
+    restore_tiled,
+    tile_margin,
+    warp_tiled,
+)
 
 #: Images whose longer side exceeds this are restored in tiles (memory grows with H x W).
 DEFAULT_TILE_SIDE = 1024
@@ -55,7 +65,8 @@ class Deblurrer:
 
     `focal_length` is in pixels of the frames you pass (default: the longer side, as the reference). `sigma` is
     the noise level given to the restoration (default: the bundle's). Frames whose longer side exceeds
-    `tile_side` are restored in overlapping tiles of at most `tile_side` px (see `runtime.tiling`); None never
+    `tile_side` are restored in overlapping tiles of at most `tile_side` px, and the graphs that only warp
+    (sequence, refine) run in tiles of at most 512 px (`WARP_TILE_SIDE`; see `runtime.tiling`); None never
     tiles. `rebuild` builds TensorRT engines that are missing or were built for another GPU or TensorRT release
     (with `profile`, else the profile they were built with) before loading them. `threads` sets onnxruntime's
     intra-op threads (default: one per core). `refine` turns on trajectory refinement after the trajectory net
@@ -180,13 +191,12 @@ class Deblurrer:
 
     def sequence(self, sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The sharp frames `(P, H, W, 3)` of an HxWx3 float32 RGB image under a trajectory, and their mean."""
-        result = self._run(
-            "sequence",
-            sharp=self._rgb_batch(sharp),
-            trajectory=self._poses(trajectory),
-            intrinsics=np.asarray(camera, np.float32).reshape(1, 3, 3),
-        )
+        result = self._run_sequence(("frames", "reblurred"), sharp, trajectory, camera)
         return result["frames"][0].transpose(0, 2, 3, 1), result["reblurred"][0].transpose(1, 2, 0)
+
+    def reblur(self, sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray) -> np.ndarray:
+        """An HxWx3 float32 RGB image blurred by a trajectory (the mean of its sharp frames, which are not kept)."""
+        return self._run_sequence(("reblurred",), sharp, trajectory, camera)["reblurred"][0].transpose(1, 2, 0)
 
     def close(self) -> None:
         for runner in (*self._runners.values(), *self._refine_runners.values()):  # closing twice is harmless
@@ -224,6 +234,27 @@ class Deblurrer:
         if self.refine is not None and refine:
             return self._refined(batch, restored, poses, camera, timings, tiles)
         return restored, DeblurResult(restored, poses[0], camera, timings, tiles)
+
+    def _run_sequence(
+        self, keep: tuple[str, ...], sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        inputs = {
+            "sharp": self._rgb_batch(sharp),
+            "trajectory": self._poses(trajectory),
+            "intrinsics": np.asarray(camera, np.float32).reshape(1, 3, 3),
+        }
+        return dict(self._warp_graph(self._runners["sequence"], keep)(inputs))
+
+    def _warp_graph(self, runner: Runner, keep: tuple[str, ...] | None = None) -> GraphFunction:
+        """A warp graph's runner as a function, tiled above `WARP_TILE_SIDE` (or the tile side, if smaller).
+
+        `keep`: the sequence graph's outputs to assemble; None for the refine graph.
+        """
+        run = graph_function(runner)
+        if self.tile_side is None:
+            return run
+        side = min(self.tile_side, WARP_TILE_SIDE)
+        return refine_tiled(run, side) if keep is None else warp_tiled(run, side, keep)
 
     def _camera(self, batch: np.ndarray, focal_length: float | None) -> np.ndarray:
         """The intrinsics of a `(1, 3, H, W)` batch: this image's focal length, else the Deblurrer's."""
@@ -271,7 +302,8 @@ class Deblurrer:
     ) -> RefineResult:
         """Refine the trajectory against the reblur error of the restored image (clipped to [0, 1])."""
         assert self.refine is not None
-        run_refine, run_sequence = (graph_function(self._refine_runners[role]) for role in ("refine", "sequence"))
+        run_refine = self._warp_graph(self._refine_runners["refine"])
+        run_sequence = self._warp_graph(self._refine_runners["sequence"], ("reblurred",))
         latent = np.clip(restored, 0, 1)
         return self.refine.refine(run_refine, blurry, latent, trajectory, camera, self.bundle.n_positions, run_sequence)
 

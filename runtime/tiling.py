@@ -1,4 +1,4 @@
-"""Restore a large image in overlapping tiles, with exact projective geometry in every tile.
+"""Run the graphs on a large image in overlapping tiles, with exact projective geometry in every tile.
 
 Each tile is restored as an image of its own whose intrinsics carry the tile's offset (principal point shifted),
 so the blur operator inside the tile is the same as in the whole image. Tiles overlap by a margin; only each
@@ -18,16 +18,21 @@ tiled vs whole, for margins of 2.2 / 3.3 / 4.3 extents:
 Hence the rule: `2 + n_iter / 2` extents (3 for 2 iterations, 6 for the reference's 8), at least `MIN_MARGIN` px
 for the prior alone, which keeps tiled within 1e-3 of whole (a quarter of an 8-bit level) in every case above.
 Trained weights were not available to measure; a trained prior is expected between the two cases.
+
+The graphs that only warp (sequence, refine) need no such rule: a pixel's output reads the image within one blur
+extent of it, so a margin of one extent (plus the bilinear cell) makes every core exact.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from runtime.camera import point_paths, tile_intrinsics
+from runtime.refine import GraphFunction
 
 #: Tile origins are multiples of this (the prior downsamples three times).
 ALIGN = 8
@@ -36,6 +41,12 @@ MARGIN_EXTENTS_BASE = 2.0
 MARGIN_EXTENTS_PER_ITERATION = 0.5
 #: Smallest margin, for the prior's receptive field when the blur is small.
 MIN_MARGIN = 64
+#: Warp graphs' margin beyond the blur extent: the bilinear cell and the derivative samples' next pixel.
+WARP_MARGIN_PX = 2
+#: Tile side for the warp graphs (sequence, refine) on large images. onnxruntime's CPU provider ran the demo
+#: sequence graph at 1.2-1.4 us per pixel up to 512x512 and 3.3-4.5 us at 1024x1024, where it took 4.7 GB
+#: (0.9 GB at 512x512; `README.md`, "Large images").
+WARP_TILE_SIDE = 512
 #: The reference's number of ADMM iterations, assumed when a bundle does not record it.
 DEFAULT_N_ITER = 8
 
@@ -86,6 +97,45 @@ def _spans(bounds: list[int], length: int, margin: int) -> list[tuple[int, int, 
     return [(max(0, a - margin), min(length, b + margin), a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
+@dataclass(frozen=True)
+class Tile:
+    """One tile of an image: the window the graph sees (`y0:y1, x0:x1`) and the core it owns in the result."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    core_y0: int
+    core_y1: int
+    core_x0: int
+    core_x1: int
+
+    def crop(self, array: np.ndarray) -> np.ndarray:
+        """The tile's window of an array whose last two axes are the image's rows and columns."""
+        return np.ascontiguousarray(array[..., self.y0 : self.y1, self.x0 : self.x1])
+
+    def core(self, part: np.ndarray) -> np.ndarray:
+        """The core of what a graph made from this tile (last two axes: the tile's rows and columns)."""
+        rows = slice(self.core_y0 - self.y0, self.core_y1 - self.y0)
+        return part[..., rows, self.core_x0 - self.x0 : self.core_x1 - self.x0]
+
+    def place(self, whole: np.ndarray, part: np.ndarray) -> None:
+        """Write the core of `part` into its place in `whole`."""
+        whole[..., self.core_y0 : self.core_y1, self.core_x0 : self.core_x1] = self.core(part)
+
+    def core_mask(self) -> np.ndarray:
+        """`(1, 1, h, w)` float32 over the tile's window: 1 on its core, 0 on its margins."""
+        mask = np.zeros((1, 1, self.y1 - self.y0, self.x1 - self.x0), np.float32)
+        mask[..., self.core_y0 - self.y0 : self.core_y1 - self.y0, self.core_x0 - self.x0 : self.core_x1 - self.x0] = 1
+        return mask
+
+
+def tiles(height: int, width: int, tile: int, margin: int) -> list[Tile]:
+    """The tiles of an image, row by row (see `tile_spans`); one tile when neither side exceeds `tile`."""
+    rows, columns = tile_spans(height, tile, margin), tile_spans(width, tile, margin)
+    return [Tile(*row[:2], *column[:2], *row[2:], *column[2:]) for row in rows for column in columns]
+
+
 def restore_tiled(
     restore: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     blurry: np.ndarray,
@@ -100,11 +150,83 @@ def restore_tiled(
     """
     height, width = blurry.shape[-2:]
     restored = np.empty_like(blurry)
-    rows, columns = tile_spans(height, tile, margin), tile_spans(width, tile, margin)
-    for y0, y1, core_y0, core_y1 in rows:
-        for x0, x1, core_x0, core_x1 in columns:
-            part = restore(np.ascontiguousarray(blurry[..., y0:y1, x0:x1]), trajectory, tile_intrinsics(camera, x0, y0))
-            restored[..., core_y0:core_y1, core_x0:core_x1] = part[
-                ..., core_y0 - y0 : core_y1 - y0, core_x0 - x0 : core_x1 - x0
-            ]
-    return restored, len(rows) * len(columns)
+    parts = tiles(height, width, tile, margin)
+    for part in parts:
+        part.place(restored, restore(part.crop(blurry), trajectory, tile_intrinsics(camera, part.x0, part.y0)))
+    return restored, len(parts)
+
+
+def warp_margin(extent_px: float) -> int:
+    """Overlap for graphs that only warp (sequence, refine): one blur extent and a bilinear cell, aligned."""
+    return math.ceil((extent_px + WARP_MARGIN_PX) / ALIGN) * ALIGN
+
+
+def warp_tiled(run: GraphFunction, tile_side: int, keep: Sequence[str]) -> GraphFunction:
+    """The sequence graph `run` tile by tile, in tiles of `tile_side` px (more for a blur too wide for them).
+
+    The graph's outputs at a pixel depend on its image within one blur extent, so cores are exact and tiled
+    equals whole up to float rounding; the outputs named in `keep` are assembled (frames need P times the
+    image's memory, the reblurred image does not).
+    """
+
+    def tiled(inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        windows = _warp_tiles(inputs, tile_side)
+        if len(windows) == 1:
+            outputs = run(inputs)
+            return {name: outputs[name] for name in keep}
+        height, width = inputs["sharp"].shape[-2:]
+        whole: dict[str, np.ndarray] = {}
+        for window in windows:
+            outputs = run(_tile_inputs(inputs, window))
+            for name in keep:
+                part = np.asarray(outputs[name])
+                if name not in whole:
+                    whole[name] = np.empty((*part.shape[:-2], height, width), part.dtype)
+                window.place(whole[name], part)
+        return whole
+
+    return tiled
+
+
+def refine_tiled(run_refine: GraphFunction, tile_side: int) -> GraphFunction:
+    """The refine graph `run_refine` tile by tile, in tiles of `tile_side` px (more for a blur too wide for them).
+
+    The loss is a masked mean over pixels and the gradient its derivative, so each tile runs with the mask cut
+    to its core and the tiles' losses and gradients are averaged, weighted by their cores' mask sums: the
+    whole image's loss and gradient up to float rounding.
+    """
+
+    def tiled(inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        windows = _warp_tiles(inputs, tile_side)
+        if len(windows) == 1:
+            return run_refine(inputs)
+        loss, gradient, weight = np.zeros(1), np.zeros(inputs["trajectory"].shape), 0.0
+        for window in windows:
+            tile_inputs = _tile_inputs(inputs, window)
+            tile_inputs["mask"] = tile_inputs["mask"] * window.core_mask()
+            tile_weight = float(tile_inputs["mask"].sum(dtype=np.float64))
+            if tile_weight == 0:
+                continue
+            outputs = run_refine(tile_inputs)
+            loss += tile_weight * np.asarray(outputs["loss"], np.float64)
+            gradient += tile_weight * np.asarray(outputs["gradient"], np.float64)
+            weight += tile_weight
+        scale = 1 / weight if weight > 0 else 0.0
+        return {"loss": (loss * scale).astype(np.float32), "gradient": (gradient * scale).astype(np.float32)}
+
+    return tiled
+
+
+def _warp_tiles(inputs: Mapping[str, np.ndarray], tile_side: int) -> list[Tile]:
+    """The tiles for one run of a warp graph: margins of one blur extent, tiles widened to hold them."""
+    height, width = next(value for value in inputs.values() if value.ndim == 4).shape[-2:]
+    camera = inputs["intrinsics"][0]
+    margin = warp_margin(blur_extent_px(inputs["trajectory"][0], camera, height, width))
+    return tiles(height, width, max(tile_side, 4 * margin), margin)
+
+
+def _tile_inputs(inputs: Mapping[str, np.ndarray], window: Tile) -> dict[str, np.ndarray]:
+    """A warp graph's inputs for one tile: images cropped, intrinsics shifted, the trajectory as it is."""
+    cropped = {name: window.crop(value) if value.ndim == 4 else value for name, value in inputs.items()}
+    cropped["intrinsics"] = tile_intrinsics(inputs["intrinsics"][0], window.x0, window.y0)[None].astype(np.float32)
+    return cropped

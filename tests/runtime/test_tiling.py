@@ -1,12 +1,15 @@
-"""Tiled restoration: how an axis is cut, how wide the margins are, and that tiles reproduce the whole image."""
+"""Tiling: how an axis is cut, how wide the margins are, and that tiles reproduce the whole image in every graph."""
 
 import numpy as np
 import pytest
 
 from runtime import deblurrer as deblurrer_module
 from runtime import tiling
+from runtime.backends import load_runners
+from runtime.bundle import load_bundle
 from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
+from runtime.refine import RefineSettings, graph_function
 from tests.runtime.conftest import smooth_rgb
 
 
@@ -110,3 +113,103 @@ def test_a_margin_the_tiles_cannot_hold_is_capped_and_said_once(small_bundle, re
             deblurrer.restore(image, 5000.0, recorded_trajectory)  # an 85 px blur: margins of 256 px
     assert calls == [(256, 64), (256, 64)]
     assert len(said) == 1 and "blur of 85 px needs tile margins of 256 px but tiles of 256 px allow 64" in said[0]
+
+
+def test_the_warp_margin_is_one_blur_extent_and_a_cell():
+    assert tiling.warp_margin(0.0) == 8
+    assert tiling.warp_margin(20.5) == 24
+    assert tiling.warp_margin(30.0) == 32
+
+
+#: Wider than two warp tiles of 256 px, so the warp graphs run in 3 tiles across.
+WIDE = (240, 600)
+
+
+@pytest.fixture(scope="module")
+def wide_shake(recorded_trajectory):
+    """A smooth picture, its camera (the recorded shake is ~20 px at this focal length) and its blur, whole."""
+    camera = intrinsics(*WIDE, 1150.0)
+    return smooth_rgb(*WIDE), camera
+
+
+def as_batch(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+
+
+def spy_on_warp_graphs(monkeypatch) -> list[tuple[int, int]]:
+    """Record the image size of every run of a graph the Deblurrer runs through `graph_function`."""
+    sizes = []
+
+    def recording(runner):
+        run = graph_function(runner)
+
+        def spied(inputs):
+            sizes.append(next(value for value in inputs.values() if value.ndim == 4).shape[-2:])
+            return run(inputs)
+
+        return spied
+
+    monkeypatch.setattr(deblurrer_module, "graph_function", recording)
+    return sizes
+
+
+def test_the_sequence_in_tiles_equals_the_whole_image(small_bundle, recorded_trajectory, wide_shake, monkeypatch):
+    image, camera = wide_shake
+    with Deblurrer(small_bundle, "ort-cpu", tile_side=None, log=pytest.fail) as whole:
+        frames, reblurred = whole.sequence(image, recorded_trajectory, camera)
+    sizes = spy_on_warp_graphs(monkeypatch)
+    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, log=pytest.fail) as tiled:
+        tiled_frames, tiled_reblurred = tiled.sequence(image, recorded_trajectory, camera)
+        reblurred_alone = tiled.reblur(image, recorded_trajectory, camera)
+    frame_error, reblur_error = np.abs(tiled_frames - frames).max(), np.abs(tiled_reblurred - reblurred).max()
+    print(f"tiles {sizes}: frames max {frame_error:.2e}, reblurred max {reblur_error:.2e}")
+    assert len(sizes) == 6 and all(max(size) <= 256 for size in sizes)  # 3 tiles, twice
+    assert tiled_frames.shape == frames.shape and reblurred_alone.shape == reblurred.shape == (*WIDE, 3)
+    assert frame_error <= 1e-4 and reblur_error <= 1e-4  # float rounding of positions far from the centre
+    assert np.array_equal(reblurred_alone, tiled_reblurred)
+
+
+def test_the_refine_graph_in_tiles_gives_the_whole_loss_and_gradient(small_bundle, recorded_trajectory, wide_shake):
+    image, camera = wide_shake
+    runners = load_runners(load_bundle(small_bundle), ("refine", "sequence"), "ort-cpu")[1]
+    run_refine = graph_function(runners["refine"])
+    camera_input = camera[None].astype(np.float32)
+    sequence_inputs = {"sharp": as_batch(image), "trajectory": recorded_trajectory[None], "intrinsics": camera_input}
+    blurry = graph_function(runners["sequence"])(sequence_inputs)["reblurred"]
+    mask = np.ones((1, 1, *WIDE), np.float32)
+    mask[..., :, :200] = 0  # the first tile's core holds no pixel that counts
+    mask[..., ::7, 300:] = 0
+    inputs = {
+        "blurry": blurry,
+        "latent": as_batch(smooth_rgb(*WIDE, seed=1) * 0.5 + image * 0.5),
+        "trajectory": (recorded_trajectory * 0.8)[None],
+        "intrinsics": camera_input,
+        "mask": mask,
+    }
+    whole = run_refine(inputs)
+    tiled = tiling.refine_tiled(run_refine, 256)(inputs)
+    loss_error = abs(float(tiled["loss"][0]) / float(whole["loss"][0]) - 1)
+    gradient_error = np.abs(tiled["gradient"] - whole["gradient"]).max() / np.abs(whole["gradient"]).max()
+    print(f"relative error: loss {loss_error:.2e}, gradient {gradient_error:.2e}")
+    assert tiled["loss"].shape == whole["loss"].shape and tiled["gradient"].shape == whole["gradient"].shape
+    assert loss_error <= 1e-4 and gradient_error <= 1e-3
+    nothing_counts = tiling.refine_tiled(run_refine, 256)({**inputs, "mask": np.zeros_like(mask)})
+    assert nothing_counts["loss"][0] == 0 and not nothing_counts["gradient"].any()
+
+
+def test_refinement_runs_its_graphs_in_tiles(small_bundle, recorded_trajectory, wide_shake, monkeypatch):
+    image, camera = wide_shake
+    settings = RefineSettings(steps=3, scales=(1.0,))
+    with Deblurrer(small_bundle, "ort-cpu", tile_side=None, refine=settings, log=pytest.fail) as whole:
+        blurry = whole.reblur(image, recorded_trajectory, camera)
+        expected = whole.restore(blurry, 1150.0, recorded_trajectory * 0.8)
+    sizes = spy_on_warp_graphs(monkeypatch)
+    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, refine=settings, log=pytest.fail) as tiled:
+        result = tiled.restore(blurry, 1150.0, recorded_trajectory * 0.8)
+    assert all(max(size) <= 256 for size in sizes) and len(sizes) >= 3 * 4
+    assert result.refinement.loss_before == pytest.approx(expected.refinement.loss_before, rel=1e-4)
+    assert result.refinement.loss_after == pytest.approx(expected.refinement.loss_after, rel=1e-3)
+    # Adam steps by the gradient's sign where it is near zero, so rounding may turn a component's step around;
+    # each step moves at most one step size (px at the focal length).
+    assert np.abs(result.trajectory - expected.trajectory).max() <= 3 * 2 * settings.step_size / 1150.0
+    assert result.refinement.loss_after < result.refinement.loss_before
