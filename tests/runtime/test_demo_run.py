@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -34,3 +35,18 @@ def test_the_main_command_runs_the_demo_bundle_on_the_example_without_torch(tmp_
     assert len(description["poses"]) == 25 and description["image_size"] == {"width": 400, "height": 300}
     for name in ("reblurred.png", "kernels.png", "trajectory.png", "trajectory.csv"):
         assert (results / name).is_file(), name
+
+
+def test_a_wheel_ships_the_demo_bundle_where_the_main_command_looks_for_it(tmp_path):
+    """A plain `pip install` (not editable) must find the demo bundle too: the wheel holds it beside `runtime`."""
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    done = subprocess.run([*build, str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("blur2seq_edge-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f"bundles/demo/{path.name}" for path in DEMO_BUNDLE.iterdir() if path.suffix in (".onnx", ".json")}
+    graphs = json.loads((DEMO_BUNDLE / "manifest.json").read_text())["graphs"]
+    assert {f"bundles/demo/{role}.onnx" for role in graphs} <= shipped
+    assert shipped <= names and "runtime/deblur.py" in names
+    # runtime.deblur looks for the bundle at ../bundles/demo from its own folder, in the wheel's layout too.
+    assert DEMO_BUNDLE == Path(sys.modules["runtime.deblur"].__file__).resolve().parents[1] / "bundles" / "demo"
