@@ -16,7 +16,7 @@ from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.batch import Options, run_batch
 from runtime.bundle import BundleError
-from runtime.deblurrer import DEFAULT_TILE_SIDE, Deblurrer
+from runtime.deblurrer import DEFAULT_TILE_SIDE, Deblurrer, add_estimation_argument
 from runtime.media import make_outdir
 from runtime.profiles import ProfileError, load_build_profile
 from runtime.refine import add_refine_arguments, refine_settings
@@ -84,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_TILE_SIDE,
         help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE}; 0: never tile)",
     )
+    add_estimation_argument(parse)
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")
     parse.add_argument("--max-frames", type=int, metavar="N", help="stop videos and cameras after N frames")
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             refine=refine_settings(args),
             force_precision=args.force_precision,
+            estimation_side=args.estimation_side,
         )
     except (BundleError, BackendError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

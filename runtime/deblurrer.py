@@ -10,12 +10,14 @@ per thread (they can share a bundle directory).
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from runtime import camera as camera_model
@@ -72,7 +74,10 @@ class Deblurrer:
     intra-op threads (default: one per core). `refine` turns on trajectory refinement after the trajectory net
     (`runtime.refine`; the bundle needs its `refine` graph). `precision` is fp32, fp16 (TensorRT engines) or a
     variant the bundle holds (`calibration.int8`: int8-cpu, int8-tensorrt); a variant that failed its accuracy gate
-    is refused unless `force_precision`.
+    is refused unless `force_precision`. `estimation_side` runs the trajectory net on a copy of each image shrunk
+    (area-averaged) to at most that many px on its longer side, with the focal length scaled to match: rotations
+    do not depend on resolution, and a net predicts best at blur sizes in pixels like those it was trained on
+    (README "Large images"); None runs it at full resolution, as the reference does.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class Deblurrer:
         threads: int | None = None,
         refine: RefineSettings | None = None,
         force_precision: bool = False,
+        estimation_side: int | None = None,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.focal_length = _focal_length(focal_length)
@@ -99,6 +105,12 @@ class Deblurrer:
             raise ValueError(f"tile side must be at least {MIN_TILE_SIDE} px (or None: never tile), got {tile_side}")
         self.tile_side = tile_side
         self.min_side = int(self.bundle.manifest.get("min_side", 32))
+        if estimation_side is not None and not estimation_side >= self.min_side:
+            raise ValueError(
+                f"estimation side must be at least {self.min_side} px, the bundle's smallest input (or None), "
+                f"got {estimation_side}"
+            )
+        self.estimation_side = estimation_side
         architecture = self.bundle.manifest.get("architecture", {}).get("restoration", {})
         self.n_iter = int(architecture.get("n_iter", DEFAULT_N_ITER))
         self.log = log
@@ -263,9 +275,26 @@ class Deblurrer:
         return camera_model.intrinsics(height, width, focal if focal is not None else self.focal_length)
 
     def _estimate(self, batch: np.ndarray, camera: np.ndarray) -> np.ndarray:
-        """The trajectory net's poses `(1, P, 3)` for a `(1, 3, H, W)` batch."""
-        focal_input = np.array([camera[0, 0]], np.float32)
+        """The trajectory net's poses `(1, P, 3)` for a `(1, 3, H, W)` batch (shrunk to `estimation_side`)."""
+        height, width = batch.shape[-2:]
+        focal_length = float(camera[0, 0])
+        size = self._estimation_size(height, width)
+        if size != (width, height):
+            shrunk = cv2.resize(batch[0].transpose(1, 2, 0), size, interpolation=cv2.INTER_AREA)
+            batch = np.ascontiguousarray(shrunk.transpose(2, 0, 1)[None])
+            focal_length *= size[0] / width
+        focal_input = np.array([focal_length], np.float32)
         return self._run("trajectory", image=batch, focal_length=focal_input)["trajectory"]
+
+    def _estimation_size(self, height: int, width: int) -> tuple[int, int]:
+        """`(width, height)` the trajectory net sees: at most `estimation_side` on the longer side, never less than
+        the bundle's smallest input on the shorter, never enlarged."""
+        if self.estimation_side is None:
+            return width, height
+        factor = max(self.estimation_side / max(height, width), self.min_side / min(height, width))
+        if factor >= 1:
+            return width, height
+        return round(width * factor), round(height * factor)
 
     def _refined(
         self,
@@ -352,6 +381,17 @@ class Deblurrer:
         if self._batch is None or self._batch.shape[-2:] != (height, width):
             self._batch = np.empty((1, 3, height, width), np.float32)
         return self._batch
+
+
+def add_estimation_argument(parser: argparse.ArgumentParser) -> None:
+    """`--estimation-side PX`: the Deblurrer's `estimation_side`, for the commands that make one."""
+    parser.add_argument(
+        "--estimation-side",
+        type=int,
+        metavar="PX",
+        help="run the trajectory net on a copy of each image shrunk to at most PX on its longer side "
+        "(default: full resolution)",
+    )
 
 
 def _focal_length(value: float | None) -> float | None:

@@ -39,7 +39,7 @@ from runtime import metrics
 from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.bundle import BundleError, load_bundle
-from runtime.deblurrer import Deblurrer
+from runtime.deblurrer import Deblurrer, add_estimation_argument
 from runtime.media import MediaError, make_outdir, read_image, to_file_pixels, write_bytes, write_image
 from runtime.refine import RefineSettings, add_refine_arguments, refine_settings
 
@@ -159,6 +159,8 @@ class Evaluation:
     pairs_dir: str
     rows: list[Row] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: The Deblurrer's `estimation_side` (None: the trajectory net ran at full resolution).
+    estimation_side: int | None = None
 
     def mean(self) -> dict[str, float]:
         """The plain mean of each column of `MEAN_COLUMNS` over the rows (NaN without rows)."""
@@ -189,6 +191,7 @@ class Evaluation:
                 "backend": self.backend,
                 "precision": self.precision,
                 "pairs_dir": self.pairs_dir,
+                "estimation_side": self.estimation_side,
                 "conventions": CONVENTIONS,
                 "pairs": [asdict(row) for row in self.rows],
                 "mean": self.mean(),
@@ -201,8 +204,9 @@ class Evaluation:
 
     def markdown(self) -> str:
         """The report: a table of every pair and their mean, the set's error ratio and the failures."""
+        estimation = "" if self.estimation_side is None else f", trajectory net at <= {self.estimation_side} px"
         lines = [
-            f"Evaluation of `{self.bundle}` on `{self.pairs_dir}` ({self.backend}, {self.precision}): "
+            f"Evaluation of `{self.bundle}` on `{self.pairs_dir}` ({self.backend}, {self.precision}{estimation}): "
             f"{len(self.rows)} pairs" + (f", {len(self.failed)} failed" if self.failed else ""),
             "",
             "| pair | size | f px | PSNR blurry | PSNR restored | gain dB | SSIM blurry | SSIM restored "
@@ -466,7 +470,9 @@ def evaluate_pairs(
     With `out`, each pair's picture is written to `out/pictures/NAME.png` (never over an input file).
     """
     progress = progress or _stderr
-    evaluation = Evaluation(str(deblurrer.bundle.path), deblurrer.backend, precision, pairs_dir)
+    evaluation = Evaluation(
+        str(deblurrer.bundle.path), deblurrer.backend, precision, pairs_dir, estimation_side=deblurrer.estimation_side
+    )
     inputs = {path.resolve() for pair in pairs for path in (pair.blurry, pair.sharp)}
     warmed = False
     for index, pair in enumerate(pairs, 1):
@@ -517,10 +523,12 @@ def evaluate(
     refine: RefineSettings | None = None,
     force_precision: bool = False,
     threads: int | None = None,
+    estimation_side: int | None = None,
 ) -> Evaluation:
     """Evaluate a bundle on a pairs folder: the API behind the command (reports written when `out` is given).
     With `refine`, each estimate is also refined and both sets of figures are reported. `force_precision` runs a
-    precision that failed its accuracy gate; `threads` sets the backend's CPU threads.
+    precision that failed its accuracy gate; `threads` sets the backend's CPU threads; `estimation_side` is the
+    Deblurrer's.
 
     Raises BundleError, PairsError, BackendError or MediaError (one line each) when the run cannot start.
     """
@@ -539,6 +547,7 @@ def evaluate(
         force_precision=force_precision,
         threads=threads,
         refine=refine,
+        estimation_side=estimation_side,
     ) as deblurrer:
         evaluation = evaluate_pairs(deblurrer, pairs, out, progress, str(pairs_dir), precision)
     if out is not None:
@@ -568,6 +577,7 @@ def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(prog="python -m runtime.evaluate", description=__doc__.splitlines()[0])
     add_pairs_arguments(parse, "evaluation.md, evaluation.json and pictures")
     add_backend_arguments(parse)
+    add_estimation_argument(parse)
     add_refine_arguments(parse)
     return parse
 
@@ -589,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             refine=refine,
             force_precision=args.force_precision,
             threads=args.threads,
+            estimation_side=args.estimation_side,
         )
     except (BundleError, PairsError, BackendError, MediaError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

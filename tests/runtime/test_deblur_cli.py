@@ -234,6 +234,7 @@ def test_an_unavailable_backend_is_named(small_bundle, inputs, tmp_path):
         (["--sigma", "nan"], "--sigma must be a finite number >= 0, got nan"),
         (["--max-frames", "0"], "--max-frames must be at least 1, got 0"),
         (["--tile-side", "100"], "tile side must be at least 256 px"),
+        (["--estimation-side", "16"], "estimation side must be at least 32 px"),
         (["--camera", "configs/README.md"], "README.md: not a camera preset with focal_length_px and width_px"),
     ],
 )

@@ -1,5 +1,6 @@
 """The Deblurrer runs the bundle's graphs and nothing else: the same bytes as onnxruntime, the reference's numbers."""
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime
@@ -145,6 +146,7 @@ def test_images_and_trajectories_the_nets_cannot_take_are_refused(deblurrer, cal
         ({"focal_length": float("nan")}, "focal length must be"),
         ({"sigma": -0.1}, "sigma .* must be a finite number >= 0"),
         ({"tile_side": 100}, "tile side must be at least 256 px"),
+        ({"estimation_side": 16}, "estimation side must be at least 32 px, the bundle's smallest input"),
     ],
 )
 def test_bad_settings_are_refused(small_bundle, settings, message):
@@ -174,6 +176,32 @@ def test_the_trajectory_alone_is_the_one_a_restoration_reports(small_bundle, fra
         assert trajectory.shape == (25, 3)
         other, other_intrinsics = deblurrer.estimate_trajectory(rgb, focal_length=700.0)
     assert other_intrinsics[0, 0] == 700.0 and not np.array_equal(other, trajectory)
+
+
+@pytest.mark.parametrize(
+    "height, width, seen",
+    [
+        (120, 200, (64, 38)),  # the longer side shrunk to 64 px, the focal length with it
+        (40, 400, (320, 32)),  # no less than the bundle's 32 px on the shorter side
+        (48, 64, (64, 48)),  # no larger than 64 px: as it is
+    ],
+)
+def test_the_trajectory_net_can_run_on_a_shrunk_copy(small_bundle, height, width, seen):
+    rgb = smooth_rgb(height, width)
+    with Deblurrer(small_bundle, "ort-cpu", estimation_side=64, log=pytest.fail) as shrinking:
+        trajectory, intrinsics = shrinking.estimate_trajectory(rgb, focal_length=300.0)
+        result = shrinking.restore(rgb, focal_length=300.0)
+    shrunk = cv2.resize(rgb, seen, interpolation=cv2.INTER_AREA) if seen != (width, height) else rgb
+    (expected,) = plain_session(small_bundle, "trajectory").run(
+        None,
+        {
+            "image": np.ascontiguousarray(shrunk.transpose(2, 0, 1)[None]),
+            "focal_length": np.float32([300.0 * seen[0] / width]),
+        },
+    )
+    assert np.array_equal(trajectory, expected[0]) and np.array_equal(result.trajectory, expected[0])
+    # The restoration and the intrinsics stay at full resolution.
+    assert intrinsics[0, 0] == 300.0 and result.restored.shape == (height, width, 3)
 
 
 def test_a_known_trajectory_skips_the_trajectory_net(deblurrer, small_bundle, frame, recorded_trajectory):

@@ -111,6 +111,22 @@ def test_the_api_and_limit_without_an_output_folder(small_bundle, pairs, tmp_pat
     )
 
 
+def test_the_trajectory_net_at_a_smaller_side_is_measured_and_said(small_bundle, pairs, tmp_path):
+    full = evaluate(small_bundle, pairs, backend="ort-cpu", progress=lambda _: None)
+    code, stdout, stderr = run(
+        "--engine", small_bundle, "--pairs", pairs, "--backend", "ort-cpu", "--estimation-side", 32, "--out", tmp_path
+    )
+    assert code == 0, stderr
+    assert "(ort-cpu, fp32, trajectory net at <= 32 px): 2 pairs" in stdout.splitlines()[0]
+    report = strict_json(tmp_path / "evaluation.json")
+    assert report["estimation_side"] == 32 and full.to_json()["estimation_side"] is None
+    # The 48 px crops are estimated at 32 px: other estimates, measured against the same truth.
+    for row, full_row in zip(report["pairs"], full.rows, strict=True):
+        assert row["trajectory_estimate"] != full_row.trajectory_estimate
+        assert row["zero_motion_error_px"] == full_row.zero_motion_error_px
+    assert run("--engine", small_bundle, "--pairs", pairs, "--estimation-side", 8)[0] == 2
+
+
 def test_a_failing_pair_is_reported_and_the_rest_go_on(small_bundle, pairs, tmp_path):
     folder = copy_of(pairs, tmp_path)
     (folder / f"{NAMES[0]}_sharp.png").unlink()
