@@ -104,6 +104,8 @@ class Deblurrer:
         if tile_side is not None and not tile_side >= MIN_TILE_SIDE:
             raise ValueError(f"tile side must be at least {MIN_TILE_SIDE} px (or None: never tile), got {tile_side}")
         self.tile_side = tile_side
+        #: Tile side of the graphs that only warp (None: never tiled).
+        self._warp_tile_side = None if tile_side is None else min(tile_side, WARP_TILE_SIDE)
         self.min_side = int(self.bundle.manifest.get("min_side", 32))
         if estimation_side is not None and not estimation_side >= self.min_side:
             raise ValueError(
@@ -255,18 +257,17 @@ class Deblurrer:
             "trajectory": self._poses(trajectory),
             "intrinsics": np.asarray(camera, np.float32).reshape(1, 3, 3),
         }
-        return dict(self._warp_graph(self._runners["sequence"], keep)(inputs))
+        return dict(self._sequence_function(self._runners["sequence"], keep)(inputs))
 
-    def _warp_graph(self, runner: Runner, keep: tuple[str, ...] | None = None) -> GraphFunction:
-        """A warp graph's runner as a function, tiled above `WARP_TILE_SIDE` (or the tile side, if smaller).
-
-        `keep`: the sequence graph's outputs to assemble; None for the refine graph.
-        """
+    def _sequence_function(self, runner: Runner, keep: tuple[str, ...]) -> GraphFunction:
+        """The sequence graph as a function assembling the outputs in `keep`, in tiles on large images."""
         run = graph_function(runner)
-        if self.tile_side is None:
-            return run
-        side = min(self.tile_side, WARP_TILE_SIDE)
-        return refine_tiled(run, side) if keep is None else warp_tiled(run, side, keep)
+        return run if self._warp_tile_side is None else warp_tiled(run, self._warp_tile_side, keep)
+
+    def _refine_function(self, runner: Runner) -> GraphFunction:
+        """The refine graph as a function, in tiles on large images."""
+        run = graph_function(runner)
+        return run if self._warp_tile_side is None else refine_tiled(run, self._warp_tile_side)
 
     def _camera(self, batch: np.ndarray, focal_length: float | None) -> np.ndarray:
         """The intrinsics of a `(1, 3, H, W)` batch: this image's focal length, else the Deblurrer's."""
@@ -331,8 +332,8 @@ class Deblurrer:
     ) -> RefineResult:
         """Refine the trajectory against the reblur error of the restored image (clipped to [0, 1])."""
         assert self.refine is not None
-        run_refine = self._warp_graph(self._refine_runners["refine"])
-        run_sequence = self._warp_graph(self._refine_runners["sequence"], ("reblurred",))
+        run_refine = self._refine_function(self._refine_runners["refine"])
+        run_sequence = self._sequence_function(self._refine_runners["sequence"], ("reblurred",))
         latent = np.clip(restored, 0, 1)
         return self.refine.refine(run_refine, blurry, latent, trajectory, camera, self.bundle.n_positions, run_sequence)
 
