@@ -102,10 +102,11 @@ def run_batch(
         try:
             if target.resolve() in inputs or any(path.parent == target.resolve() for path in inputs):
                 raise MediaError(f"{target}: results would go where an input lies; choose another -o")
+            told = functools.partial(_prefixed, progress, label)
             if source.kind == "image":
-                _image(deblurrer, source, options, target)
+                _image(deblurrer, source, options, target, told)
             else:
-                _video(deblurrer, source, options, target, functools.partial(_prefixed, progress, label))
+                _video(deblurrer, source, options, target, told)
             summary.done.append(source.name)
         except (MediaError, ValueError, OSError, BackendError, cv2.error) as error:
             summary.failed.append((str(source.location), str(error)))
@@ -145,7 +146,9 @@ def _resize(rgb: np.ndarray, options: Options) -> tuple[np.ndarray, float]:
     return cv2.resize(rgb, size, interpolation=interpolation), max(size) / max(height, width)
 
 
-def _image(deblurrer: Deblurrer, source: Source, options: Options, target: Path) -> None:
+def _image(
+    deblurrer: Deblurrer, source: Source, options: Options, target: Path, progress: Callable[[str], None]
+) -> None:
     assert isinstance(source.location, Path)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -155,7 +158,7 @@ def _image(deblurrer: Deblurrer, source: Source, options: Options, target: Path)
     if factor != 1.0:
         picture = Picture(rgb, picture.bit_depth, picture.gray, _resize_alpha(picture.alpha, rgb.shape[:2]))
     timings["read"] = time.perf_counter() - started
-    result = deblurrer.restore(rgb, focal_length_for(options, shape, factor))
+    result = deblurrer.restore(rgb, focal_length_for(options, shape, factor), progress=progress)
     timings.update(result.timings)
     started = time.perf_counter()
     restored = np.clip(result.restored, 0, 1)

@@ -44,6 +44,10 @@ DEFAULT_TILE_SIDE = 1024
 MIN_TILE_SIDE = 4 * MIN_MARGIN
 
 
+def _silent(_: str) -> None:
+    """A progress callback that says nothing."""
+
+
 @dataclass(frozen=True)
 class DeblurResult:
     """What one frame gives: the restored image (in the input's convention), the camera motion and the timings."""
@@ -163,16 +167,18 @@ class Deblurrer:
         focal_length: float | None = None,
         trajectory: np.ndarray | None = None,
         refine: bool = True,
+        progress: Callable[[str], object] | None = None,
     ) -> DeblurResult:
         """Deblur an HxWx3 float32 RGB image in [0, 1]; the restored image is float32 RGB, not clipped.
 
         `focal_length` (px) overrides the Deblurrer's for this image. A known `trajectory` `(P, 3)` radians (from
         a gyroscope, or an earlier estimate) skips the trajectory net (and is refined when the Deblurrer refines).
         `refine=False` skips this Deblurrer's refinement for this image; `refine_result` can add it afterwards,
-        so a caller that wants both results restores only once.
+        so a caller that wants both results restores only once. `progress`, when given, is told each tile of a
+        tiled restoration as it starts (`restoring: tile 3/12`): a large image takes minutes on a CPU.
         """
         batch = self._rgb_batch(image)
-        restored, result = self._restore(batch, focal_length, trajectory, refine)
+        restored, result = self._restore(batch, focal_length, trajectory, refine, progress or _silent)
         return replace(result, restored=np.ascontiguousarray(restored[0].transpose(1, 2, 0)))
 
     def estimate_trajectory(
@@ -230,7 +236,12 @@ class Deblurrer:
         return np.ascontiguousarray(image.transpose(2, 0, 1)[None])
 
     def _restore(
-        self, batch: np.ndarray, focal_length: float | None, trajectory: np.ndarray | None, refine: bool = True
+        self,
+        batch: np.ndarray,
+        focal_length: float | None,
+        trajectory: np.ndarray | None,
+        refine: bool = True,
+        progress: Callable[[str], object] = _silent,
     ) -> tuple[np.ndarray, DeblurResult]:
         """Restore a `(1, 3, H, W)` float32 batch: the restored batch, and the result without its image."""
         camera = self._camera(batch, focal_length)
@@ -243,10 +254,10 @@ class Deblurrer:
             poses = self._poses(trajectory)
 
         started = time.perf_counter()
-        restored, tiles = self._restore_image(batch, poses, camera)
+        restored, tiles = self._restore_image(batch, poses, camera, progress, "restoring")
         timings["restoration"] = time.perf_counter() - started
         if self.refine is not None and refine:
-            return self._refined(batch, restored, poses, camera, timings, tiles)
+            return self._refined(batch, restored, poses, camera, timings, tiles, progress)
         return restored, DeblurResult(restored, poses[0], camera, timings, tiles)
 
     def _run_sequence(
@@ -305,6 +316,7 @@ class Deblurrer:
         camera: np.ndarray,
         timings: dict[str, float],
         tiles: int,
+        progress: Callable[[str], object] = _silent,
     ) -> tuple[np.ndarray, DeblurResult]:
         """Refine `poses (1, P, 3)` against the restored batch, re-run the restoration if the settings say so."""
         assert self.refine is not None
@@ -315,16 +327,28 @@ class Deblurrer:
         timings["refine"] = time.perf_counter() - started
         if self.refine.rerun:
             started = time.perf_counter()
-            restored, tiles = self._restore_image(batch, poses, camera)
+            restored, tiles = self._restore_image(batch, poses, camera, progress, "restoring again")
             timings["restoration_rerun"] = time.perf_counter() - started
         return restored, DeblurResult(restored, poses[0], camera, timings, tiles, refinement)
 
-    def _restore_image(self, batch: np.ndarray, poses: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, int]:
-        """The restored batch and the number of tiles it took (tiled when larger than `tile_side`)."""
+    def _restore_image(
+        self,
+        batch: np.ndarray,
+        poses: np.ndarray,
+        camera: np.ndarray,
+        progress: Callable[[str], object] = _silent,
+        stage: str = "restoring",
+    ) -> tuple[np.ndarray, int]:
+        """The restored batch and the number of tiles it took (tiled when larger than `tile_side`, each tile told
+        to `progress` as `STAGE: tile K/N`)."""
         height, width = batch.shape[-2:]
         if self.tile_side is not None and max(height, width) > self.tile_side:
             margin = self._margin(blur_extent_px(poses[0], camera, height, width))
-            return restore_tiled(self._restore_batch, batch, poses, camera, self.tile_side, margin)
+
+            def tell(number: int, total: int) -> None:
+                progress(f"{stage}: tile {number}/{total}")
+
+            return restore_tiled(self._restore_batch, batch, poses, camera, self.tile_side, margin, tell)
         return self._restore_batch(batch, poses, camera), 1
 
     def _refine(

@@ -143,15 +143,19 @@ def restore_tiled(
     camera: np.ndarray,
     tile: int,
     margin: int,
+    progress: Callable[[int, int], object] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Restore `blurry (1, 3, H, W)` tile by tile with `restore(blurry_tile, trajectory, tile_camera)`.
+    """Restore `blurry (1, 3, H, W)` tile by tile with `restore(blurry_tile, trajectory, tile_camera)`, calling
+    `progress(number, total)` before each tile (numbered from 1).
 
     Returns the restored image and the number of tiles.
     """
     height, width = blurry.shape[-2:]
     restored = np.empty_like(blurry)
     parts = tiles(height, width, tile, margin)
-    for part in parts:
+    for number, part in enumerate(parts, 1):
+        if progress is not None:
+            progress(number, len(parts))
         part.place(restored, restore(part.crop(blurry), trajectory, tile_intrinsics(camera, part.x0, part.y0)))
     return restored, len(parts)
 

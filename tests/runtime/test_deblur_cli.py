@@ -278,6 +278,16 @@ def test_the_focal_length_follows_the_options(small_bundle, inputs, tmp_path):
     assert written(tmp_path / "e", "large")[0] == WIDTH  # the default: the longer side of what the nets see
 
 
+def test_a_tiled_image_shows_each_tile_as_it_starts(small_bundle, tmp_path):
+    large = tmp_path / "large.png"
+    cv2.imwrite(str(large), smooth_bgr8(264, 288))
+    common = ["--engine", small_bundle, "--backend", "ort-cpu", "--tile-side", 256, "-o", tmp_path / "out"]
+    code, _, stderr = run(*common, large)
+    assert code == 0, stderr
+    told = [line for line in stderr.splitlines() if ": tile " in line]
+    assert told == [f"[1/1] large restoring: tile {number}/4" for number in range(1, 5)]
+
+
 def test_the_runtime_runs_without_torch(small_bundle, inputs, tmp_path):
     arguments = ["--engine", str(small_bundle), "-o", str(tmp_path / "out"), str(inputs / "photo.png")]
     code = (

@@ -74,9 +74,14 @@ def test_tiles_are_restored_with_their_own_intrinsics_and_stitched_in_place():
         return np.stack([columns + x0, rows + y0, blurry[0, 0]])[None]
 
     blurry = np.random.default_rng(0).random((1, 3, height, width)).astype(np.float32)
-    restored, tiles = tiling.restore_tiled(restore, blurry, np.zeros((1, 25, 3)), camera, 128, 32)
+    told = []
+
+    def progress(number, total):
+        told.append((number, total))
+
+    restored, tiles = tiling.restore_tiled(restore, blurry, np.zeros((1, 25, 3)), camera, 128, 32, progress)
     rows, columns = np.mgrid[0:height, 0:width]
-    assert tiles == 4 * 5
+    assert tiles == 4 * 5 and told == [(number, 20) for number in range(1, 21)]
     assert np.array_equal(restored[0, 0], columns) and np.array_equal(restored[0, 1], rows)
     assert np.array_equal(restored[0, 2], blurry[0, 0])
 
@@ -89,8 +94,11 @@ def test_tiled_restoration_equals_the_whole_image(small_bundle, recorded_traject
     with Deblurrer(small_bundle, "ort-cpu", tile_side=None, log=lambda _: None) as whole:
         _, blurry = whole.sequence(smooth_rgb(height, width), recorded_trajectory, camera)
         expected = whole.restore(blurry, focal, recorded_trajectory)
+    said = []
     with Deblurrer(small_bundle, "ort-cpu", tile_side=256, log=pytest.fail) as tiled:
-        result = tiled.restore(blurry, focal, recorded_trajectory)
+        result = tiled.restore(blurry, focal, recorded_trajectory, progress=said.append)
+        tiled.restore(smooth_rgb(240, 256), focal, recorded_trajectory, progress=pytest.fail)  # one tile: nothing
+    assert said == [f"restoring: tile {number}/4" for number in range(1, 5)]
     error = np.abs(result.restored - expected.restored)
     margin = tiling.tile_margin(extent, 2)
     print(f"extent {extent:.1f} px, margin {margin} px, {result.tiles} tiles: max {error.max():.2e}")
@@ -101,7 +109,7 @@ def test_tiled_restoration_equals_the_whole_image(small_bundle, recorded_traject
 def test_a_margin_the_tiles_cannot_hold_is_capped_and_said_once(small_bundle, recorded_trajectory, monkeypatch):
     calls = []
 
-    def restore_tiled(restore, blurry, trajectory, camera, tile, margin):
+    def restore_tiled(restore, blurry, trajectory, camera, tile, margin, progress):
         calls.append((tile, margin))
         return blurry.copy(), 4
 
