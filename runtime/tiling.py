@@ -126,7 +126,7 @@ class Tile:
     def core_mask(self) -> np.ndarray:
         """`(1, 1, h, w)` float32 over the tile's window: 1 on its core, 0 on its margins."""
         mask = np.zeros((1, 1, self.y1 - self.y0, self.x1 - self.x0), np.float32)
-        mask[..., self.core_y0 - self.y0 : self.core_y1 - self.y0, self.core_x0 - self.x0 : self.core_x1 - self.x0] = 1
+        self.core(mask)[...] = 1
         return mask
 
 
