@@ -134,8 +134,8 @@ WIDE = (240, 600)
 
 
 @pytest.fixture(scope="module")
-def wide_shake(recorded_trajectory):
-    """A smooth picture, its camera (the recorded shake is ~20 px at this focal length) and its blur, whole."""
+def wide_shake():
+    """A smooth picture and its camera, at whose focal length the recorded shake spans ~20 px."""
     camera = intrinsics(*WIDE, 1150.0)
     return smooth_rgb(*WIDE), camera
 
