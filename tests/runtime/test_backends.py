@@ -84,6 +84,31 @@ def test_onnxruntime_sessions_do_not_spin_between_runs(bundle):
         assert entries == "0"
 
 
+def resident_mib() -> float:
+    """This process's resident memory now (not its peak)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads resident memory from /proc")
+def test_a_run_larger_than_a_tile_gives_its_memory_arena_back(bundle, monkeypatch):
+    """The trajectory net runs on the whole image: on a large one its arena must not stay through the restoration."""
+    from runtime.backends import ort
+
+    image = np.random.default_rng(0).random((1, 3, 1536, 2048), np.float32)
+    inputs = {"image": image, "focal_length": np.float32([2e3])}
+    grown = {}
+    for release in (False, True):
+        monkeypatch.setattr(ort, "RELEASE_ARENA_ABOVE_PIXELS", 1024 * 1024 if release else 10**9)
+        runner = ORT_CPU.load(bundle, "trajectory", "fp32")
+        before = resident_mib()
+        grown[release] = (runner.run(inputs)["trajectory"], resident_mib() - before)
+        runner.close()
+    print(f"resident memory after a 2048x1536 run: {grown[False][1]:.0f} MiB kept, {grown[True][1]:.0f} MiB released")
+    assert np.array_equal(grown[False][0], grown[True][0])
+    assert grown[False][1] > 150 and grown[True][1] < grown[False][1] / 3
+
+
 def test_the_tensorrt_provider_keeps_its_caches_in_the_bundle_and_takes_the_profile(tmp_path, small_bundle):
     import shutil
 
