@@ -172,7 +172,7 @@ def _image(
     started = time.perf_counter()
     write_image(target / "restored.png", to_file_pixels(restored, picture))
     write_image(target / "reblurred.png", to_file_pixels(reblurred, picture))
-    _write_trajectory(target, result, rgb.shape[:2], deblurrer.backend)
+    _write_trajectory(target, result, rgb.shape[:2], deblurrer)
     write_image(target / "kernels.png", _kernel_overlay(rgb, result))
     plot = visualize.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
     write_image(target / "trajectory.png", plot)
@@ -261,7 +261,7 @@ def _video(
         print(f"{source.name}: {len(rows) // deblurrer.bundle.n_positions} frames, per frame (median): {stages}")
 
 
-def _write_trajectory(target: Path, result: DeblurResult, shape: tuple[int, ...], backend: str) -> None:
+def _write_trajectory(target: Path, result: DeblurResult, shape: tuple[int, ...], deblurrer: Deblurrer) -> None:
     height, width = shape[:2]
     camera = result.intrinsics
     description = {
@@ -270,7 +270,9 @@ def _write_trajectory(target: Path, result: DeblurResult, shape: tuple[int, ...]
         "principal_point_px": [float(camera[0, 2]), float(camera[1, 2])],
         "image_size": {"width": width, "height": height},
         "poses": result.trajectory.astype(float).tolist(),
-        "backend": backend,
+        "backend": deblurrer.backend,
+        # The --estimation-side setting (null: the trajectory net saw the image at full resolution).
+        "estimation_side_px": deblurrer.estimation_side,
         "timings_s": result.timings,
         "tiles": result.tiles,
         "refinement": refinement_record(result),

@@ -131,6 +131,7 @@ def test_the_trajectory_is_written_as_json_and_csv(batch):
     assert description["focal_length_px"] == WIDTH and description["principal_point_px"] == [WIDTH / 2, HEIGHT / 2]
     assert description["image_size"] == {"width": WIDTH, "height": HEIGHT}
     assert description["backend"] == "ort-cpu" and description["tiles"] == 1
+    assert description["estimation_side_px"] is None  # the whole image
     assert set(description["timings_s"]) == {"trajectory", "restoration"} and description["refinement"] is None
     with (outdir / "trajectory.csv").open() as file:
         rows = list(csv.DictReader(file))
@@ -276,6 +277,12 @@ def test_the_focal_length_follows_the_options(small_bundle, inputs, tmp_path):
     assert written(tmp_path / "d", "large")[1:] == ({"width": WIDTH, "height": HEIGHT}, (HEIGHT, WIDTH, 3))
     assert run(*common, "--scale", 0.5, "-o", tmp_path / "e", large)[0] == 0
     assert written(tmp_path / "e", "large")[0] == WIDTH  # the default: the longer side of what the nets see
+
+
+def test_the_side_the_trajectory_net_saw_is_recorded(small_bundle, inputs, tmp_path):
+    arguments = ["--engine", small_bundle, "--backend", "ort-cpu", "--estimation-side", 40, "-o", tmp_path]
+    assert run(*arguments, inputs / "photo.png")[0] == 0
+    assert json.loads((tmp_path / "photo" / "trajectory.json").read_text())["estimation_side_px"] == 40
 
 
 def test_a_tiled_image_shows_each_tile_as_it_starts(small_bundle, tmp_path):
