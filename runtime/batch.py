@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -25,11 +25,10 @@ import numpy as np
 
 from runtime import visualize
 from runtime.backends.base import BackendError
-from runtime.camera import scale_intrinsics
+from runtime.camera import focal_length_from_35mm, scale_intrinsics
 from runtime.deblurrer import Deblurrer, DeblurResult
 from runtime.media import (
     MediaError,
-    Picture,
     VideoReader,
     VideoWriter,
     read_image,
@@ -120,17 +119,24 @@ def _prefixed(progress: Callable[[str], None], label: str, text: str) -> None:
     progress(f"{label} {text}")
 
 
-def focal_length_for(options: Options, shape: tuple[int, ...], processed_scale: float) -> float | None:
-    """The focal length in pixels of the processed image, or None for the default (longer side).
+def focal_length_for(
+    options: Options, shape: tuple[int, ...], processed_scale: float, focal_length_35mm: float | None = None
+) -> tuple[float | None, str]:
+    """The focal length in pixels of the processed image (None for the default, the longer side), and where it
+    came from: --focal-length, else --camera, else the photo's EXIF 35 mm-equivalent focal length, else the
+    default.
 
     `shape` is the input's (H, W) as read; `processed_scale` the resize factor applied to it since.
     """
     if options.focal_length is not None:
-        return options.focal_length * processed_scale
+        return options.focal_length * processed_scale, "--focal-length"
     if options.camera_preset is not None:
         focal, preset_long_side = options.camera_preset
-        return focal * max(shape[:2]) / preset_long_side * processed_scale
-    return None
+        return focal * max(shape[:2]) / preset_long_side * processed_scale, "--camera"
+    if focal_length_35mm is not None:
+        pixels = focal_length_from_35mm(focal_length_35mm, *shape[:2]) * processed_scale
+        return pixels, f"EXIF: {focal_length_35mm:g} mm (35 mm equivalent)"
+    return None, "default: the longer side"
 
 
 def _resize(rgb: np.ndarray, options: Options) -> tuple[np.ndarray, float]:
@@ -156,9 +162,10 @@ def _image(
     shape = picture.rgb.shape[:2]
     rgb, factor = _resize(picture.rgb, options)
     if factor != 1.0:
-        picture = Picture(rgb, picture.bit_depth, picture.gray, _resize_alpha(picture.alpha, rgb.shape[:2]))
+        picture = replace(picture, rgb=rgb, alpha=_resize_alpha(picture.alpha, rgb.shape[:2]))
     timings["read"] = time.perf_counter() - started
-    result = deblurrer.restore(rgb, focal_length_for(options, shape, factor), progress=progress)
+    focal_length, focal_length_source = focal_length_for(options, shape, factor, picture.focal_length_35mm)
+    result = deblurrer.restore(rgb, focal_length, progress=progress)
     timings.update(result.timings)
     started = time.perf_counter()
     restored = np.clip(result.restored, 0, 1)
@@ -172,7 +179,7 @@ def _image(
     started = time.perf_counter()
     write_image(target / "restored.png", to_file_pixels(restored, picture))
     write_image(target / "reblurred.png", to_file_pixels(reblurred, picture))
-    _write_trajectory(target, result, rgb.shape[:2], deblurrer)
+    _write_trajectory(target, result, rgb.shape[:2], deblurrer, focal_length_source)
     write_image(target / "kernels.png", _kernel_overlay(rgb, result))
     plot = visualize.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
     write_image(target / "trajectory.png", plot)
@@ -227,7 +234,7 @@ def _video(
             if options.max_frames is not None and number >= options.max_frames:
                 break
             rgb, factor = _resize(frame[..., ::-1].astype(np.float32) / np.float32(255), options)
-            result = deblurrer.restore(rgb, focal_length_for(options, frame.shape[:2], factor))
+            result = deblurrer.restore(rgb, focal_length_for(options, frame.shape[:2], factor)[0])
             restored = to_file_pixels(np.clip(result.restored, 0, 1))
             if writer is None:
                 writer = VideoWriter(target / "restored.mp4", reader.fps, (restored.shape[1], restored.shape[0]))
@@ -261,12 +268,15 @@ def _video(
         print(f"{source.name}: {len(rows) // deblurrer.bundle.n_positions} frames, per frame (median): {stages}")
 
 
-def _write_trajectory(target: Path, result: DeblurResult, shape: tuple[int, ...], deblurrer: Deblurrer) -> None:
+def _write_trajectory(
+    target: Path, result: DeblurResult, shape: tuple[int, ...], deblurrer: Deblurrer, focal_length_source: str
+) -> None:
     height, width = shape[:2]
     camera = result.intrinsics
     description = {
         "convention": "rotation vectors (pitch, yaw, roll) in radians, one per pose, in time order up to reversal",
         "focal_length_px": float(camera[0, 0]),
+        "focal_length_source": focal_length_source,
         "principal_point_px": [float(camera[0, 2]), float(camera[1, 2])],
         "image_size": {"width": width, "height": height},
         "poses": result.trajectory.astype(float).tolist(),

@@ -34,6 +34,16 @@ def intrinsics(
     return np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
+#: The diagonal of the 36 x 24 mm film frame that 35 mm-equivalent focal lengths refer to (CIPA DC-008).
+FILM_DIAGONAL_MM = float(np.hypot(36.0, 24.0))
+
+
+def focal_length_from_35mm(focal_length_35mm: float, height: int, width: int) -> float:
+    """Pixels of focal length for an image whose camera records a 35 mm-equivalent focal length (mm): the same
+    field of view across the diagonal as on a 36 x 24 mm frame."""
+    return float(focal_length_35mm * np.hypot(height, width) / FILM_DIAGONAL_MM)
+
+
 def tile_intrinsics(camera: npt.ArrayLike, x0: float, y0: float) -> FloatArray:
     """The intrinsics of a crop whose top-left pixel is `(x0, y0)` in the full image.
 

@@ -72,7 +72,12 @@ def parser() -> argparse.ArgumentParser:
         help="build TensorRT engines that are missing or were built for another GPU or TensorRT, then run",
     )
     camera = parse.add_mutually_exclusive_group()
-    camera.add_argument("--focal-length", type=float, metavar="PX", help="focal length in pixels of the input")
+    camera.add_argument(
+        "--focal-length",
+        type=float,
+        metavar="PX",
+        help="focal length in pixels of the input (default: the photo's EXIF, else the longer side)",
+    )
     camera.add_argument("--camera", type=Path, metavar="YAML", help="camera preset (configs/cameras/NAME.yaml)")
     size = parse.add_mutually_exclusive_group()
     size.add_argument("--max-side", type=int, metavar="PX", help="shrink inputs whose longer side is larger")

@@ -7,6 +7,7 @@ file in the target folder and is renamed into place, so an interrupted run never
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,6 +22,9 @@ from PIL import Image
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"})
 EXIF_ORIENTATION = 0x0112
+#: The EXIF sub-IFD and its FocalLengthIn35mmFilm tag (mm, 0 when unknown).
+EXIF_IFD = 0x8769
+EXIF_FOCAL_LENGTH_35MM = 0xA405
 
 
 class MediaError(ValueError):
@@ -35,6 +39,8 @@ class Picture:
     bit_depth: int
     gray: bool
     alpha: np.ndarray | None
+    #: The 35 mm-equivalent focal length (mm) the file's EXIF records, if any.
+    focal_length_35mm: float | None = None
 
 
 #: EXIF orientation -> how to turn the stored pixels upright (as viewers show them), per the EXIF standard.
@@ -60,7 +66,8 @@ def read_image(path: Path) -> Picture:
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise MediaError(f"{path}: not a readable image (corrupt, empty or not an image format OpenCV reads)")
-    data = np.ascontiguousarray(_ORIENTATIONS.get(exif_orientation(path), lambda pixels: pixels)(data))
+    orientation, focal_length_35mm = _exif_camera(path)
+    data = np.ascontiguousarray(_ORIENTATIONS.get(orientation, lambda pixels: pixels)(data))
     if data.dtype == np.uint8:
         bit_depth, scale = 8, 255.0
     elif data.dtype == np.uint16:
@@ -78,16 +85,25 @@ def read_image(path: Path) -> Picture:
     else:
         raise MediaError(f"{path}: {data.shape[2]} channels are not supported (gray, RGB or RGBA)")
     rgb = bgr[..., ::-1].astype(np.float32) / np.float32(scale)
-    return Picture(rgb, bit_depth, gray, alpha)
+    return Picture(rgb, bit_depth, gray, alpha, focal_length_35mm)
 
 
 def exif_orientation(path: Path) -> int:
     """The EXIF orientation tag of an image file (1, upright, when it has none or cannot be read)."""
+    return _exif_camera(path)[0]
+
+
+def _exif_camera(path: Path) -> tuple[int, float | None]:
+    """An image file's EXIF orientation (1 when absent) and 35 mm-equivalent focal length (None when absent, 0
+    or unreadable)."""
     try:
         with Image.open(path) as image:
-            return int(image.getexif().get(EXIF_ORIENTATION, 1))
-    except (OSError, ValueError, SyntaxError):  # Pillow's errors on files it does not know or finds damaged
-        return 1
+            exif = image.getexif()
+            orientation = int(exif.get(EXIF_ORIENTATION, 1))
+            focal = float(exif.get_ifd(EXIF_IFD).get(EXIF_FOCAL_LENGTH_35MM, 0))
+    except (OSError, ValueError, SyntaxError, TypeError):  # Pillow's errors on unknown or damaged files and tags
+        return 1, None
+    return orientation, focal if math.isfinite(focal) and focal > 0 else None
 
 
 def to_file_pixels(rgb: np.ndarray, like: Picture | None = None) -> np.ndarray:

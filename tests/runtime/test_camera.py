@@ -91,3 +91,11 @@ def test_a_resized_image_has_scaled_paths(trajectory):
     points = pixel_grid(HEIGHT, WIDTH)
     scaled = camera.point_paths(trajectory, camera.scale_intrinsics(k, 2.5), 2.5 * points)
     assert np.abs(scaled - 2.5 * camera.point_paths(trajectory, k, points)).max() < 1e-9
+
+
+def test_a_35mm_equivalent_focal_length_gives_the_same_diagonal_field_of_view():
+    # A 36 mm lens on a 36 x 24 mm frame sees the frame's width at one focal length: f = width in pixels.
+    assert camera.focal_length_from_35mm(36.0, 2400, 3600) == pytest.approx(3600.0)
+    # A 4:3 phone photo from a 26 mm-equivalent lens: the diagonal (5000 px) over the film's (43.27 mm).
+    assert camera.focal_length_from_35mm(26.0, 3000, 4000) == pytest.approx(26.0 * 5000 / np.hypot(36, 24))
+    assert camera.focal_length_from_35mm(26.0, 4000, 3000) == camera.focal_length_from_35mm(26.0, 3000, 4000)

@@ -132,6 +132,7 @@ def test_the_trajectory_is_written_as_json_and_csv(batch):
     assert description["image_size"] == {"width": WIDTH, "height": HEIGHT}
     assert description["backend"] == "ort-cpu" and description["tiles"] == 1
     assert description["estimation_side_px"] is None  # the whole image
+    assert description["focal_length_source"] == "default: the longer side"
     assert set(description["timings_s"]) == {"trajectory", "restoration"} and description["refinement"] is None
     with (outdir / "trajectory.csv").open() as file:
         rows = list(csv.DictReader(file))
@@ -293,6 +294,28 @@ def test_a_tiled_image_shows_each_tile_as_it_starts(small_bundle, tmp_path):
     assert code == 0, stderr
     told = [line for line in stderr.splitlines() if ": tile " in line]
     assert told == [f"[1/1] large restoring: tile {number}/4" for number in range(1, 5)]
+
+
+def test_a_photos_exif_focal_length_is_used_unless_an_option_gives_one(small_bundle, tmp_path):
+    """A phone photo records its 35 mm-equivalent focal length; the options still win over it."""
+    photo = tmp_path / "phone.jpg"
+    image = Image.fromarray(smooth_bgr8(2 * HEIGHT, 2 * WIDTH)[..., ::-1])
+    exif = image.getexif()
+    exif.get_ifd(0x8769)[0xA405] = 26  # FocalLengthIn35mmFilm, mm
+    image.save(photo, exif=exif)
+    common = ["--engine", small_bundle, "--backend", "ort-cpu"]
+
+    def description(name: str) -> dict:
+        return json.loads((tmp_path / name / "phone" / "trajectory.json").read_text())
+
+    assert run(*common, "-o", tmp_path / "a", photo)[0] == 0
+    exif_pixels = 26 * np.hypot(2 * HEIGHT, 2 * WIDTH) / np.hypot(36, 24)  # the same diagonal field of view
+    assert description("a")["focal_length_px"] == pytest.approx(exif_pixels)
+    assert description("a")["focal_length_source"] == "EXIF: 26 mm (35 mm equivalent)"
+    assert run(*common, "--max-side", WIDTH, "-o", tmp_path / "b", photo)[0] == 0
+    assert description("b")["focal_length_px"] == pytest.approx(exif_pixels / 2)  # in pixels of what the nets see
+    assert run(*common, "--focal-length", 300, "-o", tmp_path / "c", photo)[0] == 0
+    assert (description("c")["focal_length_px"], description("c")["focal_length_source"]) == (300.0, "--focal-length")
 
 
 def test_the_runtime_runs_without_torch(small_bundle, inputs, tmp_path):

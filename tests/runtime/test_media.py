@@ -100,3 +100,18 @@ def test_photos_come_in_upright_as_viewers_show_them(tmp_path, orientation):
     assert media.exif_orientation(tmp_path / "photo.png") == orientation
     picture = media.read_image(tmp_path / "photo.png")
     assert np.array_equal(np.round(picture.rgb * 255).astype(np.uint8), upright)
+
+
+@pytest.mark.parametrize("tag, expected", [(26, 26.0), (0, None), (None, None)])
+def test_the_35mm_equivalent_focal_length_is_read_from_exif(tmp_path, tag, expected):
+    """FocalLengthIn35mmFilm lives in the EXIF sub-IFD; 0 means unknown. Rotated photos keep it."""
+    from PIL import Image
+
+    image = Image.fromarray((gradient(24, 36) * 255).round().astype(np.uint8))
+    exif = image.getexif()
+    exif[media.EXIF_ORIENTATION] = 6
+    if tag is not None:
+        exif.get_ifd(media.EXIF_IFD)[media.EXIF_FOCAL_LENGTH_35MM] = tag
+    image.save(tmp_path / "photo.jpg", exif=exif)
+    picture = media.read_image(tmp_path / "photo.jpg")
+    assert picture.focal_length_35mm == expected and picture.rgb.shape == (36, 24, 3)
