@@ -40,6 +40,8 @@ from runtime.media import (
 from runtime.sources import Source
 
 SEQUENCE_FPS = 10.0
+#: The GIF is a preview: its frames are shrunk to this longer side (the PNG frames and the MP4 keep full size).
+SEQUENCE_GIF_MAX_SIDE = 800
 #: The kernel overlay of a smaller image is drawn on an enlarged copy, so the kernels stay readable.
 KERNEL_OVERLAY_MIN_SIDE = 512
 
@@ -202,11 +204,17 @@ def _kernel_overlay(rgb: np.ndarray, result: DeblurResult) -> np.ndarray:
 
 
 def _write_sequence(target: Path, frames_bgr: list[np.ndarray]) -> None:
-    """The sharp frames as 8-bit PNGs, a looping GIF and an MP4, all at `SEQUENCE_FPS`."""
+    """The sharp frames as 8-bit PNGs, an MP4 and a looping GIF preview (at most `SEQUENCE_GIF_MAX_SIDE`), all at
+    `SEQUENCE_FPS`."""
     for number, frame in enumerate(frames_bgr):
         write_image(target / "frames" / f"frame_{number:02d}.png", frame)
-    write_gif(target / "sequence.gif", [frame[..., ::-1] for frame in frames_bgr], SEQUENCE_FPS)
     height, width = frames_bgr[0].shape[:2]
+    factor = min(1.0, SEQUENCE_GIF_MAX_SIDE / max(height, width))
+    preview = (max(1, round(width * factor)), max(1, round(height * factor)))
+    gif_frames = [
+        frame if factor == 1.0 else cv2.resize(frame, preview, interpolation=cv2.INTER_AREA) for frame in frames_bgr
+    ]
+    write_gif(target / "sequence.gif", [frame[..., ::-1] for frame in gif_frames], SEQUENCE_FPS)
     writer = VideoWriter(target / "sequence.mp4", SEQUENCE_FPS, (width, height))
     try:
         for frame in frames_bgr:

@@ -280,6 +280,19 @@ def test_the_focal_length_follows_the_options(small_bundle, inputs, tmp_path):
     assert written(tmp_path / "e", "large")[0] == WIDTH  # the default: the longer side of what the nets see
 
 
+def test_the_gif_is_a_preview_no_larger_than_its_cap(small_bundle, inputs, tmp_path, monkeypatch):
+    from runtime import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "SEQUENCE_GIF_MAX_SIDE", WIDTH // 2)
+    arguments = ["--engine", small_bundle, "--backend", "ort-cpu", "--sequence", "-o", tmp_path]
+    assert run(*arguments, inputs / "photo.png")[0] == 0
+    with Image.open(tmp_path / "photo" / "sequence.gif") as gif:
+        assert gif.n_frames == 25 and gif.size == (WIDTH // 2, HEIGHT // 2)
+    # The frames and the MP4 keep the image's size.
+    assert cv2.imread(str(tmp_path / "photo" / "frames" / "frame_00.png")).shape == (HEIGHT, WIDTH, 3)
+    assert video_facts(tmp_path / "photo" / "sequence.mp4") == (25, 10.0, (WIDTH, HEIGHT))
+
+
 def test_the_side_the_trajectory_net_saw_is_recorded(small_bundle, inputs, tmp_path):
     arguments = ["--engine", small_bundle, "--backend", "ort-cpu", "--estimation-side", 40, "-o", tmp_path]
     assert run(*arguments, inputs / "photo.png")[0] == 0
