@@ -25,9 +25,10 @@ import numpy as np
 
 from runtime import visualize
 from runtime.backends.base import BackendError
-from runtime.camera import focal_length_from_35mm, scale_intrinsics
+from runtime.camera import scale_intrinsics
 from runtime.deblurrer import Deblurrer, DeblurResult
 from runtime.media import (
+    ExifFocalLength,
     MediaError,
     VideoReader,
     VideoWriter,
@@ -122,11 +123,10 @@ def _prefixed(progress: Callable[[str], None], label: str, text: str) -> None:
 
 
 def focal_length_for(
-    options: Options, shape: tuple[int, ...], processed_scale: float, focal_length_35mm: float | None = None
+    options: Options, shape: tuple[int, ...], processed_scale: float, exif: ExifFocalLength | None = None
 ) -> tuple[float | None, str]:
     """The focal length in pixels of the processed image (None for the default, the longer side), and where it
-    came from: --focal-length, else --camera, else the photo's EXIF 35 mm-equivalent focal length, else the
-    default.
+    came from: --focal-length, else --camera, else the photo's EXIF, else the default.
 
     `shape` is the input's (H, W) as read; `processed_scale` the resize factor applied to it since.
     """
@@ -135,9 +135,8 @@ def focal_length_for(
     if options.camera_preset is not None:
         focal, preset_long_side = options.camera_preset
         return focal * max(shape[:2]) / preset_long_side * processed_scale, "--camera"
-    if focal_length_35mm is not None:
-        pixels = focal_length_from_35mm(focal_length_35mm, *shape[:2]) * processed_scale
-        return pixels, f"EXIF: {focal_length_35mm:g} mm (35 mm equivalent)"
+    if exif is not None:
+        return exif.pixels * processed_scale, f"EXIF: {exif.source}"
     return None, "default: the longer side"
 
 
@@ -166,7 +165,7 @@ def _image(
     if factor != 1.0:
         picture = replace(picture, rgb=rgb, alpha=_resize_alpha(picture.alpha, rgb.shape[:2]))
     timings["read"] = time.perf_counter() - started
-    focal_length, focal_length_source = focal_length_for(options, shape, factor, picture.focal_length_35mm)
+    focal_length, focal_length_source = focal_length_for(options, shape, factor, picture.exif_focal_length)
     result = deblurrer.restore(rgb, focal_length, progress=progress)
     timings.update(result.timings)
     started = time.perf_counter()

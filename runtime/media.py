@@ -10,25 +10,41 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from runtime.camera import focal_length_from_35mm
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"})
 EXIF_ORIENTATION = 0x0112
-#: The EXIF sub-IFD and its FocalLengthIn35mmFilm tag (mm, 0 when unknown).
+#: The EXIF sub-IFD and its tags that give a photo's focal length.
 EXIF_IFD = 0x8769
-EXIF_FOCAL_LENGTH_35MM = 0xA405
+EXIF_FOCAL_LENGTH = 0x920A  # mm
+EXIF_FOCAL_PLANE_X_RESOLUTION = 0xA20E  # sensor pixels per unit across the image width
+EXIF_FOCAL_PLANE_UNIT = 0xA210  # 2 inch (the default), 3 cm; DNG adds 4 mm and 5 um
+EXIF_PIXEL_X_DIMENSION = 0xA002  # the image width the focal-plane resolution refers to
+EXIF_FOCAL_LENGTH_35MM = 0xA405  # mm, 0 when unknown
+_FOCAL_PLANE_UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
 
 
 class MediaError(ValueError):
     """An input that cannot be read or an output that cannot be written; one line naming the file."""
+
+
+@dataclass(frozen=True)
+class ExifFocalLength:
+    """A photo's focal length from its EXIF, in pixels of the image as read, and the tags it came from."""
+
+    pixels: float
+    source: str
 
 
 @dataclass(frozen=True)
@@ -39,8 +55,40 @@ class Picture:
     bit_depth: int
     gray: bool
     alpha: np.ndarray | None
-    #: The 35 mm-equivalent focal length (mm) the file's EXIF records, if any.
-    focal_length_35mm: float | None = None
+    #: The focal length the file's EXIF gives, if any, in pixels of this image.
+    exif_focal_length: ExifFocalLength | None = None
+
+
+def exif_focal_length(tags: Mapping[int, Any], stored_width: int, height: int, width: int) -> ExifFocalLength | None:
+    """The focal length in pixels from a photo's EXIF sub-IFD `tags`: FocalLength times the focal-plane resolution
+    when the camera records both (exact; rescaled when the image is not the width the resolution refers to), else
+    the 35 mm-equivalent focal length over the image's diagonal; None when neither is usable.
+
+    `stored_width` is the image's width as stored (before the EXIF orientation), `height` and `width` upright.
+    """
+    focal_mm = _positive(tags.get(EXIF_FOCAL_LENGTH))
+    resolution = _positive(tags.get(EXIF_FOCAL_PLANE_X_RESOLUTION))
+    unit = _positive(tags.get(EXIF_FOCAL_PLANE_UNIT, 2))
+    unit_mm = _FOCAL_PLANE_UNIT_MM.get(int(unit)) if unit is not None else None
+    if focal_mm is not None and resolution is not None and unit_mm is not None:
+        referred_width = _positive(tags.get(EXIF_PIXEL_X_DIMENSION)) or stored_width
+        pixels = focal_mm * resolution / unit_mm * stored_width / referred_width
+        return ExifFocalLength(pixels, f"FocalLength {focal_mm:g} mm at {resolution / unit_mm:g} px/mm on the sensor")
+    focal_35mm = _positive(tags.get(EXIF_FOCAL_LENGTH_35MM))
+    if focal_35mm is not None:
+        return ExifFocalLength(
+            focal_length_from_35mm(focal_35mm, height, width), f"{focal_35mm:g} mm (35 mm equivalent)"
+        )
+    return None
+
+
+def _positive(value: Any) -> float | None:
+    """A tag's value as a positive finite number, else None (absent, zero, or not a number)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 #: EXIF orientation -> how to turn the stored pixels upright (as viewers show them), per the EXIF standard.
@@ -66,7 +114,8 @@ def read_image(path: Path) -> Picture:
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise MediaError(f"{path}: not a readable image (corrupt, empty or not an image format OpenCV reads)")
-    orientation, focal_length_35mm = _exif_camera(path)
+    orientation, tags = _exif(path)
+    stored_width = data.shape[1]
     data = np.ascontiguousarray(_ORIENTATIONS.get(orientation, lambda pixels: pixels)(data))
     if data.dtype == np.uint8:
         bit_depth, scale = 8, 255.0
@@ -85,25 +134,24 @@ def read_image(path: Path) -> Picture:
     else:
         raise MediaError(f"{path}: {data.shape[2]} channels are not supported (gray, RGB or RGBA)")
     rgb = bgr[..., ::-1].astype(np.float32) / np.float32(scale)
-    return Picture(rgb, bit_depth, gray, alpha, focal_length_35mm)
+    focal_length = exif_focal_length(tags, stored_width, *rgb.shape[:2])
+    return Picture(rgb, bit_depth, gray, alpha, focal_length)
 
 
 def exif_orientation(path: Path) -> int:
     """The EXIF orientation tag of an image file (1, upright, when it has none or cannot be read)."""
-    return _exif_camera(path)[0]
+    return _exif(path)[0]
 
 
-def _exif_camera(path: Path) -> tuple[int, float | None]:
-    """An image file's EXIF orientation (1 when absent) and 35 mm-equivalent focal length (None when absent, 0
-    or unreadable)."""
+def _exif(path: Path) -> tuple[int, dict[int, Any]]:
+    """An image file's EXIF orientation (1 when absent) and its EXIF sub-IFD tags (empty when absent or
+    unreadable)."""
     try:
         with Image.open(path) as image:
             exif = image.getexif()
-            orientation = int(exif.get(EXIF_ORIENTATION, 1))
-            focal = float(exif.get_ifd(EXIF_IFD).get(EXIF_FOCAL_LENGTH_35MM, 0))
+            return int(exif.get(EXIF_ORIENTATION, 1)), dict(exif.get_ifd(EXIF_IFD))
     except (OSError, ValueError, SyntaxError, TypeError):  # Pillow's errors on unknown or damaged files and tags
-        return 1, None
-    return orientation, focal if math.isfinite(focal) and focal > 0 else None
+        return 1, {}
 
 
 def to_file_pixels(rgb: np.ndarray, like: Picture | None = None) -> np.ndarray:

@@ -102,16 +102,42 @@ def test_photos_come_in_upright_as_viewers_show_them(tmp_path, orientation):
     assert np.array_equal(np.round(picture.rgb * 255).astype(np.uint8), upright)
 
 
-@pytest.mark.parametrize("tag, expected", [(26, 26.0), (0, None), (None, None)])
-def test_the_35mm_equivalent_focal_length_is_read_from_exif(tmp_path, tag, expected):
-    """FocalLengthIn35mmFilm lives in the EXIF sub-IFD; 0 means unknown. Rotated photos keep it."""
+FOCAL_PLANE = {media.EXIF_FOCAL_LENGTH: 50.0, media.EXIF_FOCAL_PLANE_X_RESOLUTION: 4000.0}  # px per inch
+
+
+@pytest.mark.parametrize(
+    "tags, pixels, source",
+    [
+        # FocalLength x the sensor's pixels per mm: exact, and ahead of the 35 mm equivalent.
+        ({**FOCAL_PLANE, media.EXIF_FOCAL_LENGTH_35MM: 80}, 50 * 4000 / 25.4, "FocalLength 50 mm at 157.48 px/mm"),
+        ({**FOCAL_PLANE, media.EXIF_FOCAL_PLANE_UNIT: 3}, 50 * 4000 / 10, "FocalLength 50 mm at 400 px/mm"),
+        # The resolution refers to a 4x wider image: this one was shrunk since.
+        ({**FOCAL_PLANE, media.EXIF_PIXEL_X_DIMENSION: 4 * 36}, 50 * 4000 / 25.4 / 4, "FocalLength 50 mm"),
+        # An unknown unit, or no resolution: the 35 mm equivalent over the diagonal, else nothing.
+        ({**FOCAL_PLANE, media.EXIF_FOCAL_PLANE_UNIT: 9, media.EXIF_FOCAL_LENGTH_35MM: 26}, None, "26 mm (35 mm eq"),
+        ({media.EXIF_FOCAL_LENGTH: 4.2, media.EXIF_FOCAL_LENGTH_35MM: 26}, None, "26 mm (35 mm equivalent)"),
+        ({media.EXIF_FOCAL_LENGTH_35MM: 0}, None, None),
+        ({media.EXIF_FOCAL_LENGTH: (1, 2), media.EXIF_FOCAL_PLANE_X_RESOLUTION: "x"}, None, None),
+        ({}, None, None),
+    ],
+)
+def test_a_photos_focal_length_is_read_from_its_exif(tmp_path, tags, pixels, source):
+    """Tags in the EXIF sub-IFD of a rotated JPEG (orientation 6: stored 36 wide, upright 24 wide)."""
     from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
 
     image = Image.fromarray((gradient(24, 36) * 255).round().astype(np.uint8))
     exif = image.getexif()
     exif[media.EXIF_ORIENTATION] = 6
-    if tag is not None:
-        exif.get_ifd(media.EXIF_IFD)[media.EXIF_FOCAL_LENGTH_35MM] = tag
+    for tag, value in tags.items():
+        exif.get_ifd(media.EXIF_IFD)[tag] = IFDRational(value) if isinstance(value, float) else value
     image.save(tmp_path / "photo.jpg", exif=exif)
     picture = media.read_image(tmp_path / "photo.jpg")
-    assert picture.focal_length_35mm == expected and picture.rgb.shape == (36, 24, 3)
+    assert picture.rgb.shape == (36, 24, 3)
+    if source is None:
+        assert picture.exif_focal_length is None
+        return
+    if pixels is None:  # the 35 mm equivalent; this image is 36 x 24 px, the film frame 36 x 24 mm
+        pixels = 26.0
+    assert picture.exif_focal_length.pixels == pytest.approx(pixels)
+    assert picture.exif_focal_length.source.startswith(source)
