@@ -324,8 +324,14 @@ def outside_reason(record: EngineRecord, sizes: Mapping[str, int], bundle: str) 
     ]
     if not outside:
         return None
+    largest = min(profile.axes["height"].maximum, profile.axes["width"].maximum)
+    remedy = (
+        f"run the trajectory net on a shrunk copy (--estimation-side {largest} or less)"
+        if record.role == "trajectory"
+        else f"resize or tile the input (--tile-side {largest} or less)"
+    )
     return (
         f"{bundle}/{record.file}: input outside the engine's profile {profile.name} ({', '.join(outside)}); "
-        f"resize or tile the input, or build with a profile that covers it (python -m export.tensorrt {bundle} "
+        f"{remedy}, or build with a profile that covers it (python -m export.tensorrt {bundle} "
         f"--precision {record.precision} --profile configs/build/NAME.yaml)"
     )

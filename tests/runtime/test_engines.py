@@ -181,6 +181,11 @@ def test_shapes_inside_and_outside_the_engine_profile(manifest, batch, height, w
     assert (reason is None) is inside
     if not inside:
         assert "outside the engine's profile jetson-orin-720p" in reason
+        assert "resize or tile the input (--tile-side 1280 or less)" in reason
+        # The trajectory net is never tiled: its remedy is a shrunk copy.
+        trajectory_engine = record(manifest, role="trajectory")
+        reason = engines.outside_reason(trajectory_engine, {"batch": batch, "height": height, "width": width}, "b")
+        assert "run the trajectory net on a shrunk copy (--estimation-side 1280 or less)" in reason
 
 
 def test_axis_sizes_are_read_through_the_manifest_dims(manifest):
