@@ -55,7 +55,7 @@ class Picture:
     bit_depth: int
     gray: bool
     alpha: np.ndarray | None
-    #: The focal length the file's EXIF gives, if any, in pixels of this image.
+    #: The focal length the file's EXIF gives, if any, in pixels of the image as read (before any resizing).
     exif_focal_length: ExifFocalLength | None = None
 
 
