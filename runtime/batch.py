@@ -148,9 +148,17 @@ def _resize(rgb: np.ndarray, options: Options) -> tuple[np.ndarray, float]:
         factor = min(factor, options.max_side / max(height, width))
     if factor == 1.0:
         return rgb, 1.0
+    resized = _scaled(rgb, factor)
+    return resized, max(resized.shape[:2]) / max(height, width)
+
+
+def _scaled(image: np.ndarray, factor: float) -> np.ndarray:
+    """An image resized by `factor` (area-averaged when shrinking, bicubic when enlarging); itself at 1."""
+    if factor == 1.0:
+        return image
+    height, width = image.shape[:2]
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
-    return cv2.resize(rgb, size, interpolation=interpolation), max(size) / max(height, width)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
 
 
 def _image(
@@ -194,10 +202,7 @@ def _image(
 def _kernel_overlay(rgb: np.ndarray, result: DeblurResult) -> np.ndarray:
     """The kernel field over the processed image, enlarged first when it is too small to draw kernels on."""
     factor = max(1.0, KERNEL_OVERLAY_MIN_SIDE / max(rgb.shape[:2]))
-    preview = to_file_pixels(rgb)
-    if factor > 1.0:
-        size = (round(rgb.shape[1] * factor), round(rgb.shape[0] * factor))
-        preview = cv2.resize(preview, size, interpolation=cv2.INTER_CUBIC)
+    preview = _scaled(to_file_pixels(rgb), factor)
     camera = scale_intrinsics(result.intrinsics, factor)
     return visualize.kernel_field(preview, result.trajectory, camera)
 
@@ -209,11 +214,7 @@ def _write_sequence(target: Path, frames_bgr: list[np.ndarray]) -> None:
         write_image(target / "frames" / f"frame_{number:02d}.png", frame)
     height, width = frames_bgr[0].shape[:2]
     factor = min(1.0, SEQUENCE_GIF_MAX_SIDE / max(height, width))
-    preview = (max(1, round(width * factor)), max(1, round(height * factor)))
-    gif_frames = [
-        frame if factor == 1.0 else cv2.resize(frame, preview, interpolation=cv2.INTER_AREA) for frame in frames_bgr
-    ]
-    write_gif(target / "sequence.gif", [frame[..., ::-1] for frame in gif_frames], SEQUENCE_FPS)
+    write_gif(target / "sequence.gif", [_scaled(frame, factor)[..., ::-1] for frame in frames_bgr], SEQUENCE_FPS)
     writer = VideoWriter(target / "sequence.mp4", SEQUENCE_FPS, (width, height))
     try:
         for frame in frames_bgr:
