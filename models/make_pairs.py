@@ -27,9 +27,11 @@ import numpy as np
 import torch
 
 from models.geometry import displacement_field, intrinsics
-from models.shake import N_POSES, read_trajectory_file
+from models.shake import N_POSES
 from models.synthetic import blur_images
 from models.trajectory import MIN_INPUT_SIDE
+from runtime.motion import MotionError
+from runtime.motion import read_trajectory as read_motion_file
 
 PAIRS_FILE = "pairs.json"
 
@@ -39,16 +41,11 @@ class PairsError(ValueError):
 
 
 def read_trajectory(path: Path) -> np.ndarray:
-    """`models.shake.read_trajectory_file` (the authors' format, 25 poses), its refusals as one-line PairsErrors."""
+    """`runtime.motion.read_trajectory` (here: the authors' format, 25 poses), its refusals as PairsErrors."""
     try:
-        return read_trajectory_file(path, N_POSES)
-    except OSError as error:
-        raise PairsError(f"{path}: cannot read trajectory file ({error.strerror or error})") from None
-    except ValueError as error:
-        reason = str(error).splitlines()[0] if str(error) else "unparsable"
-        raise PairsError(
-            reason if reason.startswith(str(path)) else f"{path}: not a trajectory file ({reason})"
-        ) from None
+        return read_motion_file(path, N_POSES)
+    except MotionError as error:
+        raise PairsError(str(error)) from None
 
 
 def read_rgb8(path: Path) -> np.ndarray:

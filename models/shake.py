@@ -1,4 +1,5 @@
-"""Camera shake: a hand-shake simulator, the authors' trajectory files, and image-consistent trajectory transforms.
+"""Camera shake: a hand-shake simulator and image-consistent trajectory transforms (trajectory files are read by
+`runtime.motion`).
 
 A trajectory is `(P, 3)` rotation vectors in radians, (pitch, yaw, roll) = rotation about the camera's x (right),
 y (down) and z (forward) axes, as `models.geometry.rotation_matrices` reads them, in time order, mean-centred.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -130,28 +130,6 @@ def random_trajectory(
 ) -> np.ndarray:
     """A hand-shake trajectory `(25, 3)` rad whose blur extent at this camera is `target_px` pixels."""
     return scale_to_extent(shake_angles(rng, config), target_px, focal_length, height, width)
-
-
-# --- the authors' trajectory files ------------------------------------------------------------------------------
-
-
-def resample(trajectory: np.ndarray, n_poses: int = N_POSES) -> np.ndarray:
-    """Linear interpolation of `(T, 3)` poses to `n_poses` over the normalised time [0, 1]."""
-    source = np.linspace(0.0, 1.0, len(trajectory))
-    target = np.linspace(0.0, 1.0, n_poses)
-    return np.stack([np.interp(target, source, trajectory[:, axis]) for axis in range(trajectory.shape[1])], axis=1)
-
-
-def read_trajectory_file(path: str | Path, n_poses: int = N_POSES) -> np.ndarray:
-    """The authors' trajectory file (comma-separated, 6 columns, the last 3 rotation angles in radians) as
-    `(n_poses, 3)` (pitch, yaw, roll), resampled over the normalised time and mean-centred."""
-    data = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    if data.shape[1] != 6 or len(data) < 2:
-        raise ValueError(f"{path}: expected at least 2 rows of 6 comma-separated columns, got shape {data.shape}")
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"{path}: holds non-finite values")
-    poses = resample(data[:, 3:6], n_poses)
-    return poses - poses.mean(axis=0)
 
 
 # --- trajectory transforms that go with image flips and rotations -----------------------------------------------

@@ -38,6 +38,7 @@ from runtime.media import (
     write_gif,
     write_image,
 )
+from runtime.motion import KnownMotion, MotionError
 from runtime.sources import Source
 
 SEQUENCE_FPS = 10.0
@@ -51,7 +52,8 @@ KERNEL_OVERLAY_MIN_SIDE = 512
 class Options:
     """How to process and what to write. `focal_length` is in pixels of the input as read (before resizing);
     a camera preset gives `(focal_length_px, long_side_px)`: the focal length at a sensor mode whose longer side
-    is `long_side_px` (the longer side, so that portrait shots of the same camera scale right)."""
+    is `long_side_px` (the longer side, so that portrait shots of the same camera scale right). `motion`, when
+    known (a trajectory file, a gyroscope log), replaces the trajectory net's estimate."""
 
     outdir: Path
     focal_length: float | None = None
@@ -61,6 +63,7 @@ class Options:
     sequence: bool = False
     timings: bool = False
     max_frames: int | None = None
+    motion: KnownMotion | None = None
 
 
 @dataclass
@@ -174,7 +177,8 @@ def _image(
         picture = replace(picture, rgb=rgb, alpha=_resize_alpha(picture.alpha, rgb.shape[:2]))
     timings["read"] = time.perf_counter() - started
     focal_length, focal_length_source = focal_length_for(options, shape, factor, picture.exif_focal_length)
-    result = deblurrer.restore(rgb, focal_length, progress=progress)
+    trajectory = options.motion.photo() if options.motion else None
+    result = deblurrer.restore(rgb, focal_length, trajectory=trajectory, progress=progress)
     timings.update(result.timings)
     started = time.perf_counter()
     restored = np.clip(result.restored, 0, 1)
@@ -188,7 +192,8 @@ def _image(
     started = time.perf_counter()
     write_image(target / "restored.png", to_file_pixels(restored, picture))
     write_image(target / "reblurred.png", to_file_pixels(reblurred, picture))
-    _write_trajectory(target, result, rgb.shape[:2], deblurrer, focal_length_source)
+    trajectory_source = options.motion.source if options.motion else "estimated by the trajectory net"
+    _write_trajectory(target, result, rgb.shape[:2], deblurrer, focal_length_source, trajectory_source)
     write_image(target / "kernels.png", _kernel_overlay(rgb, result))
     plot = visualize.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
     write_image(target / "trajectory.png", plot)
@@ -232,6 +237,8 @@ def _resize_alpha(alpha: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarra
 def _video(
     deblurrer: Deblurrer, source: Source, options: Options, target: Path, progress: Callable[[str], None]
 ) -> None:
+    if options.motion is not None and source.kind == "camera":
+        raise MotionError(f"camera {source.location}: known motion needs a video file, whose frame times are known")
     reader = VideoReader(source.location)
     writer: VideoWriter | None = None
     rows: list[list[object]] = []
@@ -242,7 +249,10 @@ def _video(
             if options.max_frames is not None and number >= options.max_frames:
                 break
             rgb, factor = _resize(frame[..., ::-1].astype(np.float32) / np.float32(255), options)
-            result = deblurrer.restore(rgb, focal_length_for(options, frame.shape[:2], factor)[0])
+            trajectory = options.motion.frame(number, reader.fps) if options.motion else None
+            result = deblurrer.restore(
+                rgb, focal_length_for(options, frame.shape[:2], factor)[0], trajectory=trajectory
+            )
             restored = to_file_pixels(np.clip(result.restored, 0, 1))
             if writer is None:
                 writer = VideoWriter(target / "restored.mp4", reader.fps, (restored.shape[1], restored.shape[0]))
@@ -277,7 +287,12 @@ def _video(
 
 
 def _write_trajectory(
-    target: Path, result: DeblurResult, shape: tuple[int, ...], deblurrer: Deblurrer, focal_length_source: str
+    target: Path,
+    result: DeblurResult,
+    shape: tuple[int, ...],
+    deblurrer: Deblurrer,
+    focal_length_source: str,
+    trajectory_source: str,
 ) -> None:
     height, width = shape[:2]
     camera = result.intrinsics
@@ -288,6 +303,7 @@ def _write_trajectory(
         "principal_point_px": [float(camera[0, 2]), float(camera[1, 2])],
         "image_size": {"width": width, "height": height},
         "poses": result.trajectory.astype(float).tolist(),
+        "trajectory_source": trajectory_source,
         "backend": deblurrer.backend,
         # The --estimation-side setting (null: the trajectory net saw the image at full resolution).
         "estimation_side_px": deblurrer.estimation_side,

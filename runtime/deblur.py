@@ -15,9 +15,10 @@ import yaml
 from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.batch import Options, run_batch
-from runtime.bundle import BundleError
+from runtime.bundle import BundleError, load_bundle
 from runtime.deblurrer import DEFAULT_TILE_SIDE, Deblurrer, add_estimation_argument
 from runtime.media import make_outdir
+from runtime.motion import GyroMotion, KnownMotion, TrajectoryFile, read_gyro_log, read_trajectory
 from runtime.profiles import ProfileError, load_build_profile
 from runtime.refine import add_refine_arguments, refine_settings
 from runtime.sources import expand
@@ -41,6 +42,29 @@ def camera_preset(path: Path) -> tuple[float, int]:
     if not (focal > 0 and width > 0 and height >= 0):
         raise ValueError(f"{path}: focal_length_px and width_px must be positive, got {focal} and {width}")
     return focal, max(width, height)
+
+
+def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
+    """The camera motion the options give (--trajectory, or --gyro with --exposure), or None: estimate it."""
+    if args.exposure is not None and args.gyro is None:
+        raise ValueError("--exposure goes with --gyro")
+    if args.trajectory is not None:
+        return TrajectoryFile(args.trajectory, read_trajectory(args.trajectory, n_poses))
+    if args.gyro is None:
+        return None
+    start, duration = args.exposure if args.exposure is not None else (None, None)
+    return GyroMotion(args.gyro, read_gyro_log(args.gyro), n_poses, start, duration)
+
+
+def exposure(text: str) -> tuple[float, float]:
+    """`START,DURATION` in seconds, as argparse reads --exposure."""
+    try:
+        start, duration = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START,DURATION in seconds, got {text!r}") from None
+    if not (math.isfinite(start) and math.isfinite(duration) and duration > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite start and a positive duration, got {text!r}")
+    return start, duration
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -90,6 +114,25 @@ def parser() -> argparse.ArgumentParser:
         help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE}; 0: never tile)",
     )
     add_estimation_argument(parse)
+    known = parse.add_argument_group("known camera motion (skips the trajectory net)")
+    motion = known.add_mutually_exclusive_group()
+    motion.add_argument(
+        "--trajectory",
+        type=Path,
+        metavar="FILE",
+        help="the motion of the photos: a trajectory.json/.csv written by this command, or a recorded path "
+        "(the authors' 6-column format, or 3 columns of angles)",
+    )
+    motion.add_argument(
+        "--gyro", type=Path, metavar="LOG", help="gyroscope log: CSV rows time_s,x,y,z (rad/s, camera frame)"
+    )
+    known.add_argument(
+        "--exposure",
+        type=exposure,
+        metavar="START,DURATION",
+        help="the exposure in the gyroscope log's clock, in seconds (photos default to the whole log); "
+        "video frame k starts at START + k/fps",
+    )
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")
     parse.add_argument("--max-frames", type=int, metavar="N", help="stop videos and cameras after N frames")
@@ -105,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         _check_arguments(args)
+        loaded = load_bundle(bundle)
         options = Options(
             outdir=args.outdir,
             focal_length=args.focal_length,
@@ -114,10 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             sequence=args.sequence,
             timings=args.timings,
             max_frames=args.max_frames,
+            motion=known_motion(args, loaded.n_positions),
         )
         profile = load_build_profile(args.profile) if args.profile else None
         deblurrer = Deblurrer(
-            bundle,
+            loaded,
             args.backend,
             precision=args.precision,
             sigma=args.sigma,

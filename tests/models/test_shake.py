@@ -1,4 +1,4 @@
-"""The hand-shake simulator, the authors' trajectory files, and trajectory transforms that match image flips."""
+"""The hand-shake simulator and the trajectory transforms that match image flips."""
 
 from __future__ import annotations
 
@@ -13,60 +13,14 @@ from models.shake import (
     blur_extent_px,
     flip_trajectory,
     random_trajectory,
-    read_trajectory_file,
     rotate_trajectory90,
     shake_angles,
 )
-from tests.conftest import SHARED, shared_file
-
-RECORDED = sorted((SHARED / "data" / "trajectories").glob("*.txt"))
 
 
 def _extent(trajectory: np.ndarray, focal: float, height: int, width: int) -> float:
     camera = intrinsics(height, width, focal).double()
     return float(blur_extent_px(torch.from_numpy(trajectory)[None], camera, height, width)[0])
-
-
-# --- the authors' files -----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", [path.name for path in RECORDED] or ["000000000009_0.txt"])
-def test_recorded_trajectories_read_as_25_mean_centred_poses(name):
-    path = shared_file(f"data/trajectories/{name}")
-    trajectory = read_trajectory_file(path)
-    raw = np.loadtxt(path, delimiter=",")
-    assert trajectory.shape == (N_POSES, 3)
-    np.testing.assert_allclose(trajectory.mean(axis=0), 0.0, atol=1e-15)
-    if len(raw) == N_POSES:  # no resampling: the last three columns, mean-centred, in file order
-        np.testing.assert_allclose(trajectory, raw[:, 3:] - raw[:, 3:].mean(axis=0), atol=1e-15)
-    # a hand-shake photo: a few pixels of blur at the reference's default focal length for a 256px image
-    assert 0.5 < _extent(trajectory, 256.0, 256, 256) < 60
-
-
-def test_reader_matches_the_trajectory_the_authors_fixture_was_made_from(case_b):
-    """The fixture's trajectory is recorded file 000000000009_0 mean-centred, resampled and scaled x5."""
-    trajectory = read_trajectory_file(shared_file("data/trajectories/000000000009_0.txt"))
-    np.testing.assert_allclose(trajectory * 5, case_b["trajectory"][0], atol=1e-6)
-
-
-def test_reader_resamples_over_normalised_time(tmp_path):
-    time = np.linspace(0.0, 1.0, 49)
-    rows = np.stack([np.zeros_like(time)] * 3 + [time, -2 * time, time**2], axis=1)
-    path = tmp_path / "trajectory.txt"
-    np.savetxt(path, rows, delimiter=",")
-    trajectory = read_trajectory_file(path)
-    expected_time = np.linspace(0.0, 1.0, N_POSES)
-    np.testing.assert_allclose(trajectory[:, 0], expected_time - 0.5, atol=1e-12)
-    np.testing.assert_allclose(trajectory[:, 1], -2 * (expected_time - 0.5), atol=1e-12)
-    assert np.all(np.diff(trajectory[:, 2]) > 0)  # linear interpolation keeps the order in time
-
-
-@pytest.mark.parametrize("content", ["1,2,3\n4,5,6\n", "1,2,3,4,5,6\n", "0,0,0,nan,0,0\n0,0,0,1,1,1\n"])
-def test_reader_refuses_malformed_files(tmp_path, content):
-    path = tmp_path / "bad.txt"
-    path.write_text(content)
-    with pytest.raises(ValueError, match="bad.txt"):
-        read_trajectory_file(path)
 
 
 # --- the simulator ----------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from runtime import motion
 from runtime.bundle import MANIFEST, write_manifest
 from tests.conftest import shared_file
 
@@ -21,16 +22,9 @@ NAMES = ["scene_drift", "scene_wobble"]
 
 
 def read_trajectory(relative: str = RECORDED, poses: int = 25) -> np.ndarray:
-    """A recorded trajectory in the authors' format as `(poses, 3)` float32 radians (pitch, yaw, roll).
-
-    The file is comma-separated with 6 columns, the last 3 rotation angles in radians; the path is mean-centred and
-    resampled to `poses` poses, evenly in time (linear interpolation).
-    """
-    rotations = np.loadtxt(shared_file(relative), delimiter=",", ndmin=2)[:, 3:6]
-    rotations = rotations - rotations.mean(axis=0)
-    times = np.linspace(0, len(rotations) - 1, poses)
-    steps = np.arange(len(rotations))
-    return np.stack([np.interp(times, steps, rotations[:, axis]) for axis in range(3)], axis=1).astype(np.float32)
+    """A recorded trajectory in ../shared as `(poses, 3)` float32 radians (pitch, yaw, roll), read by
+    `runtime.motion`: resampled to `poses` poses evenly in time and mean-centred."""
+    return motion.read_trajectory(shared_file(relative), poses).astype(np.float32)
 
 
 @pytest.fixture(scope="session")

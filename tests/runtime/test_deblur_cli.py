@@ -16,7 +16,8 @@ from PIL import Image
 
 from runtime.backends import backends
 from runtime.deblur import main
-from tests.runtime.conftest import smooth_bgr8
+from runtime.motion import gyro_trajectory, read_gyro_log, read_trajectory
+from tests.runtime.conftest import smooth_bgr8, write_trajectory_file
 
 ROOT = Path(__file__).resolve().parents[2]
 HEIGHT, WIDTH = 48, 64
@@ -375,3 +376,91 @@ def test_refinement_is_recorded_with_the_results(inputs, small_bundle, tmp_path)
 def test_bad_refine_options_are_refused(small_bundle, inputs, tmp_path, arguments, message):
     code, _, stderr = run("--engine", small_bundle, "-o", tmp_path / "out", *arguments, inputs / "photo.png")
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+# --- known camera motion ------------------------------------------------------------------------------------
+
+
+def poses_written(folder: Path) -> np.ndarray:
+    with (folder / "trajectory.csv").open() as file:
+        return np.array(
+            [[float(row[key]) for key in ("pitch_rad", "yaw_rad", "roll_rad")] for row in csv.DictReader(file)]
+        )
+
+
+def test_a_trajectory_file_replaces_the_estimate(small_bundle, inputs, tmp_path):
+    recorded = write_trajectory_file(tmp_path / "shake.txt", rows=40, seed=5)
+    common = ["--engine", small_bundle, "--backend", "ort-cpu"]
+    assert run(*common, "--trajectory", recorded, "-o", tmp_path / "a", inputs / "photo.png")[0] == 0
+    np.testing.assert_allclose(poses_written(tmp_path / "a" / "photo"), read_trajectory(recorded), rtol=0, atol=1e-9)
+    description = json.loads((tmp_path / "a" / "photo" / "trajectory.json").read_text())
+    assert description["trajectory_source"] == f"file {recorded}"
+    assert set(description["timings_s"]) == {"restoration"}  # the trajectory net did not run
+
+    # A run's own trajectory.json, given back, restores the same image bit for bit.
+    assert run(*common, "-o", tmp_path / "b", inputs / "photo.png")[0] == 0
+    estimate = tmp_path / "b" / "photo" / "trajectory.json"
+    assert json.loads(estimate.read_text())["trajectory_source"] == "estimated by the trajectory net"
+    assert run(*common, "--trajectory", estimate, "-o", tmp_path / "c", inputs / "photo.png")[0] == 0
+    restored = [cv2.imread(str(tmp_path / name / "photo" / "restored.png")) for name in ("b", "c")]
+    np.testing.assert_array_equal(*restored)
+
+
+def test_a_gyroscope_log_gives_photos_and_video_frames_their_motion(small_bundle, inputs, tmp_path):
+    times = np.arange(0.0, 1.0, 0.002)
+    rates = np.stack([0.3 * np.sin(20 * times), 0.2 * np.cos(13 * times), 0.1 * times], axis=1)
+    log = tmp_path / "gyro.csv"
+    np.savetxt(log, np.column_stack([times, rates]), delimiter=",", header="time_s,x,y,z", comments="")
+    common = ["--engine", small_bundle, "--backend", "ort-cpu", "--gyro", log]
+
+    assert run(*common, "-o", tmp_path / "a", inputs / "photo.png")[0] == 0
+    expected = gyro_trajectory(read_gyro_log(log), 0.0, float(times[-1]))
+    np.testing.assert_allclose(poses_written(tmp_path / "a" / "photo"), expected, rtol=0, atol=1e-9)
+    source = json.loads((tmp_path / "a" / "photo" / "trajectory.json").read_text())["trajectory_source"]
+    assert source == f"gyroscope log {log}, exposure the whole log"
+
+    code, _, stderr = run(*common, "--exposure", "0.1,0.03", "-o", tmp_path / "b", inputs / "clip.mp4")
+    assert code == 0, stderr
+    with (tmp_path / "b" / "clip" / "trajectories.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    frames = {int(row["frame"]) for row in rows}
+    assert frames == set(range(5))
+    for frame in frames:  # 12 fps: frame k is exposed from 0.1 + k/12 s for 30 ms
+        written_poses = [
+            [float(r[key]) for key in ("pitch_rad", "yaw_rad", "roll_rad")] for r in rows if int(r["frame"]) == frame
+        ]
+        start = 0.1 + frame / 12.0
+        expected = gyro_trajectory(read_gyro_log(log), start, start + 0.03)
+        np.testing.assert_allclose(written_poses, expected, rtol=0, atol=1e-9)
+
+
+def test_known_motion_that_does_not_fit_is_refused(small_bundle, inputs, tmp_path):
+    common = ["--engine", small_bundle, "--backend", "ort-cpu"]
+    recorded = write_trajectory_file(tmp_path / "shake.txt", rows=40, seed=5)
+    log = tmp_path / "gyro.csv"
+    log.write_text("0,0,0.1,0\n0.5,0,0.1,0\n")
+
+    # At the start, in one line, before anything is written: a bad file, an exposure without a log.
+    (tmp_path / "bad.txt").write_text("1,2\n3,4\n")
+    for arguments, message in [
+        (["--trajectory", tmp_path / "bad.txt"], "bad.txt: expected at least 2 rows of 3 or 6"),
+        (["--trajectory", tmp_path / "missing.json"], "missing.json: cannot read trajectory file"),
+        (["--exposure", "0,0.1"], "--exposure goes with --gyro"),
+    ]:
+        code, _, stderr = run(*common, *arguments, "-o", tmp_path / "out", inputs / "photo.png")
+        assert code == 2 and len(stderr.splitlines()) == 1 and message in stderr, stderr
+        assert not (tmp_path / "out").exists()
+
+    # Per source, and the batch goes on: a trajectory file for a video, a video without its exposure, a photo's
+    # exposure outside the log.
+    code, _, stderr = run(
+        *common, "--trajectory", recorded, "-o", tmp_path / "a", inputs / "photo.png", inputs / "clip.mp4"
+    )
+    assert code == 1 and "a trajectory file gives one photo's motion; for a video give --gyro" in stderr
+    assert (tmp_path / "a" / "photo" / "restored.png").is_file() and not (tmp_path / "a" / "clip").exists()
+    code, _, stderr = run(*common, "--gyro", log, "-o", tmp_path / "b", inputs / "clip.mp4")
+    assert code == 1 and "gyro.csv: a video needs --exposure START,DURATION" in stderr
+    code, _, stderr = run(*common, "--gyro", log, "--exposure", "0.4,0.2", "-o", tmp_path / "c", inputs / "photo.png")
+    assert code == 1 and "gyro.csv: the exposure 0.4 to 0.6 s runs outside the gyroscope log (0 to 0.5 s)" in stderr
+    code, _, stderr = run(*common, "--gyro", log, "--exposure", "0,0.1", "-o", tmp_path / "d", "0")
+    assert code == 1 and "camera 0: known motion needs a video file, whose frame times are known" in stderr

@@ -9,9 +9,16 @@ import zipfile
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
-from runtime.deblur import DEMO_BUNDLE
+from runtime.camera import intrinsics
+from runtime.deblur import DEMO_BUNDLE, main
+from runtime.deblurrer import Deblurrer
+from runtime.metrics import psnr
+from runtime.motion import read_trajectory
+from tests.conftest import shared_file
+from tests.runtime.conftest import RECORDED
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "clock_motion.png"
@@ -50,3 +57,30 @@ def test_a_wheel_ships_the_demo_bundle_where_the_main_command_looks_for_it(tmp_p
     assert shipped <= names and "runtime/deblur.py" in names
     # runtime.deblur looks for the bundle at ../bundles/demo from its own folder, in the wheel's layout too.
     assert DEMO_BUNDLE == Path(sys.modules["runtime.deblur"].__file__).resolve().parents[1] / "bundles" / "demo"
+
+
+def test_a_known_trajectory_lets_the_demo_bundle_deblur(tmp_path):
+    """Non-blind deblurring, as with a gyroscope: a held-out photo (scikit-image's `chelsea`, never trained on)
+    blurred by a recorded shake through the bundle's own blur graph, 1% noise, 8 bits; restored by the CLI given the
+    recorded trajectory file. Measured: +2.98 dB over the blurry image, against +1.46 dB estimating the trajectory
+    (the six recorded shakes: +2.5 to +3.7 dB given, -1.9 to +1.5 dB estimated)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    recorded = shared_file(RECORDED)
+    sharp = skimage_data.chelsea()[:256, 100:356].astype(np.float32) / 255
+    with Deblurrer(DEMO_BUNDLE, "ort-cpu", log=lambda _: None) as deblurrer:
+        blurry = deblurrer.reblur(sharp, read_trajectory(recorded), intrinsics(256, 256, 512.0))
+    noise = np.random.default_rng(0).normal(0, 0.01, blurry.shape)
+    blurry8 = np.round(np.clip(blurry + noise, 0, 1) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "blurry.png"), blurry8[..., ::-1])
+
+    def gain(*arguments: object) -> float:
+        outdir = tmp_path / f"out{len(arguments)}"
+        assert (
+            main([str(tmp_path / "blurry.png"), "-o", str(outdir), "--focal-length", "512", *map(str, arguments)]) == 0
+        )
+        restored = cv2.imread(str(outdir / "blurry" / "restored.png"))[..., ::-1]
+        return psnr(restored / 255, sharp) - psnr(blurry8 / 255, sharp)
+
+    given, estimated = gain("--trajectory", recorded), gain()
+    assert given > 2.5
+    assert given > estimated + 1.0

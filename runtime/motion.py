@@ -1,0 +1,258 @@
+"""Camera motion known from outside the image: trajectory files and gyroscope logs, as the poses the nets use.
+
+A trajectory is `(P, 3)` rotation vectors in radians, (pitch, yaw, roll) about the camera's x (right), y (down)
+and z (forward) axes, in time order. Pose i carries a sharp-image ray `d` to `R_i d`, so a scene point at pixel
+`p` of the sharp image lies at `K R_i K^-1 p` under pose i (`runtime.camera.point_paths`).
+
+A gyroscope measures the camera's angular velocity `w(t)` in its own frame; the camera's orientation `C(t)` (its
+axes in the frame of the exposure's start) then follows `dC/dt = C [w]x`. A scene ray fixed in that frame is seen
+along `C(t)^T d` at time t, so the pose is the rotation vector of `C(t)^T`. Poses are taken at `P` evenly spaced
+times from the exposure's start to its end and mean-centred, as the authors' trajectory files are read: the
+sharp image is the mean pose.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+N_POSES = 25
+#: Column names of the trajectory CSV that `python -m runtime.deblur` writes.
+CSV_ANGLES = ("pitch_rad", "yaw_rad", "roll_rad")
+
+
+class MotionError(ValueError):
+    """A trajectory file or gyroscope log that cannot be used; one line naming the file."""
+
+
+# --- trajectory files ---------------------------------------------------------------------------------------
+
+
+def resample(trajectory: np.ndarray, n_poses: int = N_POSES) -> np.ndarray:
+    """Linear interpolation of `(T, 3)` poses to `n_poses` over the normalised time [0, 1]."""
+    source = np.linspace(0.0, 1.0, len(trajectory))
+    target = np.linspace(0.0, 1.0, n_poses)
+    return np.stack([np.interp(target, source, trajectory[:, axis]) for axis in range(trajectory.shape[1])], axis=1)
+
+
+def recorded_poses(angles: np.ndarray, n_poses: int = N_POSES) -> np.ndarray:
+    """A recorded path of `(T, 3)` rotation vectors as `(n_poses, 3)`: resampled over time and mean-centred."""
+    poses = resample(np.asarray(angles, dtype=np.float64), n_poses)
+    return poses - poses.mean(axis=0)
+
+
+def read_trajectory(path: str | Path, n_poses: int = N_POSES) -> np.ndarray:
+    """A known trajectory `(n_poses, 3)` float64 radians from a file, by its content:
+
+    - the `trajectory.json` or `trajectory.csv` that `python -m runtime.deblur` writes: its poses as they are
+      (there must be `n_poses` of them);
+    - the authors' format (6 comma-separated columns, the last 3 angles) or 3 columns of angles, one row per
+      recorded instant: resampled to `n_poses` over time and mean-centred.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a text file"
+        raise MotionError(f"{path}: cannot read trajectory file ({reason})") from None
+    first = text.lstrip()[:1]
+    if first == "{":
+        poses = _json_poses(path, text)
+    elif first and (first.isalpha() or first == "_"):
+        poses = _csv_poses(path, text)
+    else:
+        poses = recorded_poses(_numbers(path, text), n_poses)
+    if poses.shape != (n_poses, 3):
+        raise MotionError(f"{path}: holds {len(poses)} poses; the bundle needs {n_poses}")
+    return poses
+
+
+def _json_poses(path: Path, text: str) -> np.ndarray:
+    try:
+        poses = np.asarray(json.loads(text)["poses"], dtype=np.float64)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        reason = f"not a trajectory.json with a 'poses' list of [pitch, yaw, roll] ({error})"
+        raise MotionError(f"{path}: {reason}") from None
+    return _checked(path, poses)
+
+
+def _csv_poses(path: Path, text: str) -> np.ndarray:
+    rows = list(csv.DictReader(text.splitlines()))
+    if not rows or any(name not in rows[0] for name in CSV_ANGLES):
+        raise MotionError(f"{path}: a CSV trajectory needs the columns {', '.join(CSV_ANGLES)}")
+    try:
+        poses = np.array([[float(row[name]) for name in CSV_ANGLES] for row in rows], dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise MotionError(f"{path}: a pose is not a number ({error})") from None
+    return _checked(path, poses)
+
+
+def _numbers(path: Path, text: str) -> np.ndarray:
+    """The angle columns of a header-less recording: 6 columns (the authors', angles last) or 3."""
+    try:
+        data = np.loadtxt(text.splitlines(), delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as error:
+        raise MotionError(f"{path}: not a trajectory file ({str(error).splitlines()[0]})") from None
+    if data.shape[1] not in (3, 6) or len(data) < 2:
+        raise MotionError(f"{path}: expected at least 2 rows of 3 or 6 comma-separated columns, got {data.shape}")
+    return _checked(path, data[:, -3:])
+
+
+def _checked(path: Path, poses: np.ndarray) -> np.ndarray:
+    if poses.ndim != 2 or poses.shape[1] != 3:
+        raise MotionError(f"{path}: poses must be rows of 3 angles, got shape {poses.shape}")
+    if not np.all(np.isfinite(poses)):
+        raise MotionError(f"{path}: holds non-finite angles")
+    return poses
+
+
+# --- gyroscope logs -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GyroLog:
+    """Angular-velocity samples: `times_s` `(N,)` increasing, `angular_velocity` `(N, 3)` rad/s about the camera's
+    x (right), y (down) and z (forward) axes."""
+
+    times_s: np.ndarray
+    angular_velocity: np.ndarray
+
+    @property
+    def span_s(self) -> tuple[float, float]:
+        return float(self.times_s[0]), float(self.times_s[-1])
+
+
+def read_gyro_log(path: str | Path) -> GyroLog:
+    """A gyroscope log: CSV rows `time_s, x, y, z` (seconds, rad/s in the camera frame), an optional header row."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a text file"
+        raise MotionError(f"{path}: cannot read gyroscope log ({reason})") from None
+    body = lines[1:] if lines and lines[0].lstrip()[:1].isalpha() else lines
+    try:
+        data = np.loadtxt(body, delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as error:
+        raise MotionError(f"{path}: not a gyroscope log ({str(error).splitlines()[0]})") from None
+    if data.shape[1] != 4 or len(data) < 2:
+        raise MotionError(f"{path}: expected at least 2 rows of 4 columns (time_s, x, y, z), got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise MotionError(f"{path}: holds non-finite values")
+    if not np.all(np.diff(data[:, 0]) > 0):
+        raise MotionError(f"{path}: times must increase from row to row")
+    return GyroLog(times_s=data[:, 0], angular_velocity=data[:, 1:])
+
+
+def gyro_trajectory(log: GyroLog, start_s: float, end_s: float, n_poses: int = N_POSES) -> np.ndarray:
+    """The trajectory `(n_poses, 3)` float64 of an exposure from `start_s` to `end_s` (the log's clock).
+
+    The angular velocity is interpolated linearly between samples, and the orientation integrated exactly for each
+    piece's mean velocity (exponential map) over every sample and pose time in the exposure.
+    """
+    first, last = log.span_s
+    if not (math.isfinite(start_s) and math.isfinite(end_s) and end_s > start_s):
+        raise ValueError(f"an exposure must end after it starts, got {start_s} to {end_s} s")
+    if start_s < first or end_s > last:
+        raise ValueError(
+            f"the exposure {start_s:g} to {end_s:g} s runs outside the gyroscope log ({first:g} to {last:g} s)"
+        )
+    pose_times = np.linspace(start_s, end_s, n_poses)
+    inside = log.times_s[(log.times_s > start_s) & (log.times_s < end_s)]
+    times = np.union1d(pose_times, inside)
+    velocity = np.stack([np.interp(times, log.times_s, log.angular_velocity[:, axis]) for axis in range(3)], axis=1)
+    orientation = np.eye(3)
+    orientations = [orientation]
+    for step in range(len(times) - 1):
+        mean_velocity = 0.5 * (velocity[step] + velocity[step + 1])
+        orientation = orientation @ exponential(mean_velocity * (times[step + 1] - times[step]))
+        orientations.append(orientation)
+    at_poses = np.stack(orientations)[np.searchsorted(times, pose_times)]
+    poses = np.stack([logarithm(matrix.T) for matrix in at_poses])
+    return poses - poses.mean(axis=0)
+
+
+def exponential(rotation_vector: np.ndarray) -> np.ndarray:
+    """The rotation matrix of a rotation vector (exact Rodrigues, without the nets' axis epsilon)."""
+    angle = float(np.linalg.norm(rotation_vector))
+    x, y, z = rotation_vector
+    cross = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    if angle < 1e-8:
+        return np.eye(3) + cross + 0.5 * cross @ cross
+    return np.eye(3) + math.sin(angle) / angle * cross + (1 - math.cos(angle)) / angle**2 * cross @ cross
+
+
+def logarithm(matrix: np.ndarray) -> np.ndarray:
+    """The rotation vector of a rotation matrix whose angle is below pi."""
+    skew = 0.5 * np.array([matrix[2, 1] - matrix[1, 2], matrix[0, 2] - matrix[2, 0], matrix[1, 0] - matrix[0, 1]])
+    sine = float(np.linalg.norm(skew))
+    cosine = float(np.clip((np.trace(matrix) - 1) / 2, -1.0, 1.0))
+    angle = math.atan2(sine, cosine)
+    return skew * (angle / sine if sine > 1e-12 else 1.0)
+
+
+# --- known motion for a batch -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrajectoryFile:
+    """One known trajectory, for photos: every photo of a batch is restored with it."""
+
+    path: Path
+    poses: np.ndarray
+
+    @property
+    def source(self) -> str:
+        return f"file {self.path}"
+
+    def photo(self) -> np.ndarray:
+        return self.poses
+
+    def frame(self, number: int, fps: float) -> np.ndarray:
+        raise MotionError(f"{self.path}: a trajectory file gives one photo's motion; for a video give --gyro")
+
+
+@dataclass(frozen=True)
+class GyroMotion:
+    """A gyroscope log and the exposure in its clock: `start_s` and `duration_s` for a photo (None: the log's whole
+    span); for a video, frame k is exposed for `duration_s` from `start_s + k / fps`."""
+
+    path: Path
+    log: GyroLog
+    n_poses: int
+    start_s: float | None = None
+    duration_s: float | None = None
+
+    @property
+    def source(self) -> str:
+        return f"gyroscope log {self.path}, exposure {self._describe()}"
+
+    def photo(self) -> np.ndarray:
+        if self.start_s is None or self.duration_s is None:
+            return self._poses(*self.log.span_s)
+        return self._poses(self.start_s, self.start_s + self.duration_s)
+
+    def frame(self, number: int, fps: float) -> np.ndarray:
+        if self.start_s is None or self.duration_s is None:
+            raise MotionError(f"{self.path}: a video needs --exposure START,DURATION (frame k starts at START + k/fps)")
+        start = self.start_s + number / fps
+        return self._poses(start, start + self.duration_s)
+
+    def _poses(self, start_s: float, end_s: float) -> np.ndarray:
+        try:
+            return gyro_trajectory(self.log, start_s, end_s, self.n_poses)
+        except ValueError as error:
+            raise MotionError(f"{self.path}: {error}") from None
+
+    def _describe(self) -> str:
+        if self.start_s is None or self.duration_s is None:
+            return "the whole log"
+        return f"{self.duration_s:g} s from {self.start_s:g} s"
+
+
+KnownMotion = TrajectoryFile | GyroMotion
