@@ -131,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
         type=exposure,
         metavar="START,DURATION",
         help="the exposure in the gyroscope log's clock, in seconds (photos default to the whole log); "
-        "video frame k starts at START + k/fps",
+        "a video frame's starts at START + its timestamp in the video",
     )
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")

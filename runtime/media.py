@@ -250,6 +250,12 @@ class VideoReader:
         finally:
             self.close()
 
+    @property
+    def timestamp_s(self) -> float:
+        """The presentation time of the frame read last, in seconds from the video's start (the container's, so
+        variable frame rates are followed)."""
+        return float(self.capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000
+
     def close(self) -> None:
         """Release the file or camera (also done when iteration ends)."""
         self.capture.release()

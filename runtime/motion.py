@@ -213,14 +213,14 @@ class TrajectoryFile:
     def photo(self) -> np.ndarray:
         return self.poses
 
-    def frame(self, number: int, fps: float) -> np.ndarray:
+    def frame(self, timestamp_s: float) -> np.ndarray:
         raise MotionError(f"{self.path}: a trajectory file gives one photo's motion; for a video give --gyro")
 
 
 @dataclass(frozen=True)
 class GyroMotion:
     """A gyroscope log and the exposure in its clock: `start_s` and `duration_s` for a photo (None: the log's whole
-    span); for a video, frame k is exposed for `duration_s` from `start_s + k / fps`."""
+    span); a video frame is exposed for `duration_s` from `start_s` plus its timestamp in the video."""
 
     path: Path
     log: GyroLog
@@ -237,10 +237,12 @@ class GyroMotion:
             return self._poses(*self.log.span_s)
         return self._poses(self.start_s, self.start_s + self.duration_s)
 
-    def frame(self, number: int, fps: float) -> np.ndarray:
+    def frame(self, timestamp_s: float) -> np.ndarray:
         if self.start_s is None or self.duration_s is None:
-            raise MotionError(f"{self.path}: a video needs --exposure START,DURATION (frame k starts at START + k/fps)")
-        start = self.start_s + number / fps
+            raise MotionError(
+                f"{self.path}: a video needs --exposure START,DURATION (a frame starts at START + its timestamp)"
+            )
+        start = self.start_s + timestamp_s
         return self._poses(start, start + self.duration_s)
 
     def _poses(self, start_s: float, end_s: float) -> np.ndarray:

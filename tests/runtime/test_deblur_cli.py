@@ -425,7 +425,7 @@ def test_a_gyroscope_log_gives_photos_and_video_frames_their_motion(small_bundle
         rows = list(csv.DictReader(file))
     frames = {int(row["frame"]) for row in rows}
     assert frames == set(range(5))
-    for frame in frames:  # 12 fps: frame k is exposed from 0.1 + k/12 s for 30 ms
+    for frame in frames:  # 12 fps: frame k is exposed for 30 ms from 0.1 s + its timestamp, k/12 s
         written_poses = [
             [float(r[key]) for key in ("pitch_rad", "yaw_rad", "roll_rad")] for r in rows if int(r["frame"]) == frame
         ]

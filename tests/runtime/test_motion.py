@@ -235,13 +235,13 @@ def test_gyro_motion_gives_photos_their_window_and_video_frames_theirs(tmp_path)
     np.testing.assert_array_equal(whole.photo(), gyro_trajectory(log, 0.0, 1.0))
     assert whole.source.endswith("exposure the whole log")
     with pytest.raises(MotionError, match="gyro.csv: a video needs --exposure"):
-        whole.frame(0, 30.0)
+        whole.frame(0.0)
     timed = GyroMotion(tmp_path / "gyro.csv", log, N_POSES, start_s=0.1, duration_s=0.02)
     np.testing.assert_allclose(timed.photo(), gyro_trajectory(log, 0.1, 0.12), rtol=0, atol=1e-15)
-    np.testing.assert_allclose(timed.frame(3, 30.0), gyro_trajectory(log, 0.2, 0.22), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(timed.frame(0.1), gyro_trajectory(log, 0.2, 0.22), rtol=0, atol=1e-15)
     assert timed.source.endswith("exposure 0.02 s from 0.1 s")
     with pytest.raises(MotionError, match=r"gyro.csv: the exposure .* runs outside the gyroscope log"):
-        timed.frame(40, 30.0)
+        timed.frame(1.0)
 
 
 def test_a_trajectory_file_is_for_photos(tmp_path):
@@ -249,4 +249,4 @@ def test_a_trajectory_file_is_for_photos(tmp_path):
     known = TrajectoryFile(tmp_path / "t.json", poses)
     assert known.photo() is poses and known.source == f"file {tmp_path / 't.json'}"
     with pytest.raises(MotionError, match="t.json: a trajectory file gives one photo's motion"):
-        known.frame(0, 30.0)
+        known.frame(0.0)
