@@ -84,3 +84,22 @@ def test_a_known_trajectory_lets_the_demo_bundle_deblur(tmp_path):
     given, estimated = gain("--trajectory", recorded), gain()
     assert given > 2.5
     assert given > estimated + 1.0
+
+
+def test_the_demo_bundle_on_a_real_camera_shake_photo(tmp_path):
+    """`../shared`'s real camera-shake photo (Lai et al. 2016; no ground truth), at 512 px: the restored image is
+    sharper than the photo, and blurred again by the estimated trajectory it comes back close to the photo: the
+    estimate and the restoration explain the blur together. Measured: Laplacian variance x1.54; mean squared
+    difference from the photo 4.2e-4 restored, 1.6e-4 reblurred."""
+    photo = shared_file("data/real_blurry/manmade_01_gyro_01.png")
+    assert main([str(photo), "-o", str(tmp_path), "--max-side", "512"]) == 0
+    results = tmp_path / photo.stem
+    blurry = cv2.resize(cv2.imread(str(photo)), (512, 340), interpolation=cv2.INTER_AREA) / 255
+    restored, reblurred = (cv2.imread(str(results / name)) / 255 for name in ("restored.png", "reblurred.png"))
+
+    def sharpness(image: np.ndarray) -> float:
+        gray = cv2.cvtColor(np.round(image * 255).astype(np.uint8), cv2.COLOR_BGR2GRAY)
+        return float(cv2.Laplacian(gray.astype(np.float64), cv2.CV_64F).var())
+
+    assert sharpness(restored) > 1.3 * sharpness(blurry)
+    assert np.mean((reblurred - blurry) ** 2) < 0.5 * np.mean((restored - blurry) ** 2)
