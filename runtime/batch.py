@@ -182,11 +182,12 @@ def _image(
     timings.update(result.timings)
     started = time.perf_counter()
     restored = np.clip(result.restored, 0, 1)
+    motion = result.row_motion or result.trajectory
     if options.sequence:
-        frames, reblurred = deblurrer.sequence(restored, result.trajectory, result.intrinsics)
+        frames, reblurred = deblurrer.sequence(restored, motion, result.intrinsics)
         timings["sequence"] = time.perf_counter() - started
     else:
-        reblurred = deblurrer.reblur(restored, result.trajectory, result.intrinsics)
+        reblurred = deblurrer.reblur(restored, motion, result.intrinsics)
         timings["reblur"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -209,7 +210,8 @@ def _kernel_overlay(rgb: np.ndarray, result: DeblurResult) -> np.ndarray:
     factor = max(1.0, KERNEL_OVERLAY_MIN_SIDE / max(rgb.shape[:2]))
     preview = _scaled(to_file_pixels(rgb), factor)
     camera = scale_intrinsics(result.intrinsics, factor)
-    return visualize.kernel_field(preview, result.trajectory, camera)
+    motion = result.row_motion.trajectory_at if result.row_motion else result.trajectory
+    return visualize.kernel_field(preview, motion, camera)
 
 
 def _write_sequence(target: Path, frames_bgr: list[np.ndarray]) -> None:
@@ -304,6 +306,8 @@ def _write_trajectory(
         "image_size": {"width": width, "height": height},
         "poses": result.trajectory.astype(float).tolist(),
         "trajectory_source": trajectory_source,
+        # With a rolling shutter the poses are the middle row's, and `tiles` counts the bands restored.
+        "rolling_shutter": result.row_motion is not None,
         "backend": deblurrer.backend,
         # The --estimation-side setting (null: the trajectory net saw the image at full resolution).
         "estimation_side_px": deblurrer.estimation_side,

@@ -46,14 +46,19 @@ def camera_preset(path: Path) -> tuple[float, int]:
 
 def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
     """The camera motion the options give (--trajectory, or --gyro with --exposure), or None: estimate it."""
-    if args.exposure is not None and args.gyro is None:
-        raise ValueError("--exposure goes with --gyro")
+    for option, value in (("--exposure", args.exposure), ("--readout-time", args.readout_time)):
+        if value is not None and args.gyro is None:
+            raise ValueError(f"{option} goes with --gyro")
+    if args.readout_time is not None and not (math.isfinite(args.readout_time) and args.readout_time >= 0):
+        raise ValueError(f"--readout-time must be a finite number of seconds >= 0, got {args.readout_time}")
+    if args.readout_time and args.refine is not None:
+        raise ValueError("--refine refines one trajectory; a rolling shutter's --readout-time gives one per row")
     if args.trajectory is not None:
         return TrajectoryFile(args.trajectory, read_trajectory(args.trajectory, n_poses))
     if args.gyro is None:
         return None
     start, duration = args.exposure if args.exposure is not None else (None, None)
-    return GyroMotion(args.gyro, read_gyro_log(args.gyro), n_poses, start, duration)
+    return GyroMotion(args.gyro, read_gyro_log(args.gyro), n_poses, start, duration, args.readout_time or 0.0)
 
 
 def exposure(text: str) -> tuple[float, float]:
@@ -132,6 +137,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="START,DURATION",
         help="the exposure in the gyroscope log's clock, in seconds (photos default to the whole log); "
         "a video frame's starts at START + its timestamp in the video",
+    )
+    known.add_argument(
+        "--readout-time",
+        type=float,
+        metavar="S",
+        help="rolling shutter: seconds from the top row's exposure start to the bottom row's (with --gyro; "
+        "the image is then restored in bands, each with its rows' motion)",
     )
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")

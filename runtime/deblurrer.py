@@ -24,17 +24,22 @@ from runtime import camera as camera_model
 from runtime.backends import load_runners
 from runtime.backends.base import Runner
 from runtime.bundle import Bundle, load_bundle
+from runtime.motion import RowMotion, Trajectory
 from runtime.profiles import BuildProfile
 from runtime.refine import GraphFunction, RefineResult, RefineSettings, graph_function
 from runtime.tiling import (
     DEFAULT_N_ITER,
     MIN_MARGIN,
     WARP_TILE_SIDE,
+    Tile,
     blur_extent_px,
     max_margin,
+    middle_row_fraction,
     refine_tiled,
     restore_tiled,
     tile_margin,
+    tiles,
+    warp_margin,
     warp_tiled,
 )
 
@@ -64,6 +69,8 @@ class DeblurResult:
     #: How refinement went (loss before/after, steps), when the Deblurrer refines; `trajectory` is then the
     #: refined one, and `restored` was restored with it only if the settings ask for the re-run.
     refinement: RefineResult | None = None
+    #: The motion of every row, when it was given so (a rolling shutter); `trajectory` is then the middle row's.
+    row_motion: RowMotion | None = None
 
 
 class Deblurrer:
@@ -165,14 +172,16 @@ class Deblurrer:
         self,
         image: np.ndarray,
         focal_length: float | None = None,
-        trajectory: np.ndarray | None = None,
+        trajectory: Trajectory | None = None,
         refine: bool = True,
         progress: Callable[[str], object] | None = None,
     ) -> DeblurResult:
         """Deblur an HxWx3 float32 RGB image in [0, 1]; the restored image is float32 RGB, not clipped.
 
         `focal_length` (px) overrides the Deblurrer's for this image. A known `trajectory` `(P, 3)` radians (from
-        a gyroscope, or an earlier estimate) skips the trajectory net (and is refined when the Deblurrer refines).
+        a gyroscope, or an earlier estimate) skips the trajectory net (and is refined when the Deblurrer refines);
+        a `RowMotion` (a rolling shutter: one trajectory per row) is restored in horizontal bands, each with its
+        middle row's trajectory, and is not refined.
         `refine=False` skips this Deblurrer's refinement for this image; `refine_result` can add it afterwards,
         so a caller that wants both results restores only once. `progress`, when given, is told each tile of a
         tiled restoration as it starts (`restoring: tile 3/12`): a large image takes minutes on a CPU.
@@ -197,6 +206,8 @@ class Deblurrer:
             raise ValueError("this Deblurrer does not refine: create it with refine=RefineSettings(...)")
         if result.refinement is not None:
             raise ValueError("the result is already refined")
+        if result.row_motion is not None:
+            raise ValueError("a result restored with one trajectory per row (a rolling shutter) is not refined")
         batch = self._rgb_batch(image)
         restored = np.ascontiguousarray(result.restored.transpose(2, 0, 1)[None])
         if restored.shape != batch.shape:
@@ -209,13 +220,15 @@ class Deblurrer:
         restored, refined = self._refined(batch, restored, poses, result.intrinsics, timings, result.tiles)
         return replace(refined, restored=np.ascontiguousarray(restored[0].transpose(1, 2, 0)))
 
-    def sequence(self, sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The sharp frames `(P, H, W, 3)` of an HxWx3 float32 RGB image under a trajectory, and their mean."""
+    def sequence(self, sharp: np.ndarray, trajectory: Trajectory, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sharp frames `(P, H, W, 3)` of an HxWx3 float32 RGB image under a trajectory (or one per row), and
+        their mean."""
         result = self._run_sequence(("frames", "reblurred"), sharp, trajectory, camera)
         return result["frames"][0].transpose(0, 2, 3, 1), result["reblurred"][0].transpose(1, 2, 0)
 
-    def reblur(self, sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray) -> np.ndarray:
-        """An HxWx3 float32 RGB image blurred by a trajectory (the mean of its sharp frames, which are not kept)."""
+    def reblur(self, sharp: np.ndarray, trajectory: Trajectory, camera: np.ndarray) -> np.ndarray:
+        """An HxWx3 float32 RGB image blurred by a trajectory or one per row (the mean of its sharp frames, which
+        are not kept)."""
         return self._run_sequence(("reblurred",), sharp, trajectory, camera)["reblurred"][0].transpose(1, 2, 0)
 
     def close(self) -> None:
@@ -239,13 +252,19 @@ class Deblurrer:
         self,
         batch: np.ndarray,
         focal_length: float | None,
-        trajectory: np.ndarray | None,
+        trajectory: Trajectory | None,
         refine: bool = True,
         progress: Callable[[str], object] = _silent,
     ) -> tuple[np.ndarray, DeblurResult]:
         """Restore a `(1, 3, H, W)` float32 batch: the restored batch, and the result without its image."""
         camera = self._camera(batch, focal_length)
         timings: dict[str, float] = {}
+        if isinstance(trajectory, RowMotion):
+            started = time.perf_counter()
+            restored, tiles_run = self._restore_rows(batch, trajectory, camera, progress)
+            timings["restoration"] = time.perf_counter() - started
+            middle = self._poses(trajectory.trajectory_at(0.5))[0]
+            return restored, DeblurResult(restored, middle, camera, timings, tiles_run, row_motion=trajectory)
         if trajectory is None:
             started = time.perf_counter()
             poses = self._estimate(batch, camera)
@@ -261,8 +280,10 @@ class Deblurrer:
         return restored, DeblurResult(restored, poses[0], camera, timings, tiles)
 
     def _run_sequence(
-        self, keep: tuple[str, ...], sharp: np.ndarray, trajectory: np.ndarray, camera: np.ndarray
+        self, keep: tuple[str, ...], sharp: np.ndarray, trajectory: Trajectory, camera: np.ndarray
     ) -> dict[str, np.ndarray]:
+        if isinstance(trajectory, RowMotion):
+            return self._run_sequence_rows(keep, sharp, trajectory, camera)
         inputs = {
             "sharp": self._rgb_batch(sharp),
             "trajectory": self._poses(trajectory),
@@ -331,6 +352,41 @@ class Deblurrer:
             timings["restoration_rerun"] = time.perf_counter() - started
         return restored, DeblurResult(restored, poses[0], camera, timings, tiles, refinement)
 
+    def _restore_rows(
+        self, batch: np.ndarray, motion: RowMotion, camera: np.ndarray, progress: Callable[[str], object]
+    ) -> tuple[np.ndarray, int]:
+        """Restore in the motion's horizontal bands (and in tiles across a wide image), each with its middle row's
+        trajectory."""
+        height, width = batch.shape[-2:]
+        margin = self._margin(_widest_blur(motion, camera, height, width), max(height, width))
+        tile = self.tile_side or max(height, width)
+
+        def trajectory_of(part: Tile) -> np.ndarray:
+            return self._poses(motion.trajectory_at(middle_row_fraction(part, height)))
+
+        def tell(number: int, total: int) -> None:
+            progress(f"restoring: band {number}/{total}")
+
+        return restore_tiled(self._restore_batch, batch, trajectory_of, camera, tile, margin, tell, motion.bands)
+
+    def _run_sequence_rows(
+        self, keep: tuple[str, ...], sharp: np.ndarray, motion: RowMotion, camera: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The sequence graph's outputs in `keep` band by band, each band warped with its middle row's trajectory
+        (margins of one blur extent, so each band's core is what its trajectory makes of it)."""
+        height, width = sharp.shape[:2]
+        margin = warp_margin(_widest_blur(motion, camera, height, width))
+        whole: dict[str, np.ndarray] = {}
+        for band in tiles(height, width, max(height, width), margin, motion.bands):
+            poses = motion.trajectory_at(middle_row_fraction(band, height))
+            window = np.ascontiguousarray(sharp[band.y0 : band.y1])
+            outputs = self._run_sequence(keep, window, poses, camera_model.tile_intrinsics(camera, 0, band.y0))
+            for name in keep:
+                if name not in whole:
+                    whole[name] = np.empty((*outputs[name].shape[:-2], height, width), outputs[name].dtype)
+                band.place(whole[name], outputs[name])
+        return whole
+
     def _restore_image(
         self,
         batch: np.ndarray,
@@ -343,12 +399,12 @@ class Deblurrer:
         to `progress` as `STAGE: tile K/N`)."""
         height, width = batch.shape[-2:]
         if self.tile_side is not None and max(height, width) > self.tile_side:
-            margin = self._margin(blur_extent_px(poses[0], camera, height, width))
+            margin = self._margin(blur_extent_px(poses[0], camera, height, width), self.tile_side)
 
             def tell(number: int, total: int) -> None:
                 progress(f"{stage}: tile {number}/{total}")
 
-            return restore_tiled(self._restore_batch, batch, poses, camera, self.tile_side, margin, tell)
+            return restore_tiled(self._restore_batch, batch, lambda _: poses, camera, self.tile_side, margin, tell)
         return self._restore_batch(batch, poses, camera), 1
 
     def _refine(
@@ -361,15 +417,14 @@ class Deblurrer:
         latent = np.clip(restored, 0, 1)
         return self.refine.refine(run_refine, blurry, latent, trajectory, camera, self.bundle.n_positions, run_sequence)
 
-    def _margin(self, extent_px: float) -> int:
+    def _margin(self, extent_px: float, tile_side: int) -> int:
         """The tile margin for this blur, capped to what the tile side allows (said once when it is)."""
-        assert self.tile_side is not None
-        margin, cap = tile_margin(extent_px, self.n_iter), max_margin(self.tile_side)
+        margin, cap = tile_margin(extent_px, self.n_iter), max_margin(tile_side)
         if margin > cap:
             if not self._margin_warned:
                 self.log(
                     f"warning: a blur of {extent_px:.0f} px needs tile margins of {margin} px but tiles of "
-                    f"{self.tile_side} px allow {cap}: seams may show; raise the tile side to {4 * margin}"
+                    f"{tile_side} px allow {cap}: seams may show; raise the tile side to {4 * margin}"
                 )
                 self._margin_warned = True
             margin = cap
@@ -417,6 +472,12 @@ def add_estimation_argument(parser: argparse.ArgumentParser) -> None:
         help="run the trajectory net on a copy of each image shrunk to at most PX on its longer side "
         "(default: full resolution)",
     )
+
+
+def _widest_blur(motion: RowMotion, camera: np.ndarray, height: int, width: int) -> float:
+    """The largest blur extent (px) of the rows' trajectories, sampled at the band boundaries."""
+    fractions = np.linspace(0.0, 1.0, motion.bands + 1)
+    return max(blur_extent_px(motion.trajectory_at(float(f)), camera, height, width) for f in fractions)
 
 
 def _focal_length(value: float | None) -> float | None:

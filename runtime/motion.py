@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,33 +218,68 @@ class TrajectoryFile:
         raise MotionError(f"{self.path}: a trajectory file gives one photo's motion; for a video give --gyro")
 
 
+#: Under a rolling shutter the image is restored in horizontal bands, each with its middle row's trajectory; a band
+#: spans at most this much of the readout, so its rows are at most half of it from their band's middle row (the
+#: offsets `experiments.gyro_errors` measures cost under 0.5 dB up to 2 ms).
+BAND_READOUT_S = 0.0025
+
+
+@dataclass(frozen=True)
+class RowMotion:
+    """Motion that differs from row to row, as under a rolling shutter: `trajectory_at(fraction)` is the trajectory
+    `(P, 3)` of the row at that fraction of the image's height (0 the top row, 1 the bottom), and the image is
+    restored in `bands` horizontal bands, each with its middle row's trajectory."""
+
+    trajectory_at: Callable[[float], np.ndarray]
+    bands: int
+
+
 @dataclass(frozen=True)
 class GyroMotion:
     """A gyroscope log and the exposure in its clock: `start_s` and `duration_s` for a photo (None: the log's whole
-    span); a video frame is exposed for `duration_s` from `start_s` plus its timestamp in the video."""
+    span); a video frame is exposed for `duration_s` from `start_s` plus its timestamp in the video. With a
+    rolling shutter's `readout_s` (top row to bottom row), each row's exposure starts that much later than the
+    one above in proportion, and the motion is a `RowMotion`."""
 
     path: Path
     log: GyroLog
     n_poses: int
     start_s: float | None = None
     duration_s: float | None = None
+    readout_s: float = 0.0
 
     @property
     def source(self) -> str:
-        return f"gyroscope log {self.path}, exposure {self._describe()}"
+        shutter = f", rolling shutter read out in {self.readout_s:g} s" if self.readout_s else ""
+        return f"gyroscope log {self.path}, exposure {self._describe()}{shutter}"
 
-    def photo(self) -> np.ndarray:
+    def photo(self) -> np.ndarray | RowMotion:
         if self.start_s is None or self.duration_s is None:
-            return self._poses(*self.log.span_s)
-        return self._poses(self.start_s, self.start_s + self.duration_s)
+            first, last = self.log.span_s
+            return self._motion(first, last - first - self.readout_s)
+        return self._motion(self.start_s, self.duration_s)
 
-    def frame(self, timestamp_s: float) -> np.ndarray:
+    def frame(self, timestamp_s: float) -> np.ndarray | RowMotion:
         if self.start_s is None or self.duration_s is None:
             raise MotionError(
                 f"{self.path}: a video needs --exposure START,DURATION (a frame starts at START + its timestamp)"
             )
-        start = self.start_s + timestamp_s
-        return self._poses(start, start + self.duration_s)
+        return self._motion(self.start_s + timestamp_s, self.duration_s)
+
+    def _motion(self, start_s: float, duration_s: float) -> np.ndarray | RowMotion:
+        """The top row's exposure runs from `start_s` for `duration_s`; lower rows start later by the readout."""
+        if duration_s <= 0:
+            raise MotionError(f"{self.path}: the log is too short for a readout of {self.readout_s:g} s")
+        if not self.readout_s:
+            return self._poses(start_s, start_s + duration_s)
+        for first_or_last_row in (start_s, start_s + self.readout_s):  # refused now if either runs out of the log
+            self._poses(first_or_last_row, first_or_last_row + duration_s)
+
+        def trajectory_at(fraction: float) -> np.ndarray:
+            row_start = start_s + self.readout_s * fraction
+            return self._poses(row_start, row_start + duration_s)
+
+        return RowMotion(trajectory_at, bands=max(1, math.ceil(self.readout_s / BAND_READOUT_S - 1e-9)))
 
     def _poses(self, start_s: float, end_s: float) -> np.ndarray:
         try:
@@ -258,3 +294,5 @@ class GyroMotion:
 
 
 KnownMotion = TrajectoryFile | GyroMotion
+#: What a Deblurrer restores with: one trajectory `(P, 3)`, or one per row.
+Trajectory = np.ndarray | RowMotion

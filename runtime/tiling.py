@@ -47,6 +47,8 @@ WARP_MARGIN_PX = 2
 #: sequence graph at 1.2-1.4 us per pixel up to 512x512 and 3.3-4.5 us at 1024x1024, where it took 4.7 GB
 #: (0.9 GB at 512x512; `README.md`, "Large images").
 WARP_TILE_SIDE = 512
+#: Fewest rows in the core of a band (`tiles`), so that every band's window still holds the bundles' 32 px.
+MIN_BAND_ROWS = 4 * ALIGN
 #: The reference's number of ADMM iterations, assumed when a bundle does not record it.
 DEFAULT_N_ITER = 8
 
@@ -130,33 +132,48 @@ class Tile:
         return mask
 
 
-def tiles(height: int, width: int, tile: int, margin: int) -> list[Tile]:
-    """The tiles of an image, row by row (see `tile_spans`); one tile when neither side exceeds `tile`."""
+def tiles(height: int, width: int, tile: int, margin: int, bands: int = 1) -> list[Tile]:
+    """The tiles of an image, row by row (see `tile_spans`); one tile when neither side exceeds `tile`.
+
+    With `bands`, the rows are cut in at least that many near-equal cores (no core under `MIN_BAND_ROWS`), for
+    motion that changes from row to row.
+    """
     rows, columns = tile_spans(height, tile, margin), tile_spans(width, tile, margin)
+    bands = min(bands, max(1, height // MIN_BAND_ROWS))
+    if len(rows) < bands:
+        bounds = sorted({0, height, *(round(i * height / bands / ALIGN) * ALIGN for i in range(1, bands))})
+        rows = _spans(bounds, height, margin)
     return [Tile(*row[:2], *column[:2], *row[2:], *column[2:]) for row in rows for column in columns]
+
+
+def middle_row_fraction(tile: Tile, height: int) -> float:
+    """Where the middle of a tile's core lies, as a fraction of the image's height (0 the top row, 1 the bottom)."""
+    return (tile.core_y0 + tile.core_y1 - 1) / 2 / max(1, height - 1)
 
 
 def restore_tiled(
     restore: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     blurry: np.ndarray,
-    trajectory: np.ndarray,
+    trajectory_of: Callable[[Tile], np.ndarray],
     camera: np.ndarray,
     tile: int,
     margin: int,
     progress: Callable[[int, int], object] | None = None,
+    bands: int = 1,
 ) -> tuple[np.ndarray, int]:
-    """Restore `blurry (1, 3, H, W)` tile by tile with `restore(blurry_tile, trajectory, tile_camera)`, calling
-    `progress(number, total)` before each tile (numbered from 1).
+    """Restore `blurry (1, 3, H, W)` tile by tile with `restore(blurry_tile, trajectory_of(tile), tile_camera)`,
+    calling `progress(number, total)` before each tile (numbered from 1); `bands` as in `tiles`.
 
     Returns the restored image and the number of tiles.
     """
     height, width = blurry.shape[-2:]
     restored = np.empty_like(blurry)
-    parts = tiles(height, width, tile, margin)
+    parts = tiles(height, width, tile, margin, bands)
     for number, part in enumerate(parts, 1):
         if progress is not None:
             progress(number, len(parts))
-        part.place(restored, restore(part.crop(blurry), trajectory, tile_intrinsics(camera, part.x0, part.y0)))
+        camera_of_tile = tile_intrinsics(camera, part.x0, part.y0)
+        part.place(restored, restore(part.crop(blurry), trajectory_of(part), camera_of_tile))
     return restored, len(parts)
 
 

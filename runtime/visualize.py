@@ -7,7 +7,7 @@ OpenCV only, so the runtime stays light (no matplotlib, no torch).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -89,7 +89,7 @@ def grid_points(height: int, width: int, grid: tuple[int, int]) -> FloatArray:
 
 def kernel_field(
     image_bgr: npt.ArrayLike,
-    trajectory: npt.ArrayLike,
+    trajectory: npt.ArrayLike | Callable[[float], npt.ArrayLike],
     camera: npt.ArrayLike,
     grid: tuple[int, int] | None = None,
     cell_px: int | None = None,
@@ -100,14 +100,19 @@ def kernel_field(
     point's path under the poses (`camera.point_paths`, relative to the point), rendered by `render_kernel`,
     magnified by one common factor so the largest fills most of its cell (the factor is written in the corner),
     colour-mapped and alpha-blended at the point, inside a thin box. No motion draws a dot. The default grid is
-    5 x 7 on a landscape image and 7 x 5 on a portrait one.
+    5 x 7 on a landscape image and 7 x 5 on a portrait one. `trajectory` may be a function of the row (its
+    fraction of the height, 0 at the top), as under a rolling shutter: each point then follows its row's.
     """
     canvas = _dimmed(np.asarray(image_bgr))
     height, width = canvas.shape[:2]
     if grid is None:
         grid = (5, 7) if width >= height else (7, 5)
     points = grid_points(height, width, grid)
-    displacements = point_paths(trajectory, camera, points) - points  # (P, N, 2)
+    if callable(trajectory):
+        paths = [point_paths(trajectory(y / max(1, height - 1)), camera, [[x, y]]) for x, y in points]
+        displacements = np.concatenate(paths, axis=1) - points  # (P, N, 2)
+    else:
+        displacements = point_paths(trajectory, camera, points) - points
     if cell_px is None:
         cell_px = int(0.9 * min(height / grid[0], width / grid[1]))
     size = max(3, cell_px if cell_px % 2 else cell_px - 1)  # odd: zero displacement lands on a pixel

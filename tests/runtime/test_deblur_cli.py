@@ -464,3 +464,31 @@ def test_known_motion_that_does_not_fit_is_refused(small_bundle, inputs, tmp_pat
     assert code == 1 and "gyro.csv: the exposure 0.4 to 0.6 s runs outside the gyroscope log (0 to 0.5 s)" in stderr
     code, _, stderr = run(*common, "--gyro", log, "--exposure", "0,0.1", "-o", tmp_path / "d", "0")
     assert code == 1 and "camera 0: known motion needs a video file, whose frame times are known" in stderr
+
+
+def test_a_rolling_shutter_is_restored_in_bands(small_bundle, tmp_path):
+    times = np.arange(0.0, 0.5, 0.001)
+    rates = np.stack([0.5 * np.sin(20 * times), 0.4 * np.cos(13 * times), 0.2 * times], axis=1)
+    log = tmp_path / "gyro.csv"
+    np.savetxt(log, np.column_stack([times, rates]), delimiter=",")
+    photo = tmp_path / "tall.png"
+    cv2.imwrite(str(photo), smooth_bgr8(128, 96))
+    common = ["--engine", small_bundle, "--backend", "ort-cpu", "--gyro", log, "--exposure", "0.1,0.03"]
+    code, _, stderr = run(*common, "--readout-time", "0.02", "-o", tmp_path / "out", photo)
+    assert code == 0, stderr
+    description = json.loads((tmp_path / "out" / "tall" / "trajectory.json").read_text())
+    assert description["rolling_shutter"] is True and description["tiles"] == 4  # 128 rows: 4 bands of 32
+    assert description["trajectory_source"].endswith("rolling shutter read out in 0.02 s")
+    middle = gyro_trajectory(read_gyro_log(log), 0.11, 0.14)  # the middle row starts half a readout late
+    np.testing.assert_allclose(poses_written(tmp_path / "out" / "tall"), middle, rtol=0, atol=1e-7)
+    assert run(*common, "-o", tmp_path / "global", photo)[0] == 0
+    assert json.loads((tmp_path / "global" / "tall" / "trajectory.json").read_text())["rolling_shutter"] is False
+
+    for arguments, message in [
+        (["--readout-time", "-0.01"], "--readout-time must be a finite number of seconds >= 0"),
+        (["--readout-time", "0.02", "--refine"], "--refine refines one trajectory"),
+    ]:
+        code, _, stderr = run(*common, *arguments, "-o", tmp_path / "bad", photo)
+        assert code == 2 and message in stderr and len(stderr.splitlines()) == 1, stderr
+    code, _, stderr = run("--engine", small_bundle, "--readout-time", "0.02", "-o", tmp_path / "bad", photo)
+    assert code == 2 and "--readout-time goes with --gyro" in stderr

@@ -10,7 +10,9 @@ from runtime.backends.base import BackendError
 from runtime.backends.ort_warps import deform_warps
 from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
+from runtime.motion import RowMotion
 from runtime.refine import RefineSettings
+from runtime.tiling import middle_row_fraction, tiles
 from tests.runtime.conftest import bundle_without_refine, smooth_bgr8, smooth_rgb
 
 HEIGHT, WIDTH = 60, 84  # not multiples of 8: the prior pads
@@ -224,6 +226,61 @@ def test_the_sequence_frames_average_to_the_reblurred_image(deblurrer, frame, re
     assert frames.shape == (25, HEIGHT, WIDTH, 3) and reblurred.shape == (HEIGHT, WIDTH, 3)
     assert np.abs(frames.mean(axis=0) - reblurred).max() < 1e-6
     assert np.abs(reblurred - sharp).max() > 0.01  # a real blur
+
+
+# --- motion that changes from row to row (rolling shutter) -----------------------------------------------------
+
+
+def test_one_motion_for_every_row_restores_and_reblurs_as_the_plain_trajectory(small_bundle, recorded_trajectory):
+    """Bands are tiles: the same trajectory in every band gives the whole image's results (tiling's bounds)."""
+    height, width = 200, 96
+    sharp = smooth_rgb(height, width, seed=5)
+    motion = RowMotion(lambda _: recorded_trajectory, bands=4)
+    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
+        cam = camera(height, width)
+        blurry = deblurrer.reblur(sharp, recorded_trajectory * 3, cam)
+        assert (
+            np.abs(deblurrer.reblur(sharp, motion, cam) - deblurrer.reblur(sharp, recorded_trajectory, cam)).max()
+            < 1e-5
+        )
+        said = []
+        banded = deblurrer.restore(blurry, trajectory=motion, progress=said.append)
+        plain = deblurrer.restore(blurry, trajectory=recorded_trajectory)
+    assert banded.tiles == 4 and said == [f"restoring: band {k}/4" for k in range(1, 5)]
+    assert banded.row_motion is motion and plain.row_motion is None
+    assert np.array_equal(banded.trajectory, recorded_trajectory)
+    assert np.abs(banded.restored - plain.restored).max() < 1e-3
+
+
+def test_each_band_is_blurred_and_restored_with_its_rows_motion(small_bundle, recorded_trajectory):
+    """A motion that grows down the image: each band's core is what its middle row's trajectory makes of it."""
+    height, width = 200, 96
+    sharp = smooth_rgb(height, width, seed=6)
+    motion = RowMotion(lambda fraction: recorded_trajectory * (1 + 4 * fraction), bands=4)
+    parts = tiles(height, width, max(height, width), 64, motion.bands)
+    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
+        cam = camera(height, width)
+        reblurred = deblurrer.reblur(sharp, motion, cam)
+        restored = deblurrer.restore(reblurred, trajectory=motion).restored
+        for part in parts:
+            own = motion.trajectory_at(middle_row_fraction(part, height))
+            rows = slice(part.core_y0, part.core_y1)
+            assert np.abs(reblurred[rows] - deblurrer.reblur(sharp, own, cam)[rows]).max() < 1e-5
+            alone = deblurrer.restore(reblurred, trajectory=own).restored
+            assert np.abs(restored[rows] - alone[rows]).max() < 1e-3
+        assert (
+            deblurrer.restore(reblurred, trajectory=motion).trajectory.tolist()
+            == motion.trajectory_at(0.5).astype(np.float32).tolist()
+        )
+
+
+def test_a_rolling_shutter_result_is_not_refined(small_bundle, recorded_trajectory):
+    image = smooth_rgb(HEIGHT, WIDTH)
+    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, refine=RefineSettings(steps=2)) as refining:
+        result = refining.restore(image, trajectory=RowMotion(lambda _: recorded_trajectory, 2))
+        assert result.refinement is None
+        with pytest.raises(ValueError, match="one trajectory per row"):
+            refining.refine_result(image, result)
 
 
 def test_a_closed_deblurrer_says_so(small_bundle, frame):

@@ -13,6 +13,7 @@ from runtime.motion import (
     GyroLog,
     GyroMotion,
     MotionError,
+    RowMotion,
     TrajectoryFile,
     exponential,
     gyro_trajectory,
@@ -250,3 +251,28 @@ def test_a_trajectory_file_is_for_photos(tmp_path):
     assert known.photo() is poses and known.source == f"file {tmp_path / 't.json'}"
     with pytest.raises(MotionError, match="t.json: a trajectory file gives one photo's motion"):
         known.frame(0.0)
+
+
+def test_a_rolling_shutter_gives_each_row_its_own_window(tmp_path):
+    """Row fraction r is exposed from start + r * readout: the top row from the start, the bottom row one readout
+    later; bands of at most 2.5 ms of readout."""
+    times = np.linspace(0.0, 1.0, 1001)
+    log = GyroLog(times, np.stack([np.sin(7 * times), np.cos(3 * times), 0.2 * times], axis=1))
+    motion = GyroMotion(tmp_path / "gyro.csv", log, N_POSES, start_s=0.1, duration_s=0.03, readout_s=0.02)
+    rows = motion.photo()
+    assert isinstance(rows, RowMotion) and rows.bands == 8
+    for fraction in (0.0, 0.25, 1.0):
+        start = 0.1 + 0.02 * fraction
+        np.testing.assert_allclose(rows.trajectory_at(fraction), gyro_trajectory(log, start, start + 0.03), atol=1e-15)
+    assert not np.allclose(rows.trajectory_at(0.0), rows.trajectory_at(1.0), atol=1e-4)
+    assert motion.source.endswith("exposure 0.03 s from 0.1 s, rolling shutter read out in 0.02 s")
+    assert isinstance(motion.frame(0.5), RowMotion)
+    assert GyroMotion(tmp_path / "g", log, N_POSES, 0.1, 0.03, readout_s=0.001).photo().bands == 1
+    # The whole log: the top row's exposure starts with it and the bottom row's ends with it.
+    whole = GyroMotion(tmp_path / "gyro.csv", log, N_POSES, readout_s=0.2).photo()
+    np.testing.assert_allclose(whole.trajectory_at(1.0), gyro_trajectory(log, 0.2, 1.0), atol=1e-15)
+    # The bottom row's window must lie in the log too, and a readout as long as the log leaves no exposure.
+    with pytest.raises(MotionError, match=r"gyro.csv: the exposure 0.98 to 1.01 s runs outside the gyroscope log"):
+        GyroMotion(tmp_path / "gyro.csv", log, N_POSES, 0.96, 0.03, readout_s=0.02).photo()
+    with pytest.raises(MotionError, match="the log is too short for a readout of 1 s"):
+        GyroMotion(tmp_path / "gyro.csv", log, N_POSES, readout_s=1.0).photo()

@@ -79,11 +79,37 @@ def test_tiles_are_restored_with_their_own_intrinsics_and_stitched_in_place():
     def progress(number, total):
         told.append((number, total))
 
-    restored, tiles = tiling.restore_tiled(restore, blurry, np.zeros((1, 25, 3)), camera, 128, 32, progress)
+    trajectory_of = lambda _: np.zeros((1, 25, 3))  # noqa: E731
+    restored, tiles = tiling.restore_tiled(restore, blurry, trajectory_of, camera, 128, 32, progress)
     rows, columns = np.mgrid[0:height, 0:width]
     assert tiles == 4 * 5 and told == [(number, 20) for number in range(1, 21)]
     assert np.array_equal(restored[0, 0], columns) and np.array_equal(restored[0, 1], rows)
     assert np.array_equal(restored[0, 2], blurry[0, 0])
+
+
+def test_bands_cut_the_rows_and_each_band_gets_its_middle_rows_trajectory():
+    """For motion that changes from row to row: 5 bands of a 300-row image that needs no tiles otherwise."""
+    height, width = 300, 100
+    parts = tiling.tiles(height, width, 1024, 32, bands=5)
+    cores = [(part.core_y0, part.core_y1) for part in parts]
+    assert cores == [(0, 64), (64, 120), (120, 176), (176, 240), (240, 300)]  # near-equal, aligned to 8
+    assert all(part.x0 == 0 and part.x1 == width for part in parts)
+    assert [(part.y0, part.y1) for part in parts][:2] == [(0, 96), (32, 152)]  # widened by the margin
+
+    def restore(blurry, trajectory, tile_camera):
+        return np.full_like(blurry, trajectory[0, 0, 0])
+
+    def trajectory_of(part):
+        return np.full((1, 25, 3), tiling.middle_row_fraction(part, height))
+
+    blurry = np.zeros((1, 3, height, width), np.float32)
+    restored, count = tiling.restore_tiled(restore, blurry, trajectory_of, np.eye(3), 1024, 32, bands=5)
+    assert count == 5
+    for core_y0, core_y1 in cores:
+        assert np.all(restored[0, :, core_y0:core_y1] == np.float32((core_y0 + core_y1 - 1) / 2 / (height - 1)))
+    # Bands never get a core under 32 rows: a 48-row image is one band, a 100-row one three at most.
+    assert len(tiling.tiles(48, width, 1024, 8, bands=8)) == 1
+    assert len(tiling.tiles(100, width, 1024, 8, bands=8)) == 3
 
 
 def test_tiled_restoration_equals_the_whole_image(small_bundle, recorded_trajectory):
