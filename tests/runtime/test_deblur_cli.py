@@ -474,8 +474,10 @@ def test_a_rolling_shutter_is_restored_in_bands(small_bundle, tmp_path):
     photo = tmp_path / "tall.png"
     cv2.imwrite(str(photo), smooth_bgr8(128, 96))
     common = ["--engine", small_bundle, "--backend", "ort-cpu", "--gyro", log, "--exposure", "0.1,0.03"]
-    code, _, stderr = run(*common, "--readout-time", "0.02", "-o", tmp_path / "out", photo)
+    code, _, stderr = run(*common, "--readout-time", "0.02", "--sequence", "-o", tmp_path / "out", photo)
     assert code == 0, stderr
+    frames = [cv2.imread(str(tmp_path / "out" / "tall" / "frames" / f"frame_{i:02d}.png")) for i in (0, 24)]
+    assert all(frame.shape == (128, 96, 3) for frame in frames)
     description = json.loads((tmp_path / "out" / "tall" / "trajectory.json").read_text())
     assert description["rolling_shutter"] is True and description["tiles"] == 4  # 128 rows: 4 bands of 32
     assert description["trajectory_source"].endswith("rolling shutter read out in 0.02 s")
