@@ -358,14 +358,14 @@ class Deblurrer:
         """Restore in the motion's horizontal bands (and in tiles across a wide image), each with its middle row's
         trajectory."""
         height, width = batch.shape[-2:]
-        margin = self._margin(_widest_blur(motion, camera, height, width), max(height, width))
         tile = self.tile_side or max(height, width)
+        margin = self._margin(_widest_blur(motion, camera, height, width), tile)
 
         def trajectory_of(part: Tile) -> np.ndarray:
             return self._poses(motion.trajectory_at(middle_row_fraction(part, height)))
 
         def tell(number: int, total: int) -> None:
-            progress(f"restoring: band {number}/{total}")
+            progress(f"restoring: tile {number}/{total}")
 
         return restore_tiled(self._restore_batch, batch, trajectory_of, camera, tile, margin, tell, motion.bands)
 

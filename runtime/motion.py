@@ -219,8 +219,8 @@ class TrajectoryFile:
 
 
 #: Under a rolling shutter the image is restored in horizontal bands, each with its middle row's trajectory; a band
-#: spans at most this much of the readout, so its rows are at most half of it from their band's middle row (the
-#: offsets `experiments.gyro_errors` measures cost under 0.5 dB up to 2 ms).
+#: spans at most this much of the readout, so its rows' exposures are at most half of it off their band's middle
+#: row's (`experiments.gyro_errors`: shifting a whole exposure by 2 ms cost 0.5 dB of +3.2).
 BAND_READOUT_S = 0.0025
 
 
@@ -256,6 +256,8 @@ class GyroMotion:
     def photo(self) -> np.ndarray | RowMotion:
         if self.start_s is None or self.duration_s is None:
             first, last = self.log.span_s
+            if last - first <= self.readout_s:
+                raise MotionError(f"{self.path}: the log is too short for a readout of {self.readout_s:g} s")
             return self._motion(first, last - first - self.readout_s)
         return self._motion(self.start_s, self.duration_s)
 
@@ -268,8 +270,6 @@ class GyroMotion:
 
     def _motion(self, start_s: float, duration_s: float) -> np.ndarray | RowMotion:
         """The top row's exposure runs from `start_s` for `duration_s`; lower rows start later by the readout."""
-        if duration_s <= 0:
-            raise MotionError(f"{self.path}: the log is too short for a readout of {self.readout_s:g} s")
         if not self.readout_s:
             return self._poses(start_s, start_s + duration_s)
         for first_or_last_row in (start_s, start_s + self.readout_s):  # refused now if either runs out of the log

@@ -246,7 +246,7 @@ def test_one_motion_for_every_row_restores_and_reblurs_as_the_plain_trajectory(s
         said = []
         banded = deblurrer.restore(blurry, trajectory=motion, progress=said.append)
         plain = deblurrer.restore(blurry, trajectory=recorded_trajectory)
-    assert banded.tiles == 4 and said == [f"restoring: band {k}/4" for k in range(1, 5)]
+    assert banded.tiles == 4 and said == [f"restoring: tile {k}/4" for k in range(1, 5)]
     assert banded.row_motion is motion and plain.row_motion is None
     assert np.array_equal(banded.trajectory, recorded_trajectory)
     assert np.abs(banded.restored - plain.restored).max() < 1e-3
