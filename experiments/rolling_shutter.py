@@ -26,7 +26,7 @@ from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
 from runtime.evaluate import add_pairs_arguments, limit_error, read_pairs
 from runtime.media import read_image, write_bytes
-from runtime.motion import N_POSES, GyroLog, GyroMotion, RowMotion, gyro_trajectory
+from runtime.motion import GyroLog, RowMotion, exposure_motion, gyro_trajectory
 from runtime.tiling import tiles
 
 READOUTS_S = (0.0, 0.010, 0.020, 0.030)
@@ -65,7 +65,7 @@ def gains(deblurrer: Deblurrer, sharp: np.ndarray, focal_length: float, seed: in
     camera = intrinsics(height, width, focal_length)
     figures = {}
     for readout in READOUTS_S:
-        motion = GyroMotion(Path("simulated"), log, N_POSES, START_S, EXPOSURE_S, readout_s=readout).photo()
+        motion = exposure_motion(log, START_S, EXPOSURE_S, readout)
         rows = motion if isinstance(motion, RowMotion) else _every_row(motion)
         blurry = deblurrer.reblur(sharp, RowMotion(rows.trajectory_at, SIMULATION_BANDS), camera)
         noise = np.random.default_rng(seed).normal(0, 0.01, blurry.shape)

@@ -234,6 +234,24 @@ class RowMotion:
     bands: int
 
 
+def exposure_motion(
+    log: GyroLog, start_s: float, duration_s: float, readout_s: float = 0.0, n_poses: int = N_POSES
+) -> np.ndarray | RowMotion:
+    """The motion of an exposure of `duration_s` from `start_s` (the log's clock): one trajectory `(n_poses, 3)`,
+    or under a rolling shutter with `readout_s` > 0 (top row to bottom row) a `RowMotion`, the row at fraction r
+    of the height exposed from `start_s + r * readout_s`. Raises ValueError when a row's exposure leaves the log."""
+    if not readout_s:
+        return gyro_trajectory(log, start_s, start_s + duration_s, n_poses)
+    for first_or_last_row in (start_s, start_s + readout_s):  # refused now if either runs out of the log
+        gyro_trajectory(log, first_or_last_row, first_or_last_row + duration_s, n_poses)
+
+    def trajectory_at(fraction: float) -> np.ndarray:
+        row_start = start_s + readout_s * fraction
+        return gyro_trajectory(log, row_start, row_start + duration_s, n_poses)
+
+    return RowMotion(trajectory_at, bands=max(1, math.ceil(readout_s / BAND_READOUT_S - 1e-9)))
+
+
 @dataclass(frozen=True)
 class GyroMotion:
     """A gyroscope log and the exposure in its clock: `start_s` and `duration_s` for a photo (None: the log's whole
@@ -269,21 +287,8 @@ class GyroMotion:
         return self._motion(self.start_s + timestamp_s, self.duration_s)
 
     def _motion(self, start_s: float, duration_s: float) -> np.ndarray | RowMotion:
-        """The top row's exposure runs from `start_s` for `duration_s`; lower rows start later by the readout."""
-        if not self.readout_s:
-            return self._poses(start_s, start_s + duration_s)
-        for first_or_last_row in (start_s, start_s + self.readout_s):  # refused now if either runs out of the log
-            self._poses(first_or_last_row, first_or_last_row + duration_s)
-
-        def trajectory_at(fraction: float) -> np.ndarray:
-            row_start = start_s + self.readout_s * fraction
-            return self._poses(row_start, row_start + duration_s)
-
-        return RowMotion(trajectory_at, bands=max(1, math.ceil(self.readout_s / BAND_READOUT_S - 1e-9)))
-
-    def _poses(self, start_s: float, end_s: float) -> np.ndarray:
         try:
-            return gyro_trajectory(self.log, start_s, end_s, self.n_poses)
+            return exposure_motion(self.log, start_s, duration_s, self.readout_s, self.n_poses)
         except ValueError as error:
             raise MotionError(f"{self.path}: {error}") from None
 

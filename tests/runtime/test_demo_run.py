@@ -16,7 +16,7 @@ from runtime.camera import intrinsics
 from runtime.deblur import DEMO_BUNDLE, main
 from runtime.deblurrer import Deblurrer
 from runtime.metrics import psnr, zero_motion_error
-from runtime.motion import GyroLog, GyroMotion, RowMotion, gyro_trajectory, read_trajectory
+from runtime.motion import GyroLog, RowMotion, exposure_motion, gyro_trajectory, read_trajectory
 from tests.conftest import shared_file
 from tests.runtime.conftest import RECORDED
 
@@ -131,7 +131,7 @@ def test_a_rolling_shutter_is_restored_far_better_with_its_readout_time(tmp_path
     with Deblurrer(DEMO_BUNDLE, "ort-cpu", log=lambda _: None) as deblurrer:
         for seed in range(4):
             log = _hand_shake(seed)
-            rows = GyroMotion(tmp_path / "gyro.csv", log, 25, 0.05, 1 / 30, readout_s=0.02).photo()
+            rows = exposure_motion(log, 0.05, 1 / 30, readout_s=0.02)
             assert isinstance(rows, RowMotion) and rows.bands == 8
             blurry = deblurrer.reblur(sharp, RowMotion(rows.trajectory_at, bands=32), camera)
             noise = np.random.default_rng(seed).normal(0, 0.01, blurry.shape)

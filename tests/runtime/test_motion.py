@@ -16,6 +16,7 @@ from runtime.motion import (
     RowMotion,
     TrajectoryFile,
     exponential,
+    exposure_motion,
     gyro_trajectory,
     logarithm,
     read_gyro_log,
@@ -268,6 +269,9 @@ def test_a_rolling_shutter_gives_each_row_its_own_window(tmp_path):
     assert motion.source.endswith("exposure 0.03 s from 0.1 s, rolling shutter read out in 0.02 s")
     assert isinstance(motion.frame(0.5), RowMotion)
     assert GyroMotion(tmp_path / "g", log, N_POSES, 0.1, 0.03, readout_s=0.001).photo().bands == 1
+    # The same without the batch's wrapper: a global shutter is one trajectory.
+    np.testing.assert_allclose(exposure_motion(log, 0.1, 0.03), gyro_trajectory(log, 0.1, 0.13), atol=1e-15)
+    assert exposure_motion(log, 0.1, 0.03, readout_s=0.02).bands == 8
     # The whole log: the top row's exposure starts with it and the bottom row's ends with it.
     whole = GyroMotion(tmp_path / "gyro.csv", log, N_POSES, readout_s=0.2).photo()
     np.testing.assert_allclose(whole.trajectory_at(1.0), gyro_trajectory(log, 0.2, 1.0), atol=1e-15)
