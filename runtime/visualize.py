@@ -503,3 +503,32 @@ def sensitivity_chart(
         scale,
     )
     return figure
+
+
+# --- gyroscope sync chart ----------------------------------------------------------------------------------------
+
+
+def sync_chart(
+    offsets_s: npt.ArrayLike, mismatches_rad: npt.ArrayLike, best_s: float, size: tuple[int, int] = (420, 760)
+) -> ImageArray:
+    """How well a video's frame-to-frame rotations match a gyroscope log's at each clock offset searched (mean
+    angle, mrad, against the offset, ms), the best offset marked; offsets the log cannot cover are left out."""
+    offsets, mismatches = np.asarray(offsets_s, np.float64) * 1000, np.asarray(mismatches_rad, np.float64) * 1000
+    shown = np.isfinite(mismatches)
+    if not shown.any():
+        raise ValueError("no finite mismatch to draw")
+    offsets, mismatches = offsets[shown], mismatches[shown]
+    height, width = size
+    scale = min(height / 420, width / 760)
+    figure = np.full((height, width, 3), 255, np.uint8)
+    x_range = _padded_range(offsets, pad=0.02, minimum_span=1.0)
+    y_range = (0.0, _padded_range(mismatches, pad=0.08, minimum_span=0.1)[1])
+    axes = _Axes(
+        round(96 * scale), round(60 * scale), width - round(30 * scale), height - round(70 * scale), x_range, y_range
+    )
+    x_ticks, y_ticks = _nice_ticks(*x_range, count=7), _nice_ticks(*y_range, count=5)
+    title = f"gyroscope vs video: best offset {best_s * 1000:+.1f} ms"
+    _draw_frame(figure, axes, x_ticks, y_ticks, "offset (ms)", "rotation mismatch (mrad)", title, scale)
+    _polyline(figure, axes.to_px(offsets, mismatches), PITCH_YAW_ROLL[0][1], max(2, round(2 * scale)))
+    _polyline(figure, axes.to_px([best_s * 1000] * 2, list(y_range)), START, max(1, round(scale)))
+    return figure

@@ -1,0 +1,114 @@
+"""`runtime.sync`: the rotation between frames from tracked features, and a video's clock offset against a gyroscope
+log, found on a made-up shaky video whose frames are motion-blurred as a camera blurs them."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.camera import intrinsics
+from runtime.deblurrer import Deblurrer
+from runtime.motion import GyroLog, exponential, exposure_motion
+from runtime.sync import FrameRotation, Orientations, find_offset, frame_rotation, main, video_rotations
+
+FOCAL, HEIGHT, WIDTH, FPS = 400.0, 240, 320, 30.0
+#: Log time of video time 0: what the search must find.
+TRUE_OFFSET_S = 0.1537
+
+
+def _texture() -> np.ndarray:
+    """A 480x640 picture with plenty of corners to track (blocks, softened)."""
+    blocks = np.random.default_rng(0).random((60, 80)).astype(np.float32)
+    return cv2.GaussianBlur(cv2.resize(blocks, (640, 480), interpolation=cv2.INTER_NEAREST), (0, 0), 1.0)
+
+
+def _shake() -> GyroLog:
+    """3 s of a made-up hand shake at 1 kHz: sums of 0.5-6 Hz sines, ~0.1-0.3 rad/s."""
+    rng = np.random.default_rng(1)
+    times = np.arange(0.0, 3.0, 0.001)
+    rates = np.zeros((len(times), 3))
+    for axis, share in enumerate([1.0, 1.0, 0.5]):
+        for _ in range(4):
+            amplitude, frequency, phase = rng.normal(), rng.uniform(0.5, 6), rng.uniform(0, 2 * np.pi)
+            rates[:, axis] += share * 0.15 * amplitude * np.sin(2 * np.pi * frequency * times + phase)
+    return GyroLog(times, rates)
+
+
+def _view(texture: np.ndarray, orientation: np.ndarray) -> np.ndarray:
+    """The middle 240x320 of the texture as the camera sees it turned by `orientation` (scene: its transpose)."""
+    camera = intrinsics(480, 640, FOCAL)
+    warped = cv2.warpPerspective(texture, camera @ orientation.T @ np.linalg.inv(camera), (640, 480))
+    return warped[120:360, 160:480]
+
+
+def test_the_rotation_between_two_frames_is_found_from_their_features():
+    texture = _texture()
+    turn = np.array([0.004, -0.006, 0.003])
+    before, after = _view(texture, np.eye(3)), _view(texture, exponential(turn))
+    found = frame_rotation(
+        np.round(before * 255).astype(np.uint8),
+        np.round(after * 255).astype(np.uint8),
+        intrinsics(HEIGHT, WIDTH, FOCAL),
+    )
+    assert found is not None
+    np.testing.assert_allclose(found, -turn, atol=2e-4)  # the scene turns against the camera
+    flat = np.full((HEIGHT, WIDTH), 128, np.uint8)
+    assert frame_rotation(flat, flat, intrinsics(HEIGHT, WIDTH, FOCAL)) is None
+
+
+def test_a_blurred_shaky_videos_offset_is_found_within_a_millisecond(small_bundle, tmp_path):
+    """60 frames at 30 fps, each exposed for 1/60 s around its log time (the PMBM blur through the bundle's sequence
+    graph), written as MP4; the CLI finds the offset and draws the search."""
+    texture, log = _texture(), _shake()
+    orientations = Orientations(log)
+    video = tmp_path / "shaky.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
+        for number in range(60):
+            middle = number / FPS + TRUE_OFFSET_S
+            sharp = np.repeat(_view(texture, orientations.at(middle))[..., None], 3, axis=2)
+            blur = exposure_motion(log, middle - 1 / 120, 1 / 60)
+            frame = deblurrer.reblur(np.ascontiguousarray(sharp), blur, intrinsics(HEIGHT, WIDTH, FOCAL))
+            writer.write(np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8))
+    writer.release()
+    gyro = tmp_path / "gyro.csv"
+    np.savetxt(gyro, np.column_stack([log.times_s, log.angular_velocity]), delimiter=",")
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main([str(video), "--gyro", str(gyro), "--focal-length", str(FOCAL), "--plot", str(tmp_path / "s.png")])
+    assert code == 0, stderr.getvalue()
+    offset_ms = float(stdout.getvalue().split()[1])
+    assert abs(offset_ms - 1000 * TRUE_OFFSET_S) < 1.0
+    assert "over 59 frame pairs" in stdout.getvalue() and "frame 60/60" in stderr.getvalue()
+    assert cv2.imread(str(tmp_path / "s.png")).shape == (420, 760, 3)
+
+
+def test_what_cannot_be_synchronised_is_refused_in_one_line(tmp_path):
+    log = _shake()
+    gyro = tmp_path / "gyro.csv"
+    np.savetxt(gyro, np.column_stack([log.times_s, log.angular_velocity]), delimiter=",")
+    still = tmp_path / "still.mp4"
+    writer = cv2.VideoWriter(str(still), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    for _ in range(5):
+        writer.write(np.full((HEIGHT, WIDTH, 3), 128, np.uint8))
+    writer.release()
+    for arguments, message in [
+        ([str(still), "--gyro", str(gyro)], "no pair of consecutive frames could be tracked"),
+        ([str(tmp_path / "missing.mp4"), "--gyro", str(gyro)], "missing.mp4: cannot open video"),
+        ([str(still), "--gyro", str(tmp_path / "none.csv")], "none.csv: cannot read gyroscope log"),
+        ([str(still), "--gyro", str(gyro), "--search", "0"], "--search must be a positive number of seconds"),
+    ]:
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            assert main(arguments) == 2
+        lines = [line for line in stderr.getvalue().splitlines() if not line.startswith("frame ")]
+        assert len(lines) == 1 and message in lines[0], stderr.getvalue()
+    short = GyroLog(np.array([0.0, 0.01]), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="does not cover the video shifted by any offset"):
+        find_offset(short, [FrameRotation(0.0, 1.0, np.zeros(3))], (0.0, 0.1))
+    assert video_rotations([]) == []
