@@ -154,17 +154,19 @@ class Deblurrer:
         self._batch: np.ndarray | None = None
         self._margin_warned = False
 
-    def __call__(self, frame: np.ndarray) -> DeblurResult:
+    def __call__(self, frame: np.ndarray, trajectory: Trajectory | None = None) -> DeblurResult:
         """Deblur one HxWx3 uint8 BGR frame; the restored frame comes back the same way (rounded, clipped).
 
         The frame goes to the nets as RGB `frame / 255` in float32, through a buffer reused while the size stays.
+        A known `trajectory` (e.g. `runtime.motion.exposure_motion` of the frame's exposure in a gyroscope log)
+        skips the trajectory net, as in `restore`.
         """
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {_describe(frame)}")
         self._check_size(frame.shape[0], frame.shape[1])
         batch = self._input_batch(frame.shape[0], frame.shape[1])
         np.divide(frame.transpose(2, 0, 1)[::-1], np.float32(255), out=batch[0])
-        restored, result = self._restore(batch, None, None)
+        restored, result = self._restore(batch, None, trajectory)
         pixels = np.clip(restored[0, ::-1].transpose(1, 2, 0) * np.float32(255) + np.float32(0.5), 0, 255)
         return replace(result, restored=pixels.astype(np.uint8, order="C"))
 

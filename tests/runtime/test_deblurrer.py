@@ -218,6 +218,11 @@ def test_a_known_trajectory_skips_the_trajectory_net(deblurrer, small_bundle, fr
     }
     (restored,) = plain_session(small_bundle, "restoration").run(None, inputs)
     assert np.array_equal(result.restored, restored[0].transpose(1, 2, 0))
+    # A capture app's BGR frame takes one too: the same restoration, as 8-bit BGR.
+    framed = deblurrer(frame, trajectory=recorded_trajectory)
+    assert "trajectory" not in framed.timings and np.array_equal(framed.trajectory, recorded_trajectory)
+    expected = np.clip(restored[0, ::-1].transpose(1, 2, 0) * 255 + 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(framed.restored, expected)
 
 
 def test_the_sequence_frames_average_to_the_reblurred_image(deblurrer, frame, recorded_trajectory):
