@@ -13,8 +13,6 @@ estimate, the blind baseline.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -23,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.command import experiment_main, over_pairs
 from runtime import metrics
-from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair, add_pairs_arguments, limit_error, read_pairs
-from runtime.media import read_image, write_bytes
+from runtime.evaluate import Pair
+from runtime.media import read_image
 from runtime.motion import GyroLog, exponential, gyro_trajectory, logarithm
 
 EXPOSURE_S = 1 / 30
@@ -112,18 +110,12 @@ def run(
     progress: Callable[[str], object] = print,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Per pair name, per gyro error: the trajectory error and the PSNR gain."""
-    loaded = load_bundle(bundle)
-    pairs = read_pairs(Path(pairs_dir), loaded.n_positions)[:limit]
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    with Deblurrer(loaded, "ort-cpu", log=lambda _: None, threads=threads) as deblurrer:
-        for index, pair in enumerate(pairs, 1):
-            table[pair.name] = pair_figures(deblurrer, pair, seed=index)
-            exact = table[pair.name]["exact"]
-            progress(
-                f"[{index}/{len(pairs)}] {pair.name}: exact gyroscope {exact['trajectory_error_px']:.3f} px, "
-                f"{exact['psnr_gain_db']:+.2f} dB"
-            )
-    return table
+
+    def describe(figures: dict[str, dict[str, float]]) -> str:
+        exact = figures["exact"]
+        return f"exact gyroscope {exact['trajectory_error_px']:.3f} px, {exact['psnr_gain_db']:+.2f} dB"
+
+    return over_pairs(bundle, pairs_dir, pair_figures, describe, limit, threads, progress)
 
 
 def markdown(table: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -143,19 +135,7 @@ def markdown(table: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.gyro_errors", description=__doc__.splitlines()[0])
-    add_pairs_arguments(parser, "gyro_errors.md and .json")
-    parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime CPU threads")
-    args = parser.parse_args(argv)
-    if limit_error(args.limit):
-        parser.error(str(limit_error(args.limit)))
-    table = run(args.engine, args.pairs, args.limit, args.threads, progress=lambda text: print(text, file=sys.stderr))
-    report = markdown(table)
-    print(report, end="")
-    if args.out is not None:
-        write_bytes(args.out / "gyro_errors.md", report.encode())
-        write_bytes(args.out / "gyro_errors.json", (json.dumps(table, indent=2) + "\n").encode())
-    return 0
+    return experiment_main(argv, "gyro_errors", __doc__.splitlines()[0], run, markdown)
 
 
 if __name__ == "__main__":

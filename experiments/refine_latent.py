@@ -15,8 +15,6 @@ steps at half resolution, then 30 at full) against each latent image below, and 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,13 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from experiments.command import experiment_main
 from runtime import camera as camera_model
 from runtime import metrics
 from runtime.backends import load_runners
 from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair, add_pairs_arguments, limit_error, read_pairs
-from runtime.media import read_image, write_bytes
+from runtime.evaluate import Pair, read_pairs
+from runtime.media import read_image
 from runtime.refine import RefineSettings, graph_function
 
 #: 30 Adam steps at half resolution, then 30 at full, as in the README's held-out refinement.
@@ -137,19 +136,7 @@ def markdown(table: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.refine_latent", description=__doc__.splitlines()[0])
-    add_pairs_arguments(parser, "refine_latent.md and .json")
-    parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime CPU threads")
-    args = parser.parse_args(argv)
-    if limit_error(args.limit):
-        parser.error(str(limit_error(args.limit)))
-    table = run(args.engine, args.pairs, args.limit, args.threads, progress=lambda text: print(text, file=sys.stderr))
-    report = markdown(table)
-    print(report, end="")
-    if args.out is not None:
-        write_bytes(args.out / "refine_latent.md", report.encode())
-        write_bytes(args.out / "refine_latent.json", (json.dumps(table, indent=2) + "\n").encode())
-    return 0
+    return experiment_main(argv, "refine_latent", __doc__.splitlines()[0], run, markdown)
 
 
 if __name__ == "__main__":

@@ -12,20 +12,18 @@ row, what a global-shutter model assumes). Reported: the mean PSNR gain of each 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from experiments.command import experiment_main, over_pairs
 from runtime import metrics
-from runtime.bundle import load_bundle
 from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
-from runtime.evaluate import add_pairs_arguments, limit_error, read_pairs
-from runtime.media import read_image, write_bytes
+from runtime.evaluate import Pair
+from runtime.media import read_image
 from runtime.motion import GyroLog, RowMotion, exposure_motion, gyro_trajectory
 from runtime.tiling import tiles
 
@@ -93,18 +91,17 @@ def run(
     progress: Callable[[str], object] = print,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Per pair name, per readout time: the PSNR gains with and without the readout time."""
-    loaded = load_bundle(bundle)
-    pairs = read_pairs(Path(pairs_dir), loaded.n_positions)[:limit]
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    with Deblurrer(loaded, "ort-cpu", log=lambda _: None, threads=threads) as deblurrer:
-        for index, pair in enumerate(pairs, 1):
-            table[pair.name] = gains(deblurrer, read_image(pair.sharp).rgb, pair.focal_length, seed=index)
-            figures = ", ".join(
-                f"{name} {row['with_readout_db']:+.2f}/{row['without_readout_db']:+.2f}"
-                for name, row in table[pair.name].items()
-            )
-            progress(f"[{index}/{len(pairs)}] {pair.name}: dB with/without the readout time: {figures}")
-    return table
+
+    def measure(deblurrer: Deblurrer, pair: Pair, seed: int) -> dict[str, dict[str, float]]:
+        return gains(deblurrer, read_image(pair.sharp).rgb, pair.focal_length, seed)
+
+    def describe(figures: dict[str, dict[str, float]]) -> str:
+        both = (
+            f"{name} {row['with_readout_db']:+.2f}/{row['without_readout_db']:+.2f}" for name, row in figures.items()
+        )
+        return "dB with/without the readout time: " + ", ".join(both)
+
+    return over_pairs(bundle, pairs_dir, measure, describe, limit, threads, progress)
 
 
 def markdown(table: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -126,19 +123,7 @@ def markdown(table: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.rolling_shutter", description=__doc__.splitlines()[0])
-    add_pairs_arguments(parser, "rolling_shutter.md and .json")
-    parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime CPU threads")
-    args = parser.parse_args(argv)
-    if limit_error(args.limit):
-        parser.error(str(limit_error(args.limit)))
-    table = run(args.engine, args.pairs, args.limit, args.threads, progress=lambda text: print(text, file=sys.stderr))
-    report = markdown(table)
-    print(report, end="")
-    if args.out is not None:
-        write_bytes(args.out / "rolling_shutter.md", report.encode())
-        write_bytes(args.out / "rolling_shutter.json", (json.dumps(table, indent=2) + "\n").encode())
-    return 0
+    return experiment_main(argv, "rolling_shutter", __doc__.splitlines()[0], run, markdown)
 
 
 if __name__ == "__main__":
