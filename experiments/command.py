@@ -10,20 +10,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
 from runtime.evaluate import Pair, add_pairs_arguments, limit_error, read_pairs
-from runtime.media import write_bytes
+from runtime.media import write_bytes, write_image
 
 #: `run(bundle, pairs_dir, limit, threads, progress)`: the experiment's table, per pair.
 Run = Callable[..., dict[str, Any]]
 
 
 def experiment_main(
-    argv: list[str] | None, name: str, description: str, run: Run, markdown: Callable[[Any], str]
+    argv: list[str] | None,
+    name: str,
+    description: str,
+    run: Run,
+    markdown: Callable[[Any], str],
+    picture: Callable[[Path, Path], np.ndarray] | None = None,
 ) -> int:
     """Parse `--engine --pairs [--out] [--limit] [--threads]`, run the experiment `experiments.NAME` with progress
-    on stderr, print its Markdown table, and write `NAME.md` and `NAME.json` into `--out`."""
+    on stderr, print its Markdown table, and write `NAME.md` and `NAME.json` into `--out`, and `NAME.png` when the
+    experiment draws a `picture(bundle, pairs_dir)`."""
     parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=description)
     add_pairs_arguments(parser, f"{name}.md and .json")
     parser.add_argument("--threads", type=int, metavar="N", help="onnxruntime CPU threads")
@@ -37,6 +45,8 @@ def experiment_main(
         out = Path(args.out)
         write_bytes(out / f"{name}.md", report.encode())
         write_bytes(out / f"{name}.json", (json.dumps(table, indent=2) + "\n").encode())
+        if picture is not None:
+            write_image(out / f"{name}.png", picture(Path(args.engine), Path(args.pairs)))
     return 0
 
 

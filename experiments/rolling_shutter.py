@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from experiments.command import experiment_main, over_pairs
-from runtime import metrics
+from runtime import metrics, visualize
+from runtime.bundle import load_bundle
 from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair
-from runtime.media import read_image
+from runtime.evaluate import Pair, read_pairs
+from runtime.media import read_image, to_file_pixels
 from runtime.motion import GyroLog, RowMotion, exposure_motion, gyro_trajectory
-from runtime.tiling import tiles
 
 READOUTS_S = (0.0, 0.010, 0.020, 0.030)
 EXPOSURE_S = 1 / 30
@@ -56,31 +56,57 @@ def _every_row(poses: np.ndarray) -> RowMotion:
     return RowMotion(lambda _: poses, bands=1)
 
 
-def gains(deblurrer: Deblurrer, sharp: np.ndarray, focal_length: float, seed: int) -> dict[str, dict[str, float]]:
-    """Per readout time: the PSNR gain restoring with it and without it."""
+def restorations(
+    deblurrer: Deblurrer, sharp: np.ndarray, focal_length: float, seed: int, readout_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The rolling-shutter blurry image of `sharp` under the seed's shake, restored with the readout time and
+    without it (clipped to [0, 1]), and the bands the first took."""
     height, width = sharp.shape[:2]
     log = hand_shake(seed, height, width, focal_length)
-    camera = intrinsics(height, width, focal_length)
+    motion = exposure_motion(log, START_S, EXPOSURE_S, readout_s)
+    rows = motion if isinstance(motion, RowMotion) else _every_row(motion)
+    blurry = deblurrer.reblur(
+        sharp, RowMotion(rows.trajectory_at, SIMULATION_BANDS), intrinsics(height, width, focal_length)
+    )
+    noise = np.random.default_rng(seed).normal(0, 0.01, blurry.shape)
+    blurry = (np.round(np.clip(blurry + noise, 0, 1) * 255) / 255).astype(np.float32)
+    middle_row = START_S + readout_s / 2
+    with_readout = deblurrer.restore(blurry, focal_length, trajectory=motion, refine=False)
+    global_shutter = gyro_trajectory(log, middle_row, middle_row + EXPOSURE_S)
+    without = deblurrer.restore(blurry, focal_length, trajectory=global_shutter, refine=False).restored
+    return blurry, np.clip(with_readout.restored, 0, 1), np.clip(without, 0, 1), with_readout.tiles
+
+
+def gains(deblurrer: Deblurrer, sharp: np.ndarray, focal_length: float, seed: int) -> dict[str, dict[str, float]]:
+    """Per readout time: the PSNR gain restoring with it and without it, and the bands it took."""
     figures = {}
     for readout in READOUTS_S:
-        motion = exposure_motion(log, START_S, EXPOSURE_S, readout)
-        rows = motion if isinstance(motion, RowMotion) else _every_row(motion)
-        blurry = deblurrer.reblur(sharp, RowMotion(rows.trajectory_at, SIMULATION_BANDS), camera)
-        noise = np.random.default_rng(seed).normal(0, 0.01, blurry.shape)
-        blurry = (np.round(np.clip(blurry + noise, 0, 1) * 255) / 255).astype(np.float32)
-        middle_row = START_S + readout / 2
+        blurry, with_readout, without, bands = restorations(deblurrer, sharp, focal_length, seed, readout)
         baseline = metrics.psnr(blurry, sharp)
-
-        def gain(trajectory: np.ndarray | RowMotion, blurry: np.ndarray = blurry, baseline: float = baseline) -> float:
-            restored = deblurrer.restore(blurry, focal_length, trajectory=trajectory, refine=False).restored
-            return metrics.psnr(np.clip(restored, 0, 1), sharp) - baseline
-
         figures[f"{1000 * readout:g} ms"] = {
-            "with_readout_db": gain(motion),
-            "without_readout_db": gain(gyro_trajectory(log, middle_row, middle_row + EXPOSURE_S)),
-            "bands": float(len(tiles(height, width, max(height, width), 0, rows.bands))),
+            "with_readout_db": metrics.psnr(with_readout, sharp) - baseline,
+            "without_readout_db": metrics.psnr(without, sharp) - baseline,
+            "bands": float(bands),
         }
     return figures
+
+
+def picture(bundle: Path, pairs_dir: Path, readout_s: float = 0.020) -> np.ndarray:
+    """The first pair at 20 ms of readout: blurry | restored without the readout time | with it | sharp."""
+    loaded = load_bundle(bundle)
+    pair = read_pairs(pairs_dir, loaded.n_positions)[0]
+    sharp = read_image(pair.sharp).rgb
+    with Deblurrer(loaded, "ort-cpu", log=lambda _: None) as deblurrer:
+        blurry, with_readout, without, bands = restorations(deblurrer, sharp, pair.focal_length, 1, readout_s)
+    readout = f"{1000 * readout_s:g} ms"
+    return visualize.side_by_side(
+        [
+            (to_file_pixels(blurry), f"rolling shutter, {readout}: {metrics.psnr(blurry, sharp):.1f} dB"),
+            (to_file_pixels(without), f"one exposure for all rows: {metrics.psnr(without, sharp):.1f} dB"),
+            (to_file_pixels(with_readout), f"{bands} bands of rows: {metrics.psnr(with_readout, sharp):.1f} dB"),
+            (to_file_pixels(sharp), "sharp"),
+        ]
+    )
 
 
 def run(
@@ -123,7 +149,7 @@ def markdown(table: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return experiment_main(argv, "rolling_shutter", __doc__.splitlines()[0], run, markdown)
+    return experiment_main(argv, "rolling_shutter", __doc__.splitlines()[0], run, markdown, picture)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime import metrics
+from runtime import metrics, visualize
 from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.bundle import BundleError, load_bundle
@@ -438,22 +438,13 @@ def before_after(
     blurry: np.ndarray, restored: np.ndarray, sharp: np.ndarray, psnr_blurry: float, psnr_restored: float
 ) -> np.ndarray:
     """Blurry | restored | sharp side by side (uint8 BGR), each labelled, PSNRs in the labels."""
-    panels = [to_file_pixels(image) for image in (blurry, restored, sharp)]
-    labels = (f"blurry {_number(psnr_blurry, 1)} dB", f"restored {_number(psnr_restored, 1)} dB", "sharp")
-    for panel, label in zip(panels, labels, strict=True):
-        _label(panel, label)
-    gap = np.full((blurry.shape[0], max(2, blurry.shape[1] // 64), 3), 255, np.uint8)
-    return np.hstack([panels[0], gap, panels[1], gap, panels[2]])
-
-
-def _label(canvas: np.ndarray, text: str) -> None:
-    """White text on a dark band along the top of a panel, scaled to its width."""
-    scale = float(np.clip(canvas.shape[1] / 700, 0.25, 0.8))
-    thickness = 1 if scale < 0.5 else 2
-    (_, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    band = canvas[: text_h + baseline + 4]
-    band[:] = (0.4 * band.astype(np.float32) + 0.6 * 20).astype(np.uint8)
-    cv2.putText(canvas, text, (2, text_h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return visualize.side_by_side(
+        [
+            (to_file_pixels(blurry), f"blurry {_number(psnr_blurry, 1)} dB"),
+            (to_file_pixels(restored), f"restored {_number(psnr_restored, 1)} dB"),
+            (to_file_pixels(sharp), "sharp"),
+        ]
+    )
 
 
 def evaluate_pairs(

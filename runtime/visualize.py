@@ -532,3 +532,29 @@ def sync_chart(
     _polyline(figure, axes.to_px(offsets, mismatches), PITCH_YAW_ROLL[0][1], max(2, round(2 * scale)))
     _polyline(figure, axes.to_px([best_s * 1000] * 2, list(y_range)), START, max(1, round(scale)))
     return figure
+
+
+# --- side by side ------------------------------------------------------------------------------------------------
+
+
+def side_by_side(panels: Sequence[tuple[ImageArray, str]]) -> ImageArray:
+    """Same-sized uint8 BGR images in a row, white gaps between, each labelled along its top (white text on a
+    darkened band, scaled to its width)."""
+    labelled = []
+    for image, text in panels:
+        canvas = image.copy()
+        scale = float(np.clip(canvas.shape[1] / 700, 0.25, 0.8))
+        thickness = 1 if scale < 0.5 else 2
+        (_, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        band = canvas[: text_h + baseline + 4]
+        band[:] = (0.4 * band.astype(np.float32) + 0.6 * 20).astype(np.uint8)
+        cv2.putText(
+            canvas, text, (2, text_h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA
+        )
+        labelled.append(canvas)
+    first = labelled[0]
+    gap = np.full((first.shape[0], max(2, first.shape[1] // 64), 3), 255, np.uint8)
+    row = [labelled[0]]
+    for canvas in labelled[1:]:
+        row += [gap, canvas]
+    return np.hstack(row)

@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -14,6 +15,8 @@ def test_every_readout_time_is_restored_both_ways_and_reported(small_bundle, pai
     assert main(["--engine", str(small_bundle), "--pairs", str(pairs), "--limit", "1", "--out", str(tmp_path)]) == 0
     stdout = capsys.readouterr().out
     assert (tmp_path / "rolling_shutter.md").read_text() == stdout
+    # The picture: blurry, without, with, sharp; 48 px high with gaps of 2 px.
+    assert cv2.imread(str(tmp_path / "rolling_shutter.png")).shape == (48, 4 * 48 + 3 * 2, 3)
     (figures,) = json.loads((tmp_path / "rolling_shutter.json").read_text()).values()
     assert list(figures) == [f"{1000 * readout:g} ms" for readout in READOUTS_S]
     assert all(np.isfinite([row["with_readout_db"], row["without_readout_db"]]).all() for row in figures.values())
