@@ -251,7 +251,7 @@ def _video(
             if options.max_frames is not None and number >= options.max_frames:
                 break
             rgb, factor = _resize(frame[..., ::-1].astype(np.float32) / np.float32(255), options)
-            trajectory = options.motion.frame(reader.timestamp_s) if options.motion else None
+            trajectory = options.motion.frame(number, reader.timestamp_s) if options.motion else None
             result = deblurrer.restore(
                 rgb, focal_length_for(options, frame.shape[:2], factor)[0], trajectory=trajectory
             )

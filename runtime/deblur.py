@@ -10,6 +10,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from runtime.backends import add_backend_arguments
@@ -18,7 +19,14 @@ from runtime.batch import Options, run_batch
 from runtime.bundle import BundleError, load_bundle
 from runtime.deblurrer import DEFAULT_TILE_SIDE, Deblurrer, add_estimation_argument
 from runtime.media import make_outdir
-from runtime.motion import GyroMotion, KnownMotion, TrajectoryFile, read_gyro_log, read_trajectory
+from runtime.motion import (
+    GyroMotion,
+    KnownMotion,
+    TrajectoryFile,
+    read_frame_times,
+    read_gyro_log,
+    read_trajectory,
+)
 from runtime.profiles import ProfileError, load_build_profile
 from runtime.refine import add_refine_arguments, refine_settings
 from runtime.sources import expand
@@ -46,7 +54,11 @@ def camera_preset(path: Path) -> tuple[float, int]:
 
 def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
     """The camera motion the options give (--trajectory, or --gyro with --exposure), or None: estimate it."""
-    for option, value in (("--exposure", args.exposure), ("--readout-time", args.readout_time)):
+    for option, value in (
+        ("--exposure", args.exposure),
+        ("--readout-time", args.readout_time),
+        ("--frame-times", args.frame_times),
+    ):
         if value is not None and args.gyro is None:
             raise ValueError(f"{option} goes with --gyro")
     if args.readout_time is not None and not (math.isfinite(args.readout_time) and args.readout_time >= 0):
@@ -58,7 +70,12 @@ def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
     if args.gyro is None:
         return None
     start, duration = args.exposure if args.exposure is not None else (None, None)
-    return GyroMotion(args.gyro, read_gyro_log(args.gyro), n_poses, start, duration, args.readout_time or 0.0)
+    frame_times = read_frame_times(args.frame_times) if args.frame_times is not None else None
+    rolling = frame_times is not None and frame_times.readout_s is not None and bool(np.any(frame_times.readout_s > 0))
+    if rolling and args.refine is not None:
+        raise ValueError("--refine refines one trajectory; the frame times' readout gives one per row")
+    log = read_gyro_log(args.gyro)
+    return GyroMotion(args.gyro, log, n_poses, start, duration, args.readout_time or 0.0, frame_times)
 
 
 def exposure(text: str) -> tuple[float, float]:
@@ -131,12 +148,20 @@ def parser() -> argparse.ArgumentParser:
     motion.add_argument(
         "--gyro", type=Path, metavar="LOG", help="gyroscope log: CSV rows time_s,x,y,z (rad/s, camera frame)"
     )
-    known.add_argument(
+    timing = known.add_mutually_exclusive_group()
+    timing.add_argument(
         "--exposure",
         type=exposure,
         metavar="START,DURATION",
         help="the exposure in the gyroscope log's clock, in seconds (photos default to the whole log); "
         "a video frame's starts at START + its timestamp in the video",
+    )
+    timing.add_argument(
+        "--frame-times",
+        type=Path,
+        metavar="CSV",
+        help="each frame's exposure in the log's clock, as the camera's metadata gives it: columns "
+        "exposure_start_s, exposure_s and optionally readout_s, one row per frame (a photo: its row)",
     )
     known.add_argument(
         "--readout-time",

@@ -214,7 +214,7 @@ class TrajectoryFile:
     def photo(self) -> np.ndarray:
         return self.poses
 
-    def frame(self, timestamp_s: float) -> np.ndarray:
+    def frame(self, number: int, timestamp_s: float) -> np.ndarray:
         raise MotionError(f"{self.path}: a trajectory file gives one photo's motion; for a video give --gyro")
 
 
@@ -253,11 +253,46 @@ def exposure_motion(
 
 
 @dataclass(frozen=True)
+class FrameTimes:
+    """Each video frame's exposure in the gyroscope log's clock, as a camera's per-frame metadata gives it (on
+    Android: SENSOR_TIMESTAMP, SENSOR_EXPOSURE_TIME, SENSOR_ROLLING_SHUTTER_SKEW): the top row's exposure start
+    and the exposure time (s), and the readout time when recorded, one row per frame in order."""
+
+    path: Path
+    start_s: np.ndarray
+    exposure_s: np.ndarray
+    readout_s: np.ndarray | None = None
+
+
+def read_frame_times(path: str | Path) -> FrameTimes:
+    """A CSV with the columns `exposure_start_s`, `exposure_s` and, optionally, `readout_s`; one row per frame."""
+    path = Path(path)
+    try:
+        rows = list(csv.DictReader(path.read_text().splitlines()))
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a text file"
+        raise MotionError(f"{path}: cannot read frame times ({reason})") from None
+    if not rows or any(name not in rows[0] for name in ("exposure_start_s", "exposure_s")):
+        raise MotionError(
+            f"{path}: frame times need the columns exposure_start_s, exposure_s (and optionally readout_s)"
+        )
+    names = ["exposure_start_s", "exposure_s", *(["readout_s"] if "readout_s" in rows[0] else [])]
+    try:
+        columns = np.array([[float(row[name]) for name in names] for row in rows], dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise MotionError(f"{path}: a frame time is not a number ({error})") from None
+    if not np.all(np.isfinite(columns)) or np.any(columns[:, 1:] < 0) or np.any(columns[:, 1] == 0):
+        raise MotionError(f"{path}: exposure times must be positive and readout times >= 0, all finite")
+    readout = columns[:, 2] if len(names) == 3 else None
+    return FrameTimes(path, columns[:, 0], columns[:, 1], readout)
+
+
+@dataclass(frozen=True)
 class GyroMotion:
     """A gyroscope log and the exposure in its clock: `start_s` and `duration_s` for a photo (None: the log's whole
-    span); a video frame is exposed for `duration_s` from `start_s` plus its timestamp in the video. With a
-    rolling shutter's `readout_s` (top row to bottom row), each row's exposure starts that much later than the
-    one above in proportion, and the motion is a `RowMotion`."""
+    span); a video frame is exposed for `duration_s` from `start_s` plus its timestamp in the video, unless
+    `frame_times` give each frame's. With a rolling shutter's `readout_s` (top row to bottom row), each row's
+    exposure starts that much later than the one above in proportion, and the motion is a `RowMotion`."""
 
     path: Path
     log: GyroLog
@@ -265,6 +300,7 @@ class GyroMotion:
     start_s: float | None = None
     duration_s: float | None = None
     readout_s: float = 0.0
+    frame_times: FrameTimes | None = None
 
     @property
     def source(self) -> str:
@@ -272,6 +308,9 @@ class GyroMotion:
         return f"gyroscope log {self.path}, exposure {self._describe()}{shutter}"
 
     def photo(self) -> np.ndarray | RowMotion:
+        """The photo's motion: its exposure, else the first of `frame_times`, else the whole log."""
+        if self.frame_times is not None and self.start_s is None:
+            return self.frame(0, 0.0)
         if self.start_s is None or self.duration_s is None:
             first, last = self.log.span_s
             if last - first <= self.readout_s:
@@ -279,20 +318,31 @@ class GyroMotion:
             return self._motion(first, last - first - self.readout_s)
         return self._motion(self.start_s, self.duration_s)
 
-    def frame(self, timestamp_s: float) -> np.ndarray | RowMotion:
+    def frame(self, number: int, timestamp_s: float) -> np.ndarray | RowMotion:
+        """Frame `number`'s motion (from 0), the frame shown at `timestamp_s` in the video."""
+        times = self.frame_times
+        if times is not None:
+            if number >= len(times.start_s):
+                raise MotionError(f"{times.path}: has {len(times.start_s)} frames' times; the video has more")
+            readout = self.readout_s if times.readout_s is None else float(times.readout_s[number])
+            return self._motion(float(times.start_s[number]), float(times.exposure_s[number]), readout)
         if self.start_s is None or self.duration_s is None:
             raise MotionError(
-                f"{self.path}: a video needs --exposure START,DURATION (a frame starts at START + its timestamp)"
+                f"{self.path}: a video needs --exposure START,DURATION (a frame starts at START + its timestamp) "
+                "or --frame-times"
             )
         return self._motion(self.start_s + timestamp_s, self.duration_s)
 
-    def _motion(self, start_s: float, duration_s: float) -> np.ndarray | RowMotion:
+    def _motion(self, start_s: float, duration_s: float, readout_s: float | None = None) -> np.ndarray | RowMotion:
+        readout = self.readout_s if readout_s is None else readout_s
         try:
-            return exposure_motion(self.log, start_s, duration_s, self.readout_s, self.n_poses)
+            return exposure_motion(self.log, start_s, duration_s, readout, self.n_poses)
         except ValueError as error:
             raise MotionError(f"{self.path}: {error}") from None
 
     def _describe(self) -> str:
+        if self.frame_times is not None:
+            return f"per frame from {self.frame_times.path}"
         if self.start_s is None or self.duration_s is None:
             return "the whole log"
         return f"{self.duration_s:g} s from {self.start_s:g} s"

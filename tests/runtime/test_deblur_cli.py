@@ -433,6 +433,25 @@ def test_a_gyroscope_log_gives_photos_and_video_frames_their_motion(small_bundle
         expected = gyro_trajectory(read_gyro_log(log), start, start + 0.03)
         np.testing.assert_allclose(written_poses, expected, rtol=0, atol=1e-9)
 
+    # The camera's own per-frame metadata instead: exposure start and time of each frame, in the log's clock.
+    starts, exposures = [0.31, 0.36, 0.45, 0.49, 0.58], [0.02, 0.01, 0.03, 0.02, 0.005]
+    frame_times = tmp_path / "frames.csv"
+    frame_times.write_text(
+        "exposure_start_s,exposure_s\n" + "".join(f"{a},{b}\n" for a, b in zip(starts, exposures, strict=True))
+    )
+    code, _, stderr = run(*common, "--frame-times", frame_times, "-o", tmp_path / "c", inputs / "clip.mp4")
+    assert code == 0, stderr
+    with (tmp_path / "c" / "clip" / "trajectories.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    for frame, (start, exposure) in enumerate(zip(starts, exposures, strict=True)):
+        written_poses = [
+            [float(r[key]) for key in ("pitch_rad", "yaw_rad", "roll_rad")] for r in rows if int(r["frame"]) == frame
+        ]
+        expected = gyro_trajectory(read_gyro_log(log), start, start + exposure)
+        np.testing.assert_allclose(written_poses, expected, rtol=0, atol=1e-9)
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):  # argparse: one or the other
+        run(*common, "--frame-times", frame_times, "--exposure", "0,0.1", "-o", tmp_path / "d", inputs / "clip.mp4")
+
 
 def test_known_motion_that_does_not_fit_is_refused(small_bundle, inputs, tmp_path):
     common = ["--engine", small_bundle, "--backend", "ort-cpu"]

@@ -19,6 +19,7 @@ from runtime.motion import (
     exposure_motion,
     gyro_trajectory,
     logarithm,
+    read_frame_times,
     read_gyro_log,
     read_trajectory,
 )
@@ -237,13 +238,13 @@ def test_gyro_motion_gives_photos_their_window_and_video_frames_theirs(tmp_path)
     np.testing.assert_array_equal(whole.photo(), gyro_trajectory(log, 0.0, 1.0))
     assert whole.source.endswith("exposure the whole log")
     with pytest.raises(MotionError, match="gyro.csv: a video needs --exposure"):
-        whole.frame(0.0)
+        whole.frame(0, 0.0)
     timed = GyroMotion(tmp_path / "gyro.csv", log, N_POSES, start_s=0.1, duration_s=0.02)
     np.testing.assert_allclose(timed.photo(), gyro_trajectory(log, 0.1, 0.12), rtol=0, atol=1e-15)
-    np.testing.assert_allclose(timed.frame(0.1), gyro_trajectory(log, 0.2, 0.22), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(timed.frame(3, 0.1), gyro_trajectory(log, 0.2, 0.22), rtol=0, atol=1e-15)
     assert timed.source.endswith("exposure 0.02 s from 0.1 s")
     with pytest.raises(MotionError, match=r"gyro.csv: the exposure .* runs outside the gyroscope log"):
-        timed.frame(1.0)
+        timed.frame(30, 1.0)
 
 
 def test_a_trajectory_file_is_for_photos(tmp_path):
@@ -251,7 +252,7 @@ def test_a_trajectory_file_is_for_photos(tmp_path):
     known = TrajectoryFile(tmp_path / "t.json", poses)
     assert known.photo() is poses and known.source == f"file {tmp_path / 't.json'}"
     with pytest.raises(MotionError, match="t.json: a trajectory file gives one photo's motion"):
-        known.frame(0.0)
+        known.frame(0, 0.0)
 
 
 def test_a_rolling_shutter_gives_each_row_its_own_window(tmp_path):
@@ -267,7 +268,7 @@ def test_a_rolling_shutter_gives_each_row_its_own_window(tmp_path):
         np.testing.assert_allclose(rows.trajectory_at(fraction), gyro_trajectory(log, start, start + 0.03), atol=1e-15)
     assert not np.allclose(rows.trajectory_at(0.0), rows.trajectory_at(1.0), atol=1e-4)
     assert motion.source.endswith("exposure 0.03 s from 0.1 s, rolling shutter read out in 0.02 s")
-    assert isinstance(motion.frame(0.5), RowMotion)
+    assert isinstance(motion.frame(15, 0.5), RowMotion)
     assert GyroMotion(tmp_path / "g", log, N_POSES, 0.1, 0.03, readout_s=0.001).photo().bands == 1
     # The same without the batch's wrapper: a global shutter is one trajectory.
     np.testing.assert_allclose(exposure_motion(log, 0.1, 0.03), gyro_trajectory(log, 0.1, 0.13), atol=1e-15)
@@ -280,3 +281,44 @@ def test_a_rolling_shutter_gives_each_row_its_own_window(tmp_path):
         GyroMotion(tmp_path / "gyro.csv", log, N_POSES, 0.96, 0.03, readout_s=0.02).photo()
     with pytest.raises(MotionError, match="the log is too short for a readout of 1 s"):
         GyroMotion(tmp_path / "gyro.csv", log, N_POSES, readout_s=1.0).photo()
+
+
+def test_frame_times_give_each_frame_its_own_exposure_and_readout(tmp_path):
+    """As a camera's per-frame metadata: the top row's exposure start, the exposure time, the readout."""
+    times = np.linspace(0.0, 1.0, 1001)
+    log = GyroLog(times, np.stack([np.sin(7 * times), np.cos(3 * times), 0.2 * times], axis=1))
+    path = _write(
+        tmp_path / "frames.csv",
+        "exposure_start_s,exposure_s,readout_s\n0.10,0.030,0\n0.20,0.010,0.02\n",
+    )
+    frame_times = read_frame_times(path)
+    motion = GyroMotion(tmp_path / "gyro.csv", log, N_POSES, frame_times=frame_times)
+    np.testing.assert_allclose(motion.frame(0, 0.0), gyro_trajectory(log, 0.1, 0.13), atol=1e-15)
+    second = motion.frame(1, 99.0)  # the video's own timestamp does not matter
+    assert isinstance(second, RowMotion) and second.bands == 8
+    np.testing.assert_allclose(second.trajectory_at(1.0), gyro_trajectory(log, 0.22, 0.23), atol=1e-15)
+    np.testing.assert_allclose(motion.photo(), gyro_trajectory(log, 0.1, 0.13), atol=1e-15)  # a photo: its row
+    assert motion.source.endswith(f"exposure per frame from {path}")
+    with pytest.raises(MotionError, match="frames.csv: has 2 frames' times; the video has more"):
+        motion.frame(2, 0.0)
+    # Without a readout column the motion's own readout holds.
+    plain = read_frame_times(_write(tmp_path / "plain.csv", "exposure_start_s,exposure_s\n0.1,0.03\n"))
+    assert plain.readout_s is None
+    assert GyroMotion(tmp_path / "g", log, N_POSES, readout_s=0.005, frame_times=plain).frame(0, 0.0).bands == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("start,exposure\n0,0.01\n", "need the columns exposure_start_s, exposure_s"),
+        ("exposure_start_s,exposure_s\n0,x\n", "not a number"),
+        ("exposure_start_s,exposure_s\n0,0\n", "exposure times must be positive"),
+        ("exposure_start_s,exposure_s,readout_s\n0,0.01,-1\n", "readout times >= 0"),
+    ],
+)
+def test_bad_frame_times_are_refused_in_one_line_naming_them(tmp_path, content, reason):
+    path = _write(tmp_path / "frames.csv", content)
+    with pytest.raises(MotionError) as caught:
+        read_frame_times(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)) and reason in message and "\n" not in message
