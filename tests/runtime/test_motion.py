@@ -81,33 +81,6 @@ def test_the_files_the_cli_writes_read_back_as_they_are(tmp_path):
         read_trajectory(json_path, n_poses=9)
 
 
-@pytest.mark.parametrize(
-    ("name", "content", "reason"),
-    [
-        ("two.txt", "1,2\n3,4\n", "3 or 6 comma-separated columns"),
-        ("one_row.txt", "1,2,3,4,5,6\n", "3 or 6 comma-separated columns"),
-        ("nan.txt", "0,0,0,nan,0,0\n0,0,0,1,1,1\n", "non-finite"),
-        ("ragged.txt", "0,0,0,0.1,0.2,0.3\n0,0,0,0.1,0.2\n", "not a trajectory file"),
-        ("words.csv", "a,b,c\n1,2,3\n", "needs the columns pitch_rad, yaw_rad, roll_rad"),
-        ("text.csv", "pitch_rad,yaw_rad,roll_rad\n1,x,3\n", "not a number"),
-        ("keys.json", '{"trajectory": [[0, 0, 0]]}', "'poses' list"),
-        ("flat.json", '{"poses": [0, 0, 0]}', "rows of 3 angles"),
-        ("broken.json", '{"poses": [[0, 0, 0]', "not a trajectory.json"),
-        ("binary.txt", b"\xff\xfe\x00\x01", "cannot read"),
-    ],
-)
-def test_bad_trajectory_files_are_refused_in_one_line_naming_them(tmp_path, name, content, reason):
-    path = tmp_path / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
-    with pytest.raises(MotionError) as caught:
-        read_trajectory(path)
-    message = str(caught.value)
-    assert message.startswith(str(path)) and reason in message and "\n" not in message
-
-
 def test_a_missing_trajectory_file_is_refused(tmp_path):
     with pytest.raises(MotionError, match=r"missing.txt: cannot read trajectory file \(No such file"):
         read_trajectory(tmp_path / "missing.txt")
@@ -204,24 +177,6 @@ def test_gyro_logs_are_read_with_or_without_a_header(tmp_path):
         assert log.span_s == (0.0, 0.01)
 
 
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        ("0,1,2\n1,1,2\n", "4 columns"),
-        ("0,1,2,3\n", "4 columns"),
-        ("0,1,2,3\n0,1,2,3\n", "times must increase"),
-        ("0,1,2,3\n1,nan,2,3\n", "non-finite"),
-        ("time_s,x,y,z\n0,a,2,3\n", "not a gyroscope log"),
-    ],
-)
-def test_bad_gyro_logs_are_refused_in_one_line_naming_them(tmp_path, content, reason):
-    path = _write(tmp_path / "gyro.csv", content)
-    with pytest.raises(MotionError) as caught:
-        read_gyro_log(path)
-    message = str(caught.value)
-    assert message.startswith(str(path)) and reason in message and "\n" not in message
-
-
 def _write(path, text):
     path.write_text(text)
     return path
@@ -308,17 +263,37 @@ def test_frame_times_give_each_frame_its_own_exposure_and_readout(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("content", "reason"),
+    ("reader", "name", "content", "reason"),
     [
-        ("start,exposure\n0,0.01\n", "need the columns exposure_start_s, exposure_s"),
-        ("exposure_start_s,exposure_s\n0,x\n", "not a number"),
-        ("exposure_start_s,exposure_s\n0,0\n", "exposure times must be positive"),
-        ("exposure_start_s,exposure_s,readout_s\n0,0.01,-1\n", "readout times >= 0"),
+        (read_trajectory, "two.txt", "1,2\n3,4\n", "3 or 6 comma-separated columns"),
+        (read_trajectory, "one_row.txt", "1,2,3,4,5,6\n", "3 or 6 comma-separated columns"),
+        (read_trajectory, "nan.txt", "0,0,0,nan,0,0\n0,0,0,1,1,1\n", "non-finite"),
+        (read_trajectory, "ragged.txt", "0,0,0,0.1,0.2,0.3\n0,0,0,0.1,0.2\n", "not a trajectory file"),
+        (read_trajectory, "words.csv", "a,b,c\n1,2,3\n", "needs the columns pitch_rad, yaw_rad, roll_rad"),
+        (read_trajectory, "text.csv", "pitch_rad,yaw_rad,roll_rad\n1,x,3\n", "not a number"),
+        (read_trajectory, "keys.json", '{"trajectory": [[0, 0, 0]]}', "'poses' list"),
+        (read_trajectory, "flat.json", '{"poses": [0, 0, 0]}', "rows of 3 angles"),
+        (read_trajectory, "broken.json", '{"poses": [[0, 0, 0]', "not a trajectory.json"),
+        (read_trajectory, "binary.txt", b"\xff\xfe\x00\x01", "cannot read"),
+        (read_gyro_log, "gyro.csv", "0,1,2\n1,1,2\n", "4 columns"),
+        (read_gyro_log, "gyro.csv", "0,1,2,3\n", "4 columns"),
+        (read_gyro_log, "gyro.csv", "0,1,2,3\n0,1,2,3\n", "times must increase"),
+        (read_gyro_log, "gyro.csv", "0,1,2,3\n1,nan,2,3\n", "non-finite"),
+        (read_gyro_log, "gyro.csv", "time_s,x,y,z\n0,a,2,3\n", "not a gyroscope log"),
+        (read_frame_times, "frames.csv", "start,exposure\n0,0.01\n", "need the columns exposure_start_s, exposure_s"),
+        (read_frame_times, "frames.csv", "exposure_start_s,exposure_s\n0,x\n", "not a number"),
+        (read_frame_times, "frames.csv", "exposure_start_s,exposure_s\n0,0\n", "exposure times must be positive"),
+        (read_frame_times, "frames.csv", "exposure_start_s,exposure_s,readout_s\n0,0.01,-1\n", "readout times >= 0"),
     ],
 )
-def test_bad_frame_times_are_refused_in_one_line_naming_them(tmp_path, content, reason):
-    path = _write(tmp_path / "frames.csv", content)
+def test_bad_files_are_refused_in_one_line_naming_them(tmp_path, reader, name, content, reason):
+    """Trajectory files, gyroscope logs and frame times: what cannot be used is said in one line naming it."""
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
     with pytest.raises(MotionError) as caught:
-        read_frame_times(path)
+        reader(path)
     message = str(caught.value)
     assert message.startswith(str(path)) and reason in message and "\n" not in message
