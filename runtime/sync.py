@@ -1,5 +1,7 @@
-"""Find the offset between a gyroscope log's clock and a video's: the rotation the frames show from one to the next
-against the rotation the log integrates over the same interval, for every candidate offset.
+"""Find the offset between a gyroscope log's clock and a video's, from the camera's turns between frames.
+
+The rotation the frames show from one to the next is compared with the rotation the log integrates over the same
+interval, for every candidate offset.
 
 Known-motion deblurring needs each exposure's place in the log's clock to a millisecond or two
 (`experiments.gyro_errors`); one photo cannot tell it, but a video can. Between consecutive frames the camera
