@@ -20,9 +20,12 @@ from runtime.bundle import BundleError, load_bundle
 from runtime.deblurrer import DEFAULT_TILE_SIDE, Deblurrer, add_estimation_argument
 from runtime.media import make_outdir
 from runtime.motion import (
+    CAMERA_AXES,
     GyroMotion,
     KnownMotion,
     TrajectoryFile,
+    add_gyro_axes_argument,
+    in_camera_axes,
     read_frame_times,
     read_gyro_log,
     read_trajectory,
@@ -58,6 +61,7 @@ def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
         ("--exposure", args.exposure),
         ("--readout-time", args.readout_time),
         ("--frame-times", args.frame_times),
+        ("--gyro-axes", None if args.gyro_axes == CAMERA_AXES else args.gyro_axes),
     ):
         if value is not None and args.gyro is None:
             raise ValueError(f"{option} goes with --gyro")
@@ -74,7 +78,7 @@ def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
     rolling = frame_times is not None and frame_times.readout_s is not None and bool(np.any(frame_times.readout_s > 0))
     if rolling and args.refine is not None:
         raise ValueError("--refine refines one trajectory; the frame times' readout gives one per row")
-    log = read_gyro_log(args.gyro)
+    log = in_camera_axes(read_gyro_log(args.gyro), args.gyro_axes)
     return GyroMotion(args.gyro, log, n_poses, start, duration, args.readout_time or 0.0, frame_times)
 
 
@@ -146,8 +150,9 @@ def parser() -> argparse.ArgumentParser:
         "(the authors' 6-column format, or 3 columns of angles)",
     )
     motion.add_argument(
-        "--gyro", type=Path, metavar="LOG", help="gyroscope log: CSV rows time_s,x,y,z (rad/s, camera frame)"
+        "--gyro", type=Path, metavar="LOG", help="gyroscope log: CSV rows time_s,x,y,z (rad/s; see --gyro-axes)"
     )
+    add_gyro_axes_argument(known)
     timing = known.add_mutually_exclusive_group()
     timing.add_argument(
         "--exposure",

@@ -13,6 +13,7 @@ sharp image is the mean pose.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -148,6 +149,44 @@ def read_gyro_log(path: str | Path) -> GyroLog:
     if not np.all(np.diff(data[:, 0]) > 0):
         raise MotionError(f"{path}: times must increase from row to row")
     return GyroLog(times_s=data[:, 0], angular_velocity=data[:, 1:])
+
+
+#: The camera's axes (x right, y down, z forward) as signed axes of a gyroscope: "x,-y,-z" for one whose y points up
+#: and z backwards, e.g. an Android phone's sensor frame seen from its back camera in the phone's natural orientation.
+CAMERA_AXES = "x,y,z"
+
+
+def axes_matrix(spec: str) -> np.ndarray:
+    """The `(3, 3)` matrix taking a gyroscope's rates to the camera's, from `spec`: for the camera's x, y and z in
+    turn, the gyroscope axis along it, signed (`"y,-x,z"`: the camera's x is the gyroscope's y, its y the
+    gyroscope's -x). Raises ValueError unless the spec turns one right-handed frame into the other."""
+    parts = [part.strip().lower() for part in spec.split(",")]
+    matrix = np.zeros((3, 3))
+    if len(parts) != 3 or any(part.lstrip("+-") not in ("x", "y", "z") for part in parts):
+        raise ValueError(f"axes must be three signed axes such as x,-y,-z, got {spec!r}")
+    for row, part in enumerate(parts):
+        matrix[row, "xyz".index(part.lstrip("+-"))] = -1.0 if part.startswith("-") else 1.0
+    if not np.allclose(np.abs(matrix).sum(axis=0), 1):
+        raise ValueError(f"axes must name each of x, y and z once, got {spec!r}")
+    if np.linalg.det(matrix) < 0:
+        raise ValueError(f"axes {spec!r} mirror the frame; a gyroscope's and the camera's are both right-handed")
+    return matrix
+
+
+def add_gyro_axes_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--gyro-axes SPEC` (`axes_matrix`), for the commands that read gyroscope logs."""
+    parser.add_argument(
+        "--gyro-axes",
+        default=CAMERA_AXES,
+        metavar="SPEC",
+        help="the gyroscope axes along the camera's x (right), y (down) and z (forward), signed, e.g. x,-y,-z "
+        f"(default {CAMERA_AXES}: the log is in the camera's frame)",
+    )
+
+
+def in_camera_axes(log: GyroLog, spec: str) -> GyroLog:
+    """The log's rates about the camera's axes, the gyroscope mounted as `spec` says (`axes_matrix`)."""
+    return GyroLog(log.times_s, log.angular_velocity @ axes_matrix(spec).T)
 
 
 def gyro_trajectory(log: GyroLog, start_s: float, end_s: float, n_poses: int = N_POSES) -> np.ndarray:

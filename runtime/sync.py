@@ -26,7 +26,7 @@ import numpy as np
 from runtime.batch import Progress
 from runtime.camera import intrinsics, intrinsics_inverse
 from runtime.media import MediaError, VideoReader, write_image
-from runtime.motion import GyroLog, exponential, logarithm, read_gyro_log
+from runtime.motion import GyroLog, add_gyro_axes_argument, exponential, in_camera_axes, logarithm, read_gyro_log
 from runtime.visualize import sync_chart
 
 #: Features tracked between consecutive frames, and the fewest a frame pair needs to count.
@@ -195,6 +195,7 @@ def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(prog="python -m runtime.sync", description=__doc__.splitlines()[0])
     parse.add_argument("video", type=Path, metavar="VIDEO", help="a video filmed while the log was recorded")
     parse.add_argument("--gyro", type=Path, required=True, metavar="LOG", help="gyroscope log, as runtime.deblur reads")
+    add_gyro_axes_argument(parse)
     parse.add_argument(
         "--focal-length", type=float, metavar="PX", help="in pixels of the video (default: its longer side)"
     )
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--search must be a positive number of seconds, got {args.search}")
         if args.max_frames is not None and args.max_frames < 2:
             raise ValueError(f"--max-frames must be at least 2, got {args.max_frames}")
-        log = read_gyro_log(args.gyro)
+        log = in_camera_axes(read_gyro_log(args.gyro), args.gyro_axes)
         progress = Progress()
         sync = sync_video(log, args.video, args.focal_length, (-args.search, args.search), args.max_frames, progress)
         progress.done()

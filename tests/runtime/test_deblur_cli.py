@@ -416,6 +416,11 @@ def test_a_gyroscope_log_gives_photos_and_video_frames_their_motion(small_bundle
     assert run(*common, "-o", tmp_path / "a", inputs / "photo.png")[0] == 0
     expected = gyro_trajectory(read_gyro_log(log), 0.0, float(times[-1]))
     np.testing.assert_allclose(poses_written(tmp_path / "a" / "photo"), expected, rtol=0, atol=1e-9)
+    # The same motion logged by a gyroscope whose y points up and z backwards (an Android phone's frame).
+    phone = tmp_path / "phone.csv"
+    np.savetxt(phone, np.column_stack([times, rates * [1, -1, -1]]), delimiter=",")
+    assert run(*common[:-1], phone, "--gyro-axes", "x,-y,-z", "-o", tmp_path / "phone", inputs / "photo.png")[0] == 0
+    np.testing.assert_allclose(poses_written(tmp_path / "phone" / "photo"), expected, rtol=0, atol=1e-9)
     source = json.loads((tmp_path / "a" / "photo" / "trajectory.json").read_text())["trajectory_source"]
     assert source == f"gyroscope log {log}, exposure the whole log"
 
@@ -465,6 +470,8 @@ def test_known_motion_that_does_not_fit_is_refused(small_bundle, inputs, tmp_pat
         (["--trajectory", tmp_path / "bad.txt"], "bad.txt: expected at least 2 rows of 3 or 6"),
         (["--trajectory", tmp_path / "missing.json"], "missing.json: cannot read trajectory file"),
         (["--exposure", "0,0.1"], "--exposure goes with --gyro"),
+        (["--gyro-axes", "x,-y,-z"], "--gyro-axes goes with --gyro"),
+        (["--gyro", log, "--gyro-axes", "x,y,-z"], "axes 'x,y,-z' mirror the frame"),
     ]:
         code, _, stderr = run(*common, *arguments, "-o", tmp_path / "out", inputs / "photo.png")
         assert code == 2 and len(stderr.splitlines()) == 1 and message in stderr, stderr

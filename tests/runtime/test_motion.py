@@ -9,15 +9,18 @@ import pytest
 
 from runtime.camera import intrinsics, point_paths
 from runtime.motion import (
+    CAMERA_AXES,
     N_POSES,
     GyroLog,
     GyroMotion,
     MotionError,
     RowMotion,
     TrajectoryFile,
+    axes_matrix,
     exponential,
     exposure_motion,
     gyro_trajectory,
+    in_camera_axes,
     logarithm,
     read_frame_times,
     read_gyro_log,
@@ -297,3 +300,23 @@ def test_bad_files_are_refused_in_one_line_naming_them(tmp_path, reader, name, c
         reader(path)
     message = str(caught.value)
     assert message.startswith(str(path)) and reason in message and "\n" not in message
+
+
+def test_a_gyroscope_mounted_otherwise_is_turned_into_the_cameras_axes():
+    """An Android phone's sensor frame (x right, y up, z out of the screen) seen from its back camera (x right,
+    y down, z forward): "x,-y,-z". A rate about the phone's y (up) is a rate about the camera's -y."""
+    np.testing.assert_array_equal(axes_matrix("x,-y,-z"), np.diag([1.0, -1.0, -1.0]))
+    np.testing.assert_array_equal(axes_matrix(" Y, -X ,z"), [[0, 1, 0], [-1, 0, 0], [0, 0, 1]])
+    phone = GyroLog(np.array([0.0, 0.1]), np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]))
+    camera = in_camera_axes(phone, "x,-y,-z")
+    np.testing.assert_array_equal(camera.angular_velocity, [[0.1, -0.2, -0.3], [0.4, -0.5, -0.6]])
+    np.testing.assert_array_equal(in_camera_axes(phone, CAMERA_AXES).angular_velocity, phone.angular_velocity)
+    for spec, reason in [
+        ("x,y", "three signed axes"),
+        ("x,y,w", "three signed axes"),
+        ("x,x,z", "each of x, y and z once"),
+        ("x,y,-z", "mirror the frame"),
+        ("y,x,z", "mirror the frame"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            axes_matrix(spec)

@@ -102,6 +102,7 @@ def test_what_cannot_be_synchronised_is_refused_in_one_line(tmp_path):
         ([str(tmp_path / "missing.mp4"), "--gyro", str(gyro)], "missing.mp4: cannot open video"),
         ([str(still), "--gyro", str(tmp_path / "none.csv")], "none.csv: cannot read gyroscope log"),
         ([str(still), "--gyro", str(gyro), "--search", "0"], "--search must be a positive number of seconds"),
+        ([str(still), "--gyro", str(gyro), "--gyro-axes", "y,x,z"], "axes 'y,x,z' mirror the frame"),
     ]:
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
