@@ -13,12 +13,10 @@ import csv
 import functools
 import io
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
 
 import cv2
 import numpy as np
@@ -39,6 +37,7 @@ from runtime.media import (
     write_image,
 )
 from runtime.motion import KnownMotion, MotionError
+from runtime.progress import Progress
 from runtime.sources import Source
 
 SEQUENCE_FPS = 10.0
@@ -71,25 +70,6 @@ class Summary:
     done: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-class Progress:
-    """A one-line progress display on stderr (rewritten in place on a terminal, one line per step otherwise)."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-
-    def __call__(self, text: str) -> None:
-        if self.live:
-            self.stream.write(f"\r\033[K{text}")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.live:
-            self.stream.write("\n")
 
 
 def run_batch(

@@ -23,10 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.batch import Progress
 from runtime.camera import intrinsics, intrinsics_inverse
 from runtime.media import MediaError, VideoReader, write_image
 from runtime.motion import GyroLog, add_gyro_axes_argument, exponential, in_camera_axes, logarithm, read_gyro_log
+from runtime.progress import Progress
 from runtime.visualize import sync_chart
 
 #: Features tracked between consecutive frames, and the fewest a frame pair needs to count.
