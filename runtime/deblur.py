@@ -56,7 +56,7 @@ def camera_preset(path: Path) -> tuple[float, int]:
 
 
 def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
-    """The camera motion the options give (--trajectory, or --gyro with --exposure), or None: estimate it."""
+    """The camera motion the options give (--trajectory, or --gyro with its timing and axes), or None: estimate it."""
     for option, value in (
         ("--exposure", args.exposure),
         ("--readout-time", args.readout_time),
