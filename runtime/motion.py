@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -128,6 +129,23 @@ class GyroLog:
     def span_s(self) -> tuple[float, float]:
         return float(self.times_s[0]), float(self.times_s[-1])
 
+    @functools.cached_property
+    def _at_samples(self) -> list[np.ndarray]:
+        """The camera's orientation at every sample, integrated once per log."""
+        orientations, rates, times = [np.eye(3)], self.angular_velocity, self.times_s
+        for step in range(len(times) - 1):
+            mean_rate = 0.5 * (rates[step] + rates[step + 1])
+            orientations.append(orientations[-1] @ exponential(mean_rate * (times[step + 1] - times[step])))
+        return orientations
+
+    def orientation_at(self, time_s: float) -> np.ndarray:
+        """The camera's orientation `(3, 3)` (its axes in the frame of the first sample) at an instant of the log:
+        the rate interpolated linearly between samples, each piece's turn the exact rotation of its mean rate."""
+        times, rates = self.times_s, self.angular_velocity
+        step = int(np.clip(np.searchsorted(times, time_s, side="right") - 1, 0, len(times) - 2))
+        rate = rates[step] + (rates[step + 1] - rates[step]) * (time_s - times[step]) / (times[step + 1] - times[step])
+        return self._at_samples[step] @ exponential(0.5 * (rates[step] + rate) * (time_s - times[step]))
+
 
 def read_gyro_log(path: str | Path) -> GyroLog:
     """A gyroscope log: CSV rows `time_s, x, y, z` (seconds, rad/s in the camera frame), an optional header row."""
@@ -190,11 +208,8 @@ def in_camera_axes(log: GyroLog, spec: str) -> GyroLog:
 
 
 def gyro_trajectory(log: GyroLog, start_s: float, end_s: float, n_poses: int = N_POSES) -> np.ndarray:
-    """The trajectory `(n_poses, 3)` float64 of an exposure from `start_s` to `end_s` (the log's clock).
-
-    The angular velocity is interpolated linearly between samples, and the orientation integrated exactly for each
-    piece's mean velocity (exponential map) over every sample and pose time in the exposure.
-    """
+    """The trajectory `(n_poses, 3)` float64 of an exposure from `start_s` to `end_s` (the log's clock): the scene's
+    rotation at evenly spaced instants relative to the exposure's start (`GyroLog.orientation_at`), mean-centred."""
     first, last = log.span_s
     if not (math.isfinite(start_s) and math.isfinite(end_s) and end_s > start_s):
         raise ValueError(f"an exposure must end after it starts, got {start_s} to {end_s} s")
@@ -202,18 +217,9 @@ def gyro_trajectory(log: GyroLog, start_s: float, end_s: float, n_poses: int = N
         raise ValueError(
             f"the exposure {start_s:g} to {end_s:g} s runs outside the gyroscope log ({first:g} to {last:g} s)"
         )
-    pose_times = np.linspace(start_s, end_s, n_poses)
-    inside = log.times_s[(log.times_s > start_s) & (log.times_s < end_s)]
-    times = np.union1d(pose_times, inside)
-    velocity = np.stack([np.interp(times, log.times_s, log.angular_velocity[:, axis]) for axis in range(3)], axis=1)
-    orientation = np.eye(3)
-    orientations = [orientation]
-    for step in range(len(times) - 1):
-        mean_velocity = 0.5 * (velocity[step] + velocity[step + 1])
-        orientation = orientation @ exponential(mean_velocity * (times[step + 1] - times[step]))
-        orientations.append(orientation)
-    at_poses = np.stack(orientations)[np.searchsorted(times, pose_times)]
-    poses = np.stack([logarithm(matrix.T) for matrix in at_poses])
+    at_start = log.orientation_at(start_s)
+    turns = [at_start.T @ log.orientation_at(float(time)) for time in np.linspace(start_s, end_s, n_poses)]
+    poses = np.stack([logarithm(turn.T) for turn in turns])
     return poses - poses.mean(axis=0)
 
 

@@ -100,40 +100,17 @@ def video_rotations(
     return rotations
 
 
-class Orientations:
-    """The camera's orientation at every instant of a gyroscope log, relative to its first sample: the rate
-    interpolated linearly and integrated piece by piece (as `runtime.motion.gyro_trajectory` does)."""
-
-    def __init__(self, log: GyroLog) -> None:
-        self.log = log
-        self.at_samples = [np.eye(3)]
-        rates, times = log.angular_velocity, log.times_s
-        for step in range(len(times) - 1):
-            mean_rate = 0.5 * (rates[step] + rates[step + 1])
-            self.at_samples.append(self.at_samples[-1] @ exponential(mean_rate * (times[step + 1] - times[step])))
-
-    def at(self, time_s: float) -> np.ndarray:
-        times, rates = self.log.times_s, self.log.angular_velocity
-        step = int(np.clip(np.searchsorted(times, time_s, side="right") - 1, 0, len(times) - 2))
-        rate = rates[step] + (rates[step + 1] - rates[step]) * (time_s - times[step]) / (times[step + 1] - times[step])
-        return self.at_samples[step] @ exponential(0.5 * (rates[step] + rate) * (time_s - times[step]))
-
-    def scene_rotation(self, start_s: float, end_s: float) -> np.ndarray:
-        """The scene's rotation matrix from `start_s` to `end_s`: the transpose of the camera's turn."""
-        return (self.at(start_s).T @ self.at(end_s)).T
-
-
-def mismatch(orientations: Orientations, rotations: list[FrameRotation], offset_s: float) -> float:
+def mismatch(log: GyroLog, rotations: list[FrameRotation], offset_s: float) -> float:
     """The mean angle (rad) between the frames' rotations and the log's over the same intervals shifted by
     `offset_s`; infinite when an interval leaves the log."""
-    first, last = orientations.log.span_s
+    first, last = log.span_s
     angles = []
     for pair in rotations:
         start, end = pair.start_s + offset_s, pair.end_s + offset_s
         if start < first or end > last:
             return math.inf
-        difference = orientations.scene_rotation(start, end).T @ exponential(pair.rotation)
-        angles.append(float(np.linalg.norm(logarithm(difference))))
+        scene_turn = (log.orientation_at(start).T @ log.orientation_at(end)).T
+        angles.append(float(np.linalg.norm(logarithm(scene_turn.T @ exponential(pair.rotation)))))
     return float(np.mean(angles)) if angles else math.inf
 
 
@@ -142,9 +119,8 @@ def find_offset(log: GyroLog, rotations: list[FrameRotation], search_s: tuple[fl
     `COARSE_STEP_S`, then `FINE_STEP_S` around its best. Raises ValueError when nothing can be compared."""
     if not rotations:
         raise ValueError("no pair of consecutive frames could be tracked: nothing to compare with the log")
-    orientations = Orientations(log)
     coarse = np.arange(search_s[0], search_s[1] + COARSE_STEP_S / 2, COARSE_STEP_S)
-    coarse_mismatch = np.array([mismatch(orientations, rotations, float(offset)) for offset in coarse])
+    coarse_mismatch = np.array([mismatch(log, rotations, float(offset)) for offset in coarse])
     if not np.isfinite(coarse_mismatch).any():
         raise ValueError(
             f"the log ({log.times_s[0]:g} to {log.times_s[-1]:g} s) does not cover the video shifted by any offset "
@@ -152,7 +128,7 @@ def find_offset(log: GyroLog, rotations: list[FrameRotation], search_s: tuple[fl
         )
     best = float(coarse[int(np.argmin(coarse_mismatch))])
     fine = np.arange(best - COARSE_STEP_S, best + COARSE_STEP_S + FINE_STEP_S / 2, FINE_STEP_S)
-    fine_mismatch = np.array([mismatch(orientations, rotations, float(offset)) for offset in fine])
+    fine_mismatch = np.array([mismatch(log, rotations, float(offset)) for offset in fine])
     index = int(np.argmin(fine_mismatch))
     searched = np.concatenate([coarse, fine])
     order = np.argsort(searched)

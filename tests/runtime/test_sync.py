@@ -13,7 +13,7 @@ import pytest
 from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
 from runtime.motion import GyroLog, exponential, exposure_motion
-from runtime.sync import FrameRotation, Orientations, find_offset, frame_rotation, main, video_rotations
+from runtime.sync import FrameRotation, find_offset, frame_rotation, main, video_rotations
 
 FOCAL, HEIGHT, WIDTH, FPS = 400.0, 240, 320, 30.0
 #: Log time of video time 0: what the search must find.
@@ -64,13 +64,12 @@ def test_a_blurred_shaky_videos_offset_is_found_within_a_millisecond(small_bundl
     """60 frames at 30 fps, each exposed for 1/60 s around its log time (the PMBM blur through the bundle's sequence
     graph), written as MP4; the CLI finds the offset and draws the search."""
     texture, log = _texture(), _shake()
-    orientations = Orientations(log)
     video = tmp_path / "shaky.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
         for number in range(60):
             middle = number / FPS + TRUE_OFFSET_S
-            sharp = np.repeat(_view(texture, orientations.at(middle))[..., None], 3, axis=2)
+            sharp = np.repeat(_view(texture, log.orientation_at(middle))[..., None], 3, axis=2)
             blur = exposure_motion(log, middle - 1 / 120, 1 / 60)
             frame = deblurrer.reblur(np.ascontiguousarray(sharp), blur, intrinsics(HEIGHT, WIDTH, FOCAL))
             writer.write(np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8))
