@@ -32,6 +32,7 @@ from runtime.tiling import (
     MIN_MARGIN,
     WARP_TILE_SIDE,
     Tile,
+    assemble,
     blur_extent_px,
     max_margin,
     middle_row_fraction,
@@ -378,16 +379,14 @@ class Deblurrer:
         (margins of one blur extent, so each band's core is what its trajectory makes of it)."""
         height, width = sharp.shape[:2]
         margin = warp_margin(_widest_blur(motion, camera, height, width))
-        whole: dict[str, np.ndarray] = {}
-        for band in tiles(height, width, max(height, width), margin, motion.bands):
+
+        def band_outputs(band: Tile) -> dict[str, np.ndarray]:
             poses = motion.trajectory_at(middle_row_fraction(band, height))
             window = np.ascontiguousarray(sharp[band.y0 : band.y1])
-            outputs = self._run_sequence(keep, window, poses, camera_model.tile_intrinsics(camera, 0, band.y0))
-            for name in keep:
-                if name not in whole:
-                    whole[name] = np.empty((*outputs[name].shape[:-2], height, width), outputs[name].dtype)
-                band.place(whole[name], outputs[name])
-        return whole
+            return self._run_sequence(keep, window, poses, camera_model.tile_intrinsics(camera, 0, band.y0))
+
+        bands = tiles(height, width, max(height, width), margin, motion.bands)
+        return assemble(bands, band_outputs, keep, height, width)
 
     def _restore_image(
         self,

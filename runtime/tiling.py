@@ -196,17 +196,29 @@ def warp_tiled(run: GraphFunction, tile_side: int, keep: Sequence[str]) -> Graph
             outputs = run(inputs)
             return {name: outputs[name] for name in keep}
         height, width = inputs["sharp"].shape[-2:]
-        whole: dict[str, np.ndarray] = {}
-        for window in windows:
-            outputs = run(_tile_inputs(inputs, window))
-            for name in keep:
-                part = np.asarray(outputs[name])
-                if name not in whole:
-                    whole[name] = np.empty((*part.shape[:-2], height, width), part.dtype)
-                window.place(whole[name], part)
-        return whole
+        return assemble(windows, lambda window: run(_tile_inputs(inputs, window)), keep, height, width)
 
     return tiled
+
+
+def assemble(
+    windows: Sequence[Tile],
+    outputs_of: Callable[[Tile], Mapping[str, np.ndarray]],
+    keep: Sequence[str],
+    height: int,
+    width: int,
+) -> dict[str, np.ndarray]:
+    """The outputs named in `keep` of a graph run tile by tile (`outputs_of(tile)`), each tile's core placed into
+    arrays of the whole image's `height` x `width`."""
+    whole: dict[str, np.ndarray] = {}
+    for window in windows:
+        outputs = outputs_of(window)
+        for name in keep:
+            part = np.asarray(outputs[name])
+            if name not in whole:
+                whole[name] = np.empty((*part.shape[:-2], height, width), part.dtype)
+            window.place(whole[name], part)
+    return whole
 
 
 def refine_tiled(run_refine: GraphFunction, tile_side: int) -> GraphFunction:
