@@ -362,15 +362,12 @@ class Deblurrer:
         trajectory."""
         height, width = batch.shape[-2:]
         tile = self.tile_side or max(height, width)
-        margin = self._margin(_widest_blur(motion, camera, height, width), tile)
 
         def trajectory_of(part: Tile) -> np.ndarray:
             return self._poses(motion.trajectory_at(middle_row_fraction(part, height)))
 
-        def tell(number: int, total: int) -> None:
-            progress(f"restoring: tile {number}/{total}")
-
-        return restore_tiled(self._restore_batch, batch, trajectory_of, camera, tile, margin, tell, motion.bands)
+        extent = _widest_blur(motion, camera, height, width)
+        return self._restore_tiled(batch, trajectory_of, camera, tile, extent, progress, "restoring", motion.bands)
 
     def _run_sequence_rows(
         self, keep: tuple[str, ...], sharp: np.ndarray, motion: RowMotion, camera: np.ndarray
@@ -400,13 +397,29 @@ class Deblurrer:
         to `progress` as `STAGE: tile K/N`)."""
         height, width = batch.shape[-2:]
         if self.tile_side is not None and max(height, width) > self.tile_side:
-            margin = self._margin(blur_extent_px(poses[0], camera, height, width), self.tile_side)
-
-            def tell(number: int, total: int) -> None:
-                progress(f"{stage}: tile {number}/{total}")
-
-            return restore_tiled(self._restore_batch, batch, lambda _: poses, camera, self.tile_side, margin, tell)
+            extent = blur_extent_px(poses[0], camera, height, width)
+            return self._restore_tiled(batch, lambda _: poses, camera, self.tile_side, extent, progress, stage)
         return self._restore_batch(batch, poses, camera), 1
+
+    def _restore_tiled(
+        self,
+        batch: np.ndarray,
+        trajectory_of: Callable[[Tile], np.ndarray],
+        camera: np.ndarray,
+        tile: int,
+        extent_px: float,
+        progress: Callable[[str], object],
+        stage: str,
+        bands: int = 1,
+    ) -> tuple[np.ndarray, int]:
+        """Restore in tiles of at most `tile` px (and `bands` of rows) with margins for a blur of `extent_px`, each
+        tile told to `progress` as `STAGE: tile K/N`."""
+
+        def tell(number: int, total: int) -> None:
+            progress(f"{stage}: tile {number}/{total}")
+
+        margin = self._margin(extent_px, tile)
+        return restore_tiled(self._restore_batch, batch, trajectory_of, camera, tile, margin, tell, bands)
 
     def _refine(
         self, blurry: np.ndarray, restored: np.ndarray, trajectory: np.ndarray, camera: np.ndarray

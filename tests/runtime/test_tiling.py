@@ -135,7 +135,7 @@ def test_tiled_restoration_equals_the_whole_image(small_bundle, recorded_traject
 def test_a_margin_the_tiles_cannot_hold_is_capped_and_said_once(small_bundle, recorded_trajectory, monkeypatch):
     calls = []
 
-    def restore_tiled(restore, blurry, trajectory, camera, tile, margin, progress):
+    def restore_tiled(restore, blurry, trajectory, camera, tile, margin, progress, bands=1):
         calls.append((tile, margin))
         return blurry.copy(), 4
 
