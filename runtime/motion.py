@@ -58,11 +58,7 @@ def read_trajectory(path: str | Path, n_poses: int = N_POSES) -> np.ndarray:
       recorded instant: resampled to `n_poses` over time and mean-centred.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a text file"
-        raise MotionError(f"{path}: cannot read trajectory file ({reason})") from None
+    text = _read_text(path, "trajectory file")
     first = text.lstrip()[:1]
     if first == "{":
         poses = _json_poses(path, text)
@@ -73,6 +69,15 @@ def read_trajectory(path: str | Path, n_poses: int = N_POSES) -> np.ndarray:
     if poses.shape != (n_poses, 3):
         raise MotionError(f"{path}: holds {len(poses)} poses; the bundle needs {n_poses}")
     return poses
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A text file's content, or a MotionError naming it and what it was to be (missing, unreadable, binary)."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a text file"
+        raise MotionError(f"{path}: cannot read {what} ({reason})") from None
 
 
 def _json_poses(path: Path, text: str) -> np.ndarray:
@@ -150,11 +155,7 @@ class GyroLog:
 def read_gyro_log(path: str | Path) -> GyroLog:
     """A gyroscope log: CSV rows `time_s, x, y, z` (seconds, rad/s in the camera frame), an optional header row."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a text file"
-        raise MotionError(f"{path}: cannot read gyroscope log ({reason})") from None
+    lines = _read_text(path, "gyroscope log").splitlines()
     body = lines[1:] if lines and lines[0].lstrip()[:1].isalpha() else lines
     try:
         data = np.loadtxt(body, delimiter=",", ndmin=2, dtype=np.float64)
@@ -312,11 +313,7 @@ class FrameTimes:
 def read_frame_times(path: str | Path) -> FrameTimes:
     """A CSV with the columns `exposure_start_s`, `exposure_s` and, optionally, `readout_s`; one row per frame."""
     path = Path(path)
-    try:
-        rows = list(csv.DictReader(path.read_text().splitlines()))
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a text file"
-        raise MotionError(f"{path}: cannot read frame times ({reason})") from None
+    rows = list(csv.DictReader(_read_text(path, "frame times").splitlines()))
     if not rows or any(name not in rows[0] for name in ("exposure_start_s", "exposure_s")):
         raise MotionError(
             f"{path}: frame times need the columns exposure_start_s, exposure_s (and optionally readout_s)"
