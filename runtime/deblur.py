@@ -10,7 +10,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from runtime.backends import add_backend_arguments
@@ -67,17 +66,17 @@ def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
             raise ValueError(f"{option} goes with --gyro")
     if args.readout_time is not None and not (math.isfinite(args.readout_time) and args.readout_time >= 0):
         raise ValueError(f"--readout-time must be a finite number of seconds >= 0, got {args.readout_time}")
-    if args.readout_time and args.refine is not None:
-        raise ValueError("--refine refines one trajectory; a rolling shutter's --readout-time gives one per row")
     if args.trajectory is not None:
         return TrajectoryFile(args.trajectory, read_trajectory(args.trajectory, n_poses))
     if args.gyro is None:
         return None
     start, duration = args.exposure if args.exposure is not None else (None, None)
     frame_times = read_frame_times(args.frame_times) if args.frame_times is not None else None
-    rolling = frame_times is not None and frame_times.readout_s is not None and bool(np.any(frame_times.readout_s > 0))
-    if rolling and args.refine is not None:
-        raise ValueError("--refine refines one trajectory; the frame times' readout gives one per row")
+    readouts = [args.readout_time or 0.0]
+    if frame_times is not None and frame_times.readout_s is not None:
+        readouts += frame_times.readout_s.tolist()
+    if max(readouts) > 0 and args.refine is not None:
+        raise ValueError("--refine refines one trajectory; a rolling shutter's readout gives one per row")
     log = in_camera_axes(read_gyro_log(args.gyro), args.gyro_axes)
     return GyroMotion(args.gyro, log, n_poses, start, duration, args.readout_time or 0.0, frame_times)
 
