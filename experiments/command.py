@@ -16,6 +16,7 @@ from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
 from runtime.evaluate import Pair, add_pairs_arguments, limit_error, read_pairs
 from runtime.media import write_bytes, write_image
+from runtime.refine import RefineSettings
 
 #: `run(bundle, pairs_dir, limit, threads, progress)`: the experiment's table, per pair.
 Run = Callable[..., dict[str, Any]]
@@ -58,13 +59,15 @@ def over_pairs(
     limit: int | None = None,
     threads: int | None = None,
     progress: Callable[[str], object] = print,
+    refine: RefineSettings | None = None,
 ) -> dict[str, dict[str, Any]]:
     """`measure(deblurrer, pair, seed)` for each evaluation pair (seed: its place, from 1) with one onnxruntime CPU
-    Deblurrer, `describe(figures)` told to `progress` after each; the figures per pair name."""
+    Deblurrer (refining with `refine` when given), `describe(figures)` told to `progress` after each; the figures
+    per pair name."""
     loaded = load_bundle(bundle)
     pairs = read_pairs(Path(pairs_dir), loaded.n_positions)[:limit]
     table: dict[str, dict[str, Any]] = {}
-    with Deblurrer(loaded, "ort-cpu", log=lambda _: None, threads=threads) as deblurrer:
+    with Deblurrer(loaded, "ort-cpu", log=lambda _: None, threads=threads, refine=refine) as deblurrer:
         for index, pair in enumerate(pairs, 1):
             table[pair.name] = measure(deblurrer, pair, index)
             progress(f"[{index}/{len(pairs)}] {pair.name}: {describe(table[pair.name])}")

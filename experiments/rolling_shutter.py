@@ -22,7 +22,7 @@ from experiments.command import experiment_main, over_pairs
 from runtime import metrics, visualize
 from runtime.bundle import load_bundle
 from runtime.camera import intrinsics
-from runtime.deblurrer import Deblurrer
+from runtime.deblurrer import Deblurrer, DeblurResult
 from runtime.evaluate import Pair, read_pairs
 from runtime.media import read_image, to_file_pixels
 from runtime.motion import GyroLog, RowMotion, exposure_motion, gyro_trajectory
@@ -58,9 +58,9 @@ def _every_row(poses: np.ndarray) -> RowMotion:
 
 def restorations(
     deblurrer: Deblurrer, sharp: np.ndarray, focal_length: float, seed: int, readout_s: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, DeblurResult, DeblurResult]:
     """The rolling-shutter blurry image of `sharp` under the seed's shake, restored with the readout time and
-    without it (clipped to [0, 1]), and the bands the first took."""
+    without it."""
     height, width = sharp.shape[:2]
     log = hand_shake(seed, height, width, focal_length)
     motion = exposure_motion(log, START_S, EXPOSURE_S, readout_s)
@@ -73,20 +73,22 @@ def restorations(
     middle_row = START_S + readout_s / 2
     with_readout = deblurrer.restore(blurry, focal_length, trajectory=motion, refine=False)
     global_shutter = gyro_trajectory(log, middle_row, middle_row + EXPOSURE_S)
-    without = deblurrer.restore(blurry, focal_length, trajectory=global_shutter, refine=False).restored
-    return blurry, np.clip(with_readout.restored, 0, 1), np.clip(without, 0, 1), with_readout.tiles
+    return blurry, with_readout, deblurrer.restore(blurry, focal_length, trajectory=global_shutter, refine=False)
 
 
 def gains(deblurrer: Deblurrer, sharp: np.ndarray, focal_length: float, seed: int) -> dict[str, dict[str, float]]:
-    """Per readout time: the PSNR gain restoring with it and without it, and the bands it took."""
+    """Per readout time: the PSNR gain and the restoration's time (s), restoring with it and without it, and the
+    bands it took."""
     figures = {}
     for readout in READOUTS_S:
-        blurry, with_readout, without, bands = restorations(deblurrer, sharp, focal_length, seed, readout)
+        blurry, with_readout, without = restorations(deblurrer, sharp, focal_length, seed, readout)
         baseline = metrics.psnr(blurry, sharp)
         figures[f"{1000 * readout:g} ms"] = {
-            "with_readout_db": metrics.psnr(with_readout, sharp) - baseline,
-            "without_readout_db": metrics.psnr(without, sharp) - baseline,
-            "bands": float(bands),
+            "with_readout_db": metrics.psnr(np.clip(with_readout.restored, 0, 1), sharp) - baseline,
+            "without_readout_db": metrics.psnr(np.clip(without.restored, 0, 1), sharp) - baseline,
+            "bands": float(with_readout.tiles),
+            "with_readout_s": with_readout.timings["restoration"],
+            "without_readout_s": without.timings["restoration"],
         }
     return figures
 
@@ -97,8 +99,9 @@ def picture(bundle: Path, pairs_dir: Path, readout_s: float = 0.020) -> np.ndarr
     pair = read_pairs(pairs_dir, loaded.n_positions)[0]
     sharp = read_image(pair.sharp).rgb
     with Deblurrer(loaded, "ort-cpu", log=lambda _: None) as deblurrer:
-        blurry, with_readout, without, bands = restorations(deblurrer, sharp, pair.focal_length, 1, readout_s)
-    readout = f"{1000 * readout_s:g} ms"
+        blurry, with_result, without_result = restorations(deblurrer, sharp, pair.focal_length, 1, readout_s)
+    with_readout, without = np.clip(with_result.restored, 0, 1), np.clip(without_result.restored, 0, 1)
+    bands, readout = with_result.tiles, f"{1000 * readout_s:g} ms"
     return visualize.side_by_side(
         [
             (to_file_pixels(blurry), f"rolling shutter, {readout}: {metrics.psnr(blurry, sharp):.1f} dB"),
@@ -131,20 +134,29 @@ def run(
 
 
 def markdown(table: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Means over the pairs, one row per readout time."""
+    """Mean PSNR gains and median restoration times over the pairs, one row per readout time."""
     readouts = list(next(iter(table.values())))
     lines = [
-        f"Mean PSNR gain over {len(table)} pairs; exposure {1000 * EXPOSURE_S:.1f} ms, blurred in "
-        f"{SIMULATION_BANDS} bands:",
+        f"Over {len(table)} pairs; exposure {1000 * EXPOSURE_S:.1f} ms, blurred in {SIMULATION_BANDS} bands:",
         "",
-        "| readout time | restored with it (bands of rows) | without it (the middle row's exposure) |",
-        "|---|---:|---:|",
+        "| readout time | restored with it (bands of rows) | without it (the middle row's exposure) "
+        "| restoration time with / without (median s) |",
+        "|---|---:|---:|---:|",
     ]
     for readout in readouts:
         rows = [pair[readout] for pair in table.values()]
-        with_it = float(np.mean([row["with_readout_db"] for row in rows]))
-        without = float(np.mean([row["without_readout_db"] for row in rows]))
-        lines.append(f"| {readout} | {with_it:+.2f} dB ({rows[0]['bands']:.0f}) | {without:+.2f} dB |")
+
+        def mean(key: str, rows: list[dict[str, float]] = rows) -> float:
+            return float(np.mean([row[key] for row in rows]))
+
+        def median(key: str, rows: list[dict[str, float]] = rows) -> float:
+            return float(np.median([row[key] for row in rows]))
+
+        lines.append(
+            f"| {readout} | {mean('with_readout_db'):+.2f} dB ({rows[0]['bands']:.0f}) | "
+            f"{mean('without_readout_db'):+.2f} dB | "
+            f"{median('with_readout_s'):.2f} / {median('without_readout_s'):.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
