@@ -62,8 +62,7 @@ def test_a_wheel_ships_the_demo_bundle_where_the_main_command_looks_for_it(tmp_p
 def test_a_known_trajectory_lets_the_demo_bundle_deblur(tmp_path):
     """Non-blind deblurring, as with a gyroscope: a held-out photo (scikit-image's `chelsea`, never trained on)
     blurred by a recorded shake through the bundle's own blur graph, 1% noise, 8 bits; restored by the CLI given the
-    recorded trajectory file. Measured: +2.98 dB over the blurry image, against +1.46 dB estimating the trajectory
-    (the six recorded shakes: +2.5 to +3.7 dB given, -1.9 to +1.5 dB estimated)."""
+    recorded trajectory file. Measured: +2.98 dB over the blurry image, against +1.46 dB estimating the trajectory."""
     skimage_data = pytest.importorskip("skimage.data")
     recorded = shared_file(RECORDED)
     sharp = skimage_data.chelsea()[:256, 100:356].astype(np.float32) / 255
