@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -179,6 +180,14 @@ def axes_matrix(spec: str) -> np.ndarray:
     """The `(3, 3)` matrix taking a gyroscope's rates to the camera's, from `spec`: for the camera's x, y and z in
     turn, the gyroscope axis along it, signed (`"y,-x,z"`: the camera's x is the gyroscope's y, its y the
     gyroscope's -x). Raises ValueError unless the spec turns one right-handed frame into the other."""
+    matrix = _signed_permutation(spec)
+    if np.linalg.det(matrix) < 0:
+        raise ValueError(f"axes {spec!r} mirror the frame; a gyroscope's and the camera's are both right-handed")
+    return matrix
+
+
+def _signed_permutation(spec: str) -> np.ndarray:
+    """The matrix `spec` names, mirroring or not."""
     parts = [part.strip().lower() for part in spec.split(",")]
     matrix = np.zeros((3, 3))
     if len(parts) != 3 or any(part.lstrip("+-") not in ("x", "y", "z") for part in parts):
@@ -187,9 +196,21 @@ def axes_matrix(spec: str) -> np.ndarray:
         matrix[row, "xyz".index(part.lstrip("+-"))] = -1.0 if part.startswith("-") else 1.0
     if not np.allclose(np.abs(matrix).sum(axis=0), 1):
         raise ValueError(f"axes must name each of x, y and z once, got {spec!r}")
-    if np.linalg.det(matrix) < 0:
-        raise ValueError(f"axes {spec!r} mirror the frame; a gyroscope's and the camera's are both right-handed")
     return matrix
+
+
+def _proper_specs() -> tuple[str, ...]:
+    """Every spec `axes_matrix` accepts, `CAMERA_AXES` first."""
+    specs = (
+        ",".join(sign + axis for sign, axis in zip(signs, order, strict=True))
+        for order in itertools.permutations("xyz")
+        for signs in itertools.product(("", "-"), repeat=3)
+    )
+    return tuple(spec for spec in specs if np.linalg.det(_signed_permutation(spec)) > 0)
+
+
+#: The 24 ways a gyroscope can sit squarely in a camera, as `--gyro-axes` specs (`runtime.sync` searches them).
+AXES_SPECS = _proper_specs()
 
 
 def add_gyro_axes_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -25,7 +25,17 @@ import numpy as np
 
 from runtime.camera import intrinsics, intrinsics_inverse
 from runtime.media import MediaError, VideoReader, write_image
-from runtime.motion import GyroLog, add_gyro_axes_argument, exponential, in_camera_axes, logarithm, read_gyro_log
+from runtime.motion import (
+    AXES_SPECS,
+    CAMERA_AXES,
+    GyroLog,
+    add_gyro_axes_argument,
+    axes_matrix,
+    exponential,
+    in_camera_axes,
+    logarithm,
+    read_gyro_log,
+)
 from runtime.progress import Progress
 from runtime.visualize import sync_chart
 
@@ -37,6 +47,8 @@ COARSE_STEP_S = 0.002
 FINE_STEP_S = 0.0001
 #: Offsets searched by default: -0.5 to 0.5 s.
 DEFAULT_SEARCH_S = 0.5
+#: The next best mount must fit this many times worse for the axes found to count as clear.
+CLEAR_AXES_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -50,14 +62,17 @@ class FrameRotation:
 
 @dataclass(frozen=True)
 class Sync:
-    """The offset (s) to add to video times to get the log's, its mean angular mismatch (rad) per frame pair,
-    and the mismatch at every offset searched (for a plot)."""
+    """The offset (s) to add to video times to get the log's, its mean angular mismatch (rad) per frame pair, and
+    the mismatch at every offset searched (for a plot); with the gyroscope's axes (`--gyro-axes` spec) that fit
+    best, and each spec searched with its least mismatch on the coarse grid."""
 
     offset_s: float
     mismatch_rad: float
     pairs: int
     searched_s: np.ndarray
     mismatches_rad: np.ndarray
+    axes: str = CAMERA_AXES
+    axes_mismatches_rad: dict[str, float] = field(default_factory=dict)
 
 
 def frame_rotation(previous_gray: np.ndarray, gray: np.ndarray, camera: np.ndarray) -> np.ndarray | None:
@@ -100,35 +115,62 @@ def video_rotations(
     return rotations
 
 
-def mismatch(log: GyroLog, rotations: list[FrameRotation], offset_s: float) -> float:
-    """The mean angle (rad) between the frames' rotations and the log's over the same intervals shifted by
-    `offset_s`; infinite when an interval leaves the log."""
+def mismatches(
+    log: GyroLog, rotations: list[FrameRotation], offsets_s: Sequence[float], axes: Sequence[str] = (CAMERA_AXES,)
+) -> np.ndarray:
+    """`(len(axes), len(offsets_s))`: the mean angle (rad) between the frames' rotations and the log's over the same
+    intervals shifted by each offset, the log's rates taken about the camera's axes as each spec says
+    (`runtime.motion.axes_matrix`); infinite where an interval leaves the log."""
+    mounts = np.stack([axes_matrix(spec) for spec in axes])
+    seen = np.stack([exponential(pair.rotation) for pair in rotations])
     first, last = log.span_s
-    angles = []
-    for pair in rotations:
-        start, end = pair.start_s + offset_s, pair.end_s + offset_s
-        if start < first or end > last:
-            return math.inf
-        scene_turn = (log.orientation_at(start).T @ log.orientation_at(end)).T
-        angles.append(float(np.linalg.norm(logarithm(scene_turn.T @ exponential(pair.rotation)))))
-    return float(np.mean(angles)) if angles else math.inf
+    result = np.full((len(axes), len(offsets_s)), math.inf)
+    for column, offset in enumerate(offsets_s):
+        if rotations[0].start_s + offset < first or rotations[-1].end_s + offset > last:
+            continue
+        # The camera's turn over each interval, in the log's axes; the scene turns by its transpose.
+        at = log.orientation_at
+        turns = np.stack([at(pair.start_s + offset).T @ at(pair.end_s + offset) for pair in rotations])
+        disagreement = mounts[:, None] @ turns[None] @ mounts.transpose(0, 2, 1)[:, None] @ seen[None]
+        result[:, column] = _angles(disagreement).mean(axis=1)
+    return result
 
 
-def find_offset(log: GyroLog, rotations: list[FrameRotation], search_s: tuple[float, float]) -> Sync:
-    """The offset within `search_s` (s) that matches the frames' rotations with the log's best: a grid of
-    `COARSE_STEP_S`, then `FINE_STEP_S` around its best. Raises ValueError when nothing can be compared."""
+def _angles(rotations: np.ndarray) -> np.ndarray:
+    """The angles (rad) of rotation matrices `(..., 3, 3)`, accurate near zero."""
+    skew = np.stack(
+        [
+            rotations[..., 2, 1] - rotations[..., 1, 2],
+            rotations[..., 0, 2] - rotations[..., 2, 0],
+            rotations[..., 1, 0] - rotations[..., 0, 1],
+        ],
+        axis=-1,
+    )
+    return np.arctan2(np.linalg.norm(skew, axis=-1), np.trace(rotations, axis1=-2, axis2=-1) - 1)
+
+
+def find_offset(
+    log: GyroLog,
+    rotations: list[FrameRotation],
+    search_s: tuple[float, float],
+    axes: Sequence[str] = (CAMERA_AXES,),
+) -> Sync:
+    """The offset within `search_s` (s), and the spec among `axes`, that match the frames' rotations with the log's
+    best: a grid of `COARSE_STEP_S` for every spec, then `FINE_STEP_S` around the best for the best spec. Raises
+    ValueError when nothing can be compared."""
     if not rotations:
         raise ValueError("no pair of consecutive frames could be tracked: nothing to compare with the log")
     coarse = np.arange(search_s[0], search_s[1] + COARSE_STEP_S / 2, COARSE_STEP_S)
-    coarse_mismatch = np.array([mismatch(log, rotations, float(offset)) for offset in coarse])
+    coarse_mismatch = mismatches(log, rotations, coarse.tolist(), axes)
     if not np.isfinite(coarse_mismatch).any():
         raise ValueError(
             f"the log ({log.times_s[0]:g} to {log.times_s[-1]:g} s) does not cover the video shifted by any offset "
             f"in {search_s[0]:g} to {search_s[1]:g} s"
         )
-    best = float(coarse[int(np.argmin(coarse_mismatch))])
+    spec_index, offset_index = np.unravel_index(int(np.argmin(coarse_mismatch)), coarse_mismatch.shape)
+    best = float(coarse[offset_index])
     fine = np.arange(best - COARSE_STEP_S, best + COARSE_STEP_S + FINE_STEP_S / 2, FINE_STEP_S)
-    fine_mismatch = np.array([mismatch(log, rotations, float(offset)) for offset in fine])
+    fine_mismatch = mismatches(log, rotations, fine.tolist(), [axes[spec_index]])[0]
     index = int(np.argmin(fine_mismatch))
     searched = np.concatenate([coarse, fine])
     order = np.argsort(searched)
@@ -137,7 +179,9 @@ def find_offset(log: GyroLog, rotations: list[FrameRotation], search_s: tuple[fl
         mismatch_rad=float(fine_mismatch[index]),
         pairs=len(rotations),
         searched_s=searched[order],
-        mismatches_rad=np.concatenate([coarse_mismatch, fine_mismatch])[order],
+        mismatches_rad=np.concatenate([coarse_mismatch[spec_index], fine_mismatch])[order],
+        axes=axes[spec_index],
+        axes_mismatches_rad={spec: float(row.min()) for spec, row in zip(axes, coarse_mismatch, strict=True)},
     )
 
 
@@ -148,9 +192,11 @@ def sync_video(
     search_s: tuple[float, float] = (-DEFAULT_SEARCH_S, DEFAULT_SEARCH_S),
     max_frames: int | None = None,
     progress: Callable[[str], object] = lambda _: None,
+    axes: Sequence[str] = (CAMERA_AXES,),
 ) -> Sync:
-    """The offset of a video file against a gyroscope log: `find_offset` over its frames' rotations (the focal
-    length in pixels of the video; default its longer side), each frame at its container timestamp."""
+    """The offset of a video file against a gyroscope log, and its axes among `axes`: `find_offset` over the
+    frames' rotations (the focal length in pixels of the video; default its longer side), each frame at its
+    container timestamp."""
     reader = VideoReader(video)
 
     def frames() -> Iterator[tuple[float, np.ndarray]]:
@@ -164,7 +210,22 @@ def sync_video(
         rotations = video_rotations(frames(), focal_length_px)
     finally:
         reader.close()
-    return find_offset(log, rotations, search_s)
+    return find_offset(log, rotations, search_s, axes)
+
+
+def axes_report(sync: Sync) -> str:
+    """One line on the axes found: the spec, and how much worse the next best fits (a margin under
+    `CLEAR_AXES_MARGIN` means the video turned too little about some axis to tell the mounts apart)."""
+    ranked = sorted(sync.axes_mismatches_rad.items(), key=lambda item: item[1])
+    line = f"axes {sync.axes} (the gyroscope axes along the camera's x, y, z)"
+    if len(ranked) < 2:
+        return line
+    runner_up, runner_up_mismatch = ranked[1]
+    margin = runner_up_mismatch / max(ranked[0][1], 1e-12)
+    line += f"; the next best, {runner_up}, fits {margin:.1f}x worse"
+    if margin < CLEAR_AXES_MARGIN:
+        line += ": not a clear answer; film a video that turns about all three axes"
+    return line
 
 
 def parser() -> argparse.ArgumentParser:
@@ -182,6 +243,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"search offsets from -S to S seconds (default {DEFAULT_SEARCH_S})",
     )
+    parse.add_argument(
+        "--find-axes",
+        action="store_true",
+        help="also find how the gyroscope sits in the camera: search all 24 square mounts (--gyro-axes specs)",
+    )
     parse.add_argument("--max-frames", type=int, metavar="N", help="use the first N frames")
     parse.add_argument("--plot", type=Path, metavar="PNG", help="also draw the mismatch against the offset")
     return parse
@@ -196,18 +262,27 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--search must be a positive number of seconds, got {args.search}")
         if args.max_frames is not None and args.max_frames < 2:
             raise ValueError(f"--max-frames must be at least 2, got {args.max_frames}")
+        if args.find_axes and args.gyro_axes != CAMERA_AXES:
+            raise ValueError("--find-axes searches every mount of the log as it is: leave out --gyro-axes")
         log = in_camera_axes(read_gyro_log(args.gyro), args.gyro_axes)
         progress = Progress()
-        sync = sync_video(log, args.video, args.focal_length, (-args.search, args.search), args.max_frames, progress)
+        search = (-args.search, args.search)
+        axes = AXES_SPECS if args.find_axes else (args.gyro_axes,)
+        sync = sync_video(log, args.video, args.focal_length, search, args.max_frames, progress, axes)
         progress.done()
     except (MediaError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(
         f"offset {sync.offset_s * 1000:+.1f} ms (log time = video time + offset); mean mismatch "
-        f"{sync.mismatch_rad * 1000:.2f} mrad over {sync.pairs} frame pairs\n"
-        f"runtime.deblur --gyro {args.gyro} --exposure START,DURATION with START = {sync.offset_s:.4f} - DURATION/2 "
-        "(a frame shows the middle of its exposure; with --readout-time R, also - R/2)"
+        f"{sync.mismatch_rad * 1000:.2f} mrad over {sync.pairs} frame pairs"
+    )
+    if args.find_axes:
+        print(axes_report(sync))
+    axes_option = "" if sync.axes == CAMERA_AXES else f" --gyro-axes {sync.axes}"
+    print(
+        f"runtime.deblur --gyro {args.gyro}{axes_option} --exposure START,DURATION with START = {sync.offset_s:.4f}"
+        " - DURATION/2 (a frame shows the middle of its exposure; with --readout-time R, also - R/2)"
     )
     if args.plot is not None:
         write_image(args.plot, sync_chart(sync.searched_s, sync.mismatches_rad, sync.offset_s))

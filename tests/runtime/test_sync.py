@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,8 +13,8 @@ import pytest
 
 from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
-from runtime.motion import GyroLog, exponential, exposure_motion
-from runtime.sync import FrameRotation, find_offset, frame_rotation, main, video_rotations
+from runtime.motion import AXES_SPECS, GyroLog, axes_matrix, exponential, exposure_motion
+from runtime.sync import FrameRotation, axes_report, find_offset, frame_rotation, main, video_rotations
 
 FOCAL, HEIGHT, WIDTH, FPS = 400.0, 240, 320, 30.0
 #: Log time of video time 0: what the search must find.
@@ -60,11 +61,12 @@ def test_the_rotation_between_two_frames_is_found_from_their_features():
     assert frame_rotation(flat, flat, intrinsics(HEIGHT, WIDTH, FOCAL)) is None
 
 
-def test_a_blurred_shaky_videos_offset_is_found_within_a_millisecond(small_bundle, tmp_path):
-    """60 frames at 30 fps, each exposed for 1/60 s around its log time (the PMBM blur through the bundle's sequence
-    graph), written as MP4; the CLI finds the offset and draws the search."""
+@pytest.fixture(scope="module")
+def shaky_video(small_bundle, tmp_path_factory) -> Path:
+    """60 frames at 30 fps of `_shake`, each exposed for 1/60 s around its log time (the PMBM blur through the
+    bundle's sequence graph), written as MP4."""
     texture, log = _texture(), _shake()
-    video = tmp_path / "shaky.mp4"
+    video = tmp_path_factory.mktemp("sync") / "shaky.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
         for number in range(60):
@@ -74,17 +76,66 @@ def test_a_blurred_shaky_videos_offset_is_found_within_a_millisecond(small_bundl
             frame = deblurrer.reblur(np.ascontiguousarray(sharp), blur, intrinsics(HEIGHT, WIDTH, FOCAL))
             writer.write(np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8))
     writer.release()
-    gyro = tmp_path / "gyro.csv"
-    np.savetxt(gyro, np.column_stack([log.times_s, log.angular_velocity]), delimiter=",")
+    return video
 
+
+def _run(arguments: list[str]) -> tuple[int, str, str]:
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main([str(video), "--gyro", str(gyro), "--focal-length", str(FOCAL), "--plot", str(tmp_path / "s.png")])
-    assert code == 0, stderr.getvalue()
-    offset_ms = float(stdout.getvalue().split()[1])
+        code = main(arguments)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_a_blurred_shaky_videos_offset_is_found_within_a_millisecond(shaky_video, tmp_path):
+    """The CLI finds the offset and draws the search."""
+    log = _shake()
+    gyro = tmp_path / "gyro.csv"
+    np.savetxt(gyro, np.column_stack([log.times_s, log.angular_velocity]), delimiter=",")
+    code, stdout, stderr = _run(
+        [str(shaky_video), "--gyro", str(gyro), "--focal-length", str(FOCAL), "--plot", str(tmp_path / "s.png")]
+    )
+    assert code == 0, stderr
+    offset_ms = float(stdout.split()[1])
     assert abs(offset_ms - 1000 * TRUE_OFFSET_S) < 1.0
-    assert "over 59 frame pairs" in stdout.getvalue() and "frame 60/60" in stderr.getvalue()
+    assert "over 59 frame pairs" in stdout and "frame 60/60" in stderr
+    assert "--gyro-axes" not in stdout
     assert cv2.imread(str(tmp_path / "s.png")).shape == (420, 760, 3)
+
+
+def test_the_gyroscopes_mount_is_found_with_the_offset(shaky_video, tmp_path):
+    """The same shake logged by a gyroscope turned in the camera (its -z along the camera's x, its x along y, its
+    -y along z): `--find-axes` names that mount, clearly, and the offset as before."""
+    log, mount = _shake(), "-z,x,-y"
+    gyro = tmp_path / "turned.csv"
+    raw_rates = log.angular_velocity @ axes_matrix(mount)  # what in_camera_axes(..., mount) turns back
+    np.savetxt(gyro, np.column_stack([log.times_s, raw_rates]), delimiter=",")
+    code, stdout, stderr = _run([str(shaky_video), "--gyro", str(gyro), "--focal-length", str(FOCAL), "--find-axes"])
+    assert code == 0, stderr
+    assert abs(float(stdout.split()[1]) - 1000 * TRUE_OFFSET_S) < 1.0
+    assert f"axes {mount} " in stdout and "not a clear answer" not in stdout
+    margin = float(stdout.split("fits ")[1].split("x worse")[0])
+    assert margin > 5, stdout  # measured 21.3
+    assert f"--gyro-axes {mount} --exposure" in stdout
+    code, _, stderr = _run([str(shaky_video), "--gyro", str(gyro), "--find-axes", "--gyro-axes", "x,-y,-z"])
+    assert code == 2 and "leave out --gyro-axes" in stderr
+
+
+def test_a_video_turning_about_one_axis_does_not_tell_the_mount():
+    """Frames panned about the camera's y axis only: every mount with some axis along y fits as well as the true
+    one, and the report says the answer is not clear."""
+    texture, shake = _texture(), _shake()
+    log = GyroLog(shake.times_s, shake.angular_velocity * [0.0, 1.0, 0.0])
+    frames = [
+        (
+            number / FPS,
+            np.round(_view(texture, log.orientation_at(number / FPS + TRUE_OFFSET_S)) * 255).astype(np.uint8),
+        )
+        for number in range(30)
+    ]
+    sync = find_offset(log, video_rotations(frames, FOCAL), (-0.5, 0.5), AXES_SPECS)
+    assert abs(sync.offset_s - TRUE_OFFSET_S) < 0.002
+    assert sync.axes.split(",")[1] == "y"  # the one axis the video shows
+    assert "not a clear answer" in axes_report(sync), axes_report(sync)
 
 
 def test_under_a_rolling_shutter_the_offset_found_is_the_middle_rows(tmp_path):
