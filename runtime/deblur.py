@@ -72,13 +72,15 @@ def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
         return None
     start, duration = args.exposure if args.exposure is not None else (None, None)
     frame_times = read_frame_times(args.frame_times) if args.frame_times is not None else None
-    readouts = [args.readout_time or 0.0]
+    log = in_camera_axes(read_gyro_log(args.gyro), args.gyro_axes)
+    readout = args.readout_time if args.readout_time is not None else log.readout_s or 0.0
+    readouts = [readout]
     if frame_times is not None and frame_times.readout_s is not None:
         readouts += frame_times.readout_s.tolist()
     if max(readouts) > 0 and args.refine is not None:
-        raise ValueError("--refine refines one trajectory; a rolling shutter's readout gives one per row")
-    log = in_camera_axes(read_gyro_log(args.gyro), args.gyro_axes)
-    return GyroMotion(args.gyro, log, n_poses, start, duration, args.readout_time or 0.0, frame_times)
+        stated = "" if args.readout_time is not None or not log.readout_s else " (the log states one; --readout-time 0)"
+        raise ValueError(f"--refine refines one trajectory; a rolling shutter's readout gives one per row{stated}")
+    return GyroMotion(args.gyro, log, n_poses, start, duration, readout, frame_times)
 
 
 def exposure(text: str) -> tuple[float, float]:
@@ -149,7 +151,10 @@ def parser() -> argparse.ArgumentParser:
         "(the authors' 6-column format, or 3 columns of angles)",
     )
     motion.add_argument(
-        "--gyro", type=Path, metavar="LOG", help="gyroscope log: CSV rows time_s,x,y,z (rad/s; see --gyro-axes)"
+        "--gyro",
+        type=Path,
+        metavar="LOG",
+        help="gyroscope log: CSV rows time_s,x,y,z (rad/s; see --gyro-axes) or a Gyroflow .gcsv",
     )
     add_gyro_axes_argument(known)
     timing = known.add_mutually_exclusive_group()
@@ -172,7 +177,7 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         metavar="S",
         help="rolling shutter: seconds from the top row's exposure start to the bottom row's (with --gyro; "
-        "the image is then restored in bands, each with its rows' motion)",
+        "the image is then restored in bands, each with its rows' motion; default: the log's, as a .gcsv states it)",
     )
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")

@@ -20,7 +20,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -126,10 +126,12 @@ def _checked(path: Path, poses: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class GyroLog:
     """Angular-velocity samples: `times_s` `(N,)` increasing, `angular_velocity` `(N, 3)` rad/s about the camera's
-    x (right), y (down) and z (forward) axes."""
+    x (right), y (down) and z (forward) axes; and the rolling shutter's readout (s, top row to bottom) when the
+    log's file states it (a `.gcsv` header)."""
 
     times_s: np.ndarray
     angular_velocity: np.ndarray
+    readout_s: float | None = None
 
     @property
     def span_s(self) -> tuple[float, float]:
@@ -153,22 +155,80 @@ class GyroLog:
         return self._at_samples[step] @ exponential(0.5 * (rates[step] + rate) * (time_s - times[step]))
 
 
+#: First lines of a Gyroflow IMU log (`.gcsv`).
+GCSV_FIRST_LINES = ("GYROFLOW IMU LOG", "CAMERA IMU LOG")
+
+
 def read_gyro_log(path: str | Path) -> GyroLog:
-    """A gyroscope log: CSV rows `time_s, x, y, z` (seconds, rad/s in the camera frame), an optional header row."""
+    """A gyroscope log: CSV rows `time_s, x, y, z` (seconds, rad/s), an optional header row; or a Gyroflow `.gcsv`
+    log (`GCSV_FIRST_LINES`)."""
     path = Path(path)
     lines = _read_text(path, "gyroscope log").splitlines()
+    if lines and lines[0].strip() in GCSV_FIRST_LINES:
+        return _gcsv_log(path, lines)
     body = lines[1:] if lines and lines[0].lstrip()[:1].isalpha() else lines
+    return _checked_log(path, _table(path, body, columns=None), time_scale=1.0, rate_scale=1.0)
+
+
+def _gcsv_log(path: Path, lines: list[str]) -> GyroLog:
+    """A Gyroflow IMU log: `key,value` header lines, then a table under a `t,gx,gy,gz[,...]` row whose raw numbers
+    `tscale` and `gscale` turn into seconds and rad/s. The header's `orientation` is Gyroflow's own axis convention
+    and is not applied (`--gyro-axes`, found by `runtime.sync --find-axes`); its `frame_readout_time` (ms) is
+    kept as the readout, top to bottom."""
+    names_row = next((row for row, line in enumerate(lines) if line.split(",")[0].strip() == "t"), None)
+    if names_row is None:
+        raise MotionError(f"{path}: a .gcsv log without its t,gx,gy,gz column row")
+    header = {key.strip(): value.strip() for key, _, value in (line.partition(",") for line in lines[1:names_row])}
+    names = [name.strip() for name in lines[names_row].split(",")]
+    if not {"gx", "gy", "gz"} <= set(names):
+        raise MotionError(f"{path}: a .gcsv log's columns must include t, gx, gy, gz, got {','.join(names)}")
+    scales = {}
+    for key in ("tscale", "gscale"):
+        try:
+            scales[key] = float(header[key])
+        except (KeyError, ValueError):
+            raise MotionError(f"{path}: a .gcsv log needs a numeric {key} line in its header") from None
+        if not (math.isfinite(scales[key]) and scales[key] > 0):
+            raise MotionError(f"{path}: {key} must be a positive number, got {header[key]}")
+    columns = [names.index(name) for name in ("t", "gx", "gy", "gz")]
+    data = _table(path, lines[names_row + 1 :], columns)
+    return _checked_log(path, data, scales["tscale"], scales["gscale"], _gcsv_readout_s(path, header))
+
+
+def _gcsv_readout_s(path: Path, header: dict[str, str]) -> float | None:
+    """The readout a .gcsv header states (ms there, s here), if any; only top-to-bottom readout is followed."""
+    if "frame_readout_time" not in header:
+        return None
     try:
-        data = np.loadtxt(body, delimiter=",", ndmin=2, dtype=np.float64)
+        readout_ms, direction = float(header["frame_readout_time"]), int(header.get("frame_readout_direction", "0"))
+    except ValueError:
+        raise MotionError(f"{path}: frame_readout_time and frame_readout_direction must be numbers") from None
+    if not (math.isfinite(readout_ms) and readout_ms >= 0):
+        raise MotionError(f"{path}: frame_readout_time must be a number of ms >= 0, got {readout_ms}")
+    if direction != 0 and readout_ms > 0:
+        raise MotionError(f"{path}: frame_readout_direction {direction}: only top-to-bottom readout (0) is followed")
+    return readout_ms / 1000
+
+
+def _table(path: Path, lines: list[str], columns: list[int] | None) -> np.ndarray:
+    """The comma-separated numbers of `lines` (only `columns`, when given)."""
+    try:
+        return np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64, usecols=columns)
     except ValueError as error:
         raise MotionError(f"{path}: not a gyroscope log ({str(error).splitlines()[0]})") from None
+
+
+def _checked_log(
+    path: Path, data: np.ndarray, time_scale: float, rate_scale: float, readout_s: float | None = None
+) -> GyroLog:
+    """The log of `(N, 4)` rows of time and rates, in the file's units times the scales."""
     if data.shape[1] != 4 or len(data) < 2:
         raise MotionError(f"{path}: expected at least 2 rows of 4 columns (time_s, x, y, z), got shape {data.shape}")
     if not np.all(np.isfinite(data)):
         raise MotionError(f"{path}: holds non-finite values")
     if not np.all(np.diff(data[:, 0]) > 0):
         raise MotionError(f"{path}: times must increase from row to row")
-    return GyroLog(times_s=data[:, 0], angular_velocity=data[:, 1:])
+    return GyroLog(data[:, 0] * time_scale, data[:, 1:] * rate_scale, readout_s)
 
 
 #: The camera's axes (x right, y down, z forward) as signed axes of a gyroscope: "x,-y,-z" for one whose y points up
@@ -226,7 +286,7 @@ def add_gyro_axes_argument(parser: argparse.ArgumentParser | argparse._ArgumentG
 
 def in_camera_axes(log: GyroLog, spec: str) -> GyroLog:
     """The log's rates about the camera's axes, the gyroscope mounted as `spec` says (`axes_matrix`)."""
-    return GyroLog(log.times_s, log.angular_velocity @ axes_matrix(spec).T)
+    return replace(log, angular_velocity=log.angular_velocity @ axes_matrix(spec).T)
 
 
 def gyro_trajectory(log: GyroLog, start_s: float, end_s: float, n_poses: int = N_POSES) -> np.ndarray:

@@ -167,7 +167,9 @@ def find_offset(
             f"the log ({log.times_s[0]:g} to {log.times_s[-1]:g} s) does not cover the video shifted by any offset "
             f"in {search_s[0]:g} to {search_s[1]:g} s"
         )
-    spec_index, offset_index = np.unravel_index(int(np.argmin(coarse_mismatch)), coarse_mismatch.shape)
+    spec_index, offset_index = (
+        int(i) for i in np.unravel_index(int(np.argmin(coarse_mismatch)), coarse_mismatch.shape)
+    )
     best = float(coarse[offset_index])
     fine = np.arange(best - COARSE_STEP_S, best + COARSE_STEP_S + FINE_STEP_S / 2, FINE_STEP_S)
     fine_mismatch = mismatches(log, rotations, fine.tolist(), [axes[spec_index]])[0]
@@ -231,7 +233,9 @@ def axes_report(sync: Sync) -> str:
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(prog="python -m runtime.sync", description=__doc__.splitlines()[0])
     parse.add_argument("video", type=Path, metavar="VIDEO", help="a video filmed while the log was recorded")
-    parse.add_argument("--gyro", type=Path, required=True, metavar="LOG", help="gyroscope log, as runtime.deblur reads")
+    parse.add_argument(
+        "--gyro", type=Path, required=True, metavar="LOG", help="gyroscope log, as runtime.deblur reads (CSV or .gcsv)"
+    )
     add_gyro_axes_argument(parse)
     parse.add_argument(
         "--focal-length", type=float, metavar="PX", help="in pixels of the video (default: its longer side)"

@@ -512,6 +512,20 @@ def test_a_rolling_shutter_is_restored_in_bands(small_bundle, tmp_path):
     assert run(*common, "-o", tmp_path / "global", photo)[0] == 0
     assert json.loads((tmp_path / "global" / "tall" / "trajectory.json").read_text())["rolling_shutter"] is False
 
+    # A Gyroflow .gcsv log of the same motion states its readout (ms) in its header: taken unless overridden.
+    gcsv = tmp_path / "clip.gcsv"
+    header = "GYROFLOW IMU LOG\nversion,1.3\nid,test\norientation,XYZ\nframe_readout_time,20\ntscale,1\ngscale,1\n"
+    np.savetxt(gcsv, np.column_stack([times, rates]), delimiter=",", header=header + "t,gx,gy,gz", comments="")
+    from_log = ["--engine", small_bundle, "--backend", "ort-cpu", "--gyro", gcsv, "--exposure", "0.1,0.03"]
+    assert run(*from_log, "-o", tmp_path / "gcsv", photo)[0] == 0
+    described = json.loads((tmp_path / "gcsv" / "tall" / "trajectory.json").read_text())
+    assert described["rolling_shutter"] is True and described["trajectory_source"].endswith("read out in 0.02 s")
+    np.testing.assert_allclose(poses_written(tmp_path / "gcsv" / "tall"), middle, rtol=0, atol=1e-7)
+    assert run(*from_log, "--readout-time", "0", "-o", tmp_path / "gcsv0", photo)[0] == 0
+    assert json.loads((tmp_path / "gcsv0" / "tall" / "trajectory.json").read_text())["rolling_shutter"] is False
+    code, _, stderr = run(*from_log, "--refine", "-o", tmp_path / "bad", photo)
+    assert code == 2 and "(the log states one; --readout-time 0)" in stderr
+
     for arguments, message in [
         (["--readout-time", "-0.01"], "--readout-time must be a finite number of seconds >= 0"),
         (["--readout-time", "0.02", "--refine"], "--refine refines one trajectory"),

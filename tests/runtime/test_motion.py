@@ -180,6 +180,34 @@ def test_gyro_logs_are_read_with_or_without_a_header(tmp_path):
         assert log.span_s == (0.0, 0.01)
 
 
+def _gcsv(rows: str, readout: str = "frame_readout_time,15.23\n") -> str:
+    """A Gyroflow IMU log: 1 ms ticks, raw gyroscope units of 0.0005 rad/s, accelerometer columns too."""
+    return (
+        "GYROFLOW IMU LOG\nversion,1.3\nid,test_logger\norientation,YxZ\nvendor,nobody\n"
+        + readout
+        + "tscale,0.001\ngscale,0.0005\nascale,0.00048828125\nt,gx,gy,gz,ax,ay,az\n"
+        + rows
+    )
+
+
+def test_gyroflow_gcsv_logs_are_read_in_seconds_and_rad_per_s_with_their_readout(tmp_path):
+    rows = "0,200,400,600,-1137,-15689,-2986\n5,200,500,600,-1179,-15694,-2887\n10,200,600,600,-1247,-15702,-2794\n"
+    log = read_gyro_log(_write(tmp_path / "clip.gcsv", _gcsv(rows)))
+    np.testing.assert_allclose(log.times_s, [0.0, 0.005, 0.01])
+    np.testing.assert_allclose(log.angular_velocity, [[0.1, 0.2, 0.3], [0.1, 0.25, 0.3], [0.1, 0.3, 0.3]])
+    assert log.readout_s == pytest.approx(0.01523)
+    # The header's orientation is not applied; a mount given by --gyro-axes is, and the readout stays.
+    turned = in_camera_axes(log, "x,-y,-z")
+    np.testing.assert_allclose(turned.angular_velocity[0], [0.1, -0.2, -0.3])
+    assert turned.readout_s == log.readout_s
+    neutral = read_gyro_log(_write(tmp_path / "n.gcsv", _gcsv(rows, readout="").replace("GYROFLOW", "CAMERA")))
+    np.testing.assert_allclose(neutral.angular_velocity, log.angular_velocity)
+    assert neutral.readout_s is None
+    bottom_up = _gcsv(rows, readout="frame_readout_time,15.23\nframe_readout_direction,1\n")
+    with pytest.raises(MotionError, match="frame_readout_direction 1: only top-to-bottom readout"):
+        read_gyro_log(_write(tmp_path / "b.gcsv", bottom_up))
+
+
 def _write(path, text):
     path.write_text(text)
     return path
@@ -283,6 +311,11 @@ def test_frame_times_give_each_frame_its_own_exposure_and_readout(tmp_path):
         (read_gyro_log, "gyro.csv", "0,1,2,3\n0,1,2,3\n", "times must increase"),
         (read_gyro_log, "gyro.csv", "0,1,2,3\n1,nan,2,3\n", "non-finite"),
         (read_gyro_log, "gyro.csv", "time_s,x,y,z\n0,a,2,3\n", "not a gyroscope log"),
+        (read_gyro_log, "a.gcsv", "GYROFLOW IMU LOG\ntscale,0.001\ngscale,1\n0,1,2,3\n", "without its t,gx,gy,gz"),
+        (read_gyro_log, "a.gcsv", "GYROFLOW IMU LOG\ngscale,1\nt,gx,gy,gz\n0,1,2,3\n1,1,2,3\n", "numeric tscale"),
+        (read_gyro_log, "a.gcsv", "CAMERA IMU LOG\ntscale,0\ngscale,1\nt,gx,gy,gz\n0,1,2,3\n", "tscale must be"),
+        (read_gyro_log, "a.gcsv", "CAMERA IMU LOG\ntscale,1\ngscale,1\nt,ax,ay,az\n0,1,2,3\n", "must include t, gx"),
+        (read_gyro_log, "a.gcsv", "CAMERA IMU LOG\ntscale,1\ngscale,1\nt,gx,gy,gz\n0,1,2,x\n", "not a gyroscope"),
         (read_frame_times, "frames.csv", "start,exposure\n0,0.01\n", "need the columns exposure_start_s, exposure_s"),
         (read_frame_times, "frames.csv", "exposure_start_s,exposure_s\n0,x\n", "not a number"),
         (read_frame_times, "frames.csv", "exposure_start_s,exposure_s\n0,0\n", "exposure times must be positive"),

@@ -104,11 +104,14 @@ def test_a_blurred_shaky_videos_offset_is_found_within_a_millisecond(shaky_video
 
 def test_the_gyroscopes_mount_is_found_with_the_offset(shaky_video, tmp_path):
     """The same shake logged by a gyroscope turned in the camera (its -z along the camera's x, its x along y, its
-    -y along z): `--find-axes` names that mount, clearly, and the offset as before."""
+    -y along z), as a Gyroflow .gcsv of raw integers (ms, 1e-4 rad/s): `--find-axes` names that mount, clearly,
+    and the offset as before."""
     log, mount = _shake(), "-z,x,-y"
-    gyro = tmp_path / "turned.csv"
+    gyro = tmp_path / "turned.gcsv"
     raw_rates = log.angular_velocity @ axes_matrix(mount)  # what in_camera_axes(..., mount) turns back
-    np.savetxt(gyro, np.column_stack([log.times_s, raw_rates]), delimiter=",")
+    table = np.round(np.column_stack([log.times_s * 1000, raw_rates * 10000])).astype(int)
+    header = "GYROFLOW IMU LOG\nversion,1.3\nid,test\norientation,YxZ\ntscale,0.001\ngscale,0.0001\nt,gx,gy,gz"
+    np.savetxt(gyro, table, fmt="%d", delimiter=",", header=header, comments="")
     code, stdout, stderr = _run([str(shaky_video), "--gyro", str(gyro), "--focal-length", str(FOCAL), "--find-axes"])
     assert code == 0, stderr
     assert abs(float(stdout.split()[1]) - 1000 * TRUE_OFFSET_S) < 1.0
