@@ -284,10 +284,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.find_axes:
         print(axes_report(sync))
     axes_option = "" if sync.axes == CAMERA_AXES else f" --gyro-axes {sync.axes}"
-    print(
-        f"runtime.deblur --gyro {args.gyro}{axes_option} --exposure START,DURATION with START = {sync.offset_s:.4f}"
-        " - DURATION/2 (a frame shows the middle of its exposure; with --readout-time R, also - R/2)"
-    )
+    if log.readout_s:
+        start = (
+            f"{sync.offset_s - log.readout_s / 2:.4f} - DURATION/2 (a frame shows the middle of its exposure, at its "
+            f"middle row, read out half the log's {log.readout_s * 1000:g} ms after the top one)"
+        )
+    else:
+        start = (
+            f"{sync.offset_s:.4f} - DURATION/2 (a frame shows the middle of its exposure; with --readout-time R, "
+            "also - R/2)"
+        )
+    print(f"runtime.deblur --gyro {args.gyro}{axes_option} --exposure START,DURATION with START = {start}")
     if args.plot is not None:
         write_image(args.plot, sync_chart(sync.searched_s, sync.mismatches_rad, sync.offset_s))
     return 0

@@ -104,13 +104,15 @@ def test_a_blurred_shaky_videos_offset_is_found_within_a_millisecond(shaky_video
 
 def test_the_gyroscopes_mount_is_found_with_the_offset(shaky_video, tmp_path):
     """The same shake logged by a gyroscope turned in the camera (its -z along the camera's x, its x along y, its
-    -y along z), as a Gyroflow .gcsv of raw integers (ms, 1e-4 rad/s): `--find-axes` names that mount, clearly,
-    and the offset as before."""
+    -y along z), as a Gyroflow .gcsv of raw integers (ms, 1e-4 rad/s) whose header states a 10 ms readout:
+    `--find-axes` names that mount, clearly, the offset is found as before, and the START printed is the top
+    row's."""
     log, mount = _shake(), "-z,x,-y"
     gyro = tmp_path / "turned.gcsv"
     raw_rates = log.angular_velocity @ axes_matrix(mount)  # what in_camera_axes(..., mount) turns back
     table = np.round(np.column_stack([log.times_s * 1000, raw_rates * 10000])).astype(int)
-    header = "GYROFLOW IMU LOG\nversion,1.3\nid,test\norientation,YxZ\ntscale,0.001\ngscale,0.0001\nt,gx,gy,gz"
+    header = "GYROFLOW IMU LOG\nversion,1.3\nid,test\norientation,YxZ\nframe_readout_time,10\ntscale,0.001\n"
+    header += "gscale,0.0001\nt,gx,gy,gz"
     np.savetxt(gyro, table, fmt="%d", delimiter=",", header=header, comments="")
     code, stdout, stderr = _run([str(shaky_video), "--gyro", str(gyro), "--focal-length", str(FOCAL), "--find-axes"])
     assert code == 0, stderr
@@ -119,6 +121,8 @@ def test_the_gyroscopes_mount_is_found_with_the_offset(shaky_video, tmp_path):
     margin = float(stdout.split("fits ")[1].split("x worse")[0])
     assert margin > 5, stdout  # measured 21.3
     assert f"--gyro-axes {mount} --exposure" in stdout
+    start = float(stdout.split("START = ")[1].split()[0])  # the top row's: half the log's 10 ms readout earlier
+    assert abs(start - (TRUE_OFFSET_S - 0.005)) < 0.001 and "half the log's 10 ms after the top" in stdout
     code, _, stderr = _run([str(shaky_video), "--gyro", str(gyro), "--find-axes", "--gyro-axes", "x,-y,-z"])
     assert code == 2 and "leave out --gyro-axes" in stderr
 
