@@ -164,7 +164,7 @@ def _image(
     restored = np.clip(result.restored, 0, 1)
     motion = result.row_motion or result.trajectory
     if options.sequence:
-        frames, reblurred = deblurrer.sequence(restored, motion, result.intrinsics)
+        frames, reblurred = deblurrer.sequence(restored, motion, result.intrinsics, eight_bit=True)
         timings["sequence"] = time.perf_counter() - started
     else:
         reblurred = deblurrer.reblur(restored, motion, result.intrinsics)
@@ -179,7 +179,7 @@ def _image(
     plot = visualize.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
     write_image(target / "trajectory.png", plot)
     if options.sequence:
-        _write_sequence(target, [to_file_pixels(np.clip(frame, 0, 1)) for frame in frames])
+        _write_sequence(target, frames)
     timings["write"] = time.perf_counter() - started
     if options.timings:
         print(f"{source.name}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
@@ -194,22 +194,24 @@ def _kernel_overlay(rgb: np.ndarray, result: DeblurResult) -> np.ndarray:
     return visualize.kernel_field(preview, motion, camera)
 
 
-def _write_sequence(target: Path, frames_bgr: list[np.ndarray]) -> None:
-    """The sharp frames as 8-bit PNGs, an MP4 and a looping GIF preview (at most `SEQUENCE_GIF_MAX_SIDE`), all at
-    `SEQUENCE_FPS`."""
-    for number, frame in enumerate(frames_bgr):
-        write_image(target / "frames" / f"frame_{number:02d}.png", frame)
-    height, width = frames_bgr[0].shape[:2]
+def _write_sequence(target: Path, frames_rgb: np.ndarray) -> None:
+    """The sharp frames (`(P, H, W, 3)` uint8 RGB) as PNGs, an MP4 and a looping GIF preview (at most
+    `SEQUENCE_GIF_MAX_SIDE`), all at `SEQUENCE_FPS`; one frame at a time is turned to BGR for the files."""
+    height, width = frames_rgb.shape[1:3]
     factor = min(1.0, SEQUENCE_GIF_MAX_SIDE / max(height, width))
-    write_gif(target / "sequence.gif", [_scaled(frame, factor)[..., ::-1] for frame in frames_bgr], SEQUENCE_FPS)
+    previews = []
     writer = VideoWriter(target / "sequence.mp4", SEQUENCE_FPS, (width, height))
     try:
-        for frame in frames_bgr:
-            writer.write(frame)
+        for number, frame in enumerate(frames_rgb):
+            bgr = np.ascontiguousarray(frame[..., ::-1])
+            write_image(target / "frames" / f"frame_{number:02d}.png", bgr)
+            writer.write(bgr)
+            previews.append(_scaled(bgr, factor)[..., ::-1])
     except BaseException:
         writer.abort()
         raise
     writer.close()
+    write_gif(target / "sequence.gif", previews, SEQUENCE_FPS)
 
 
 def _resize_alpha(alpha: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from runtime import camera as camera_model
 from runtime.backends import load_runners
 from runtime.backends.base import Runner
 from runtime.bundle import Bundle, load_bundle
+from runtime.media import quantize
 from runtime.motion import RowMotion, Trajectory
 from runtime.profiles import BuildProfile
 from runtime.refine import GraphFunction, RefineResult, RefineSettings, graph_function
@@ -48,6 +49,18 @@ from runtime.tiling import (
 DEFAULT_TILE_SIDE = 1024
 #: Smallest tile side: room for a core of half a tile between two margins of `MIN_MARGIN`.
 MIN_TILE_SIDE = 4 * MIN_MARGIN
+
+
+def _eight_bit_frames(run: GraphFunction) -> GraphFunction:
+    """The sequence graph with its frames rounded to uint8 (`media.quantize`) as they come out."""
+
+    def converted(inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        outputs = dict(run(inputs))
+        if "frames" in outputs:
+            outputs["frames"] = quantize(np.asarray(outputs["frames"]))
+        return outputs
+
+    return converted
 
 
 def _silent(_: str) -> None:
@@ -223,10 +236,14 @@ class Deblurrer:
         restored, refined = self._refined(batch, restored, poses, result.intrinsics, timings, result.tiles)
         return replace(refined, restored=np.ascontiguousarray(restored[0].transpose(1, 2, 0)))
 
-    def sequence(self, sharp: np.ndarray, trajectory: Trajectory, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def sequence(
+        self, sharp: np.ndarray, trajectory: Trajectory, camera: np.ndarray, eight_bit: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The sharp frames `(P, H, W, 3)` of an HxWx3 float32 RGB image under a trajectory (or one per row), and
-        their mean."""
-        result = self._run_sequence(("frames", "reblurred"), sharp, trajectory, camera)
+        their mean. `eight_bit` gives the frames as uint8, rounded tile by tile as they are made: a quarter of
+        the memory of the float frames (P times the image's), for frames that are only to be written."""
+        keep = ("frames", "reblurred")
+        result = self._run_sequence(keep, sharp, trajectory, camera, _eight_bit_frames if eight_bit else None)
         return result["frames"][0].transpose(0, 2, 3, 1), result["reblurred"][0].transpose(1, 2, 0)
 
     def reblur(self, sharp: np.ndarray, trajectory: Trajectory, camera: np.ndarray) -> np.ndarray:
@@ -283,20 +300,28 @@ class Deblurrer:
         return restored, DeblurResult(restored, poses[0], camera, timings, tiles)
 
     def _run_sequence(
-        self, keep: tuple[str, ...], sharp: np.ndarray, trajectory: Trajectory, camera: np.ndarray
+        self,
+        keep: tuple[str, ...],
+        sharp: np.ndarray,
+        trajectory: Trajectory,
+        camera: np.ndarray,
+        convert: Callable[[GraphFunction], GraphFunction] | None = None,
     ) -> dict[str, np.ndarray]:
+        """The sequence graph's outputs in `keep`, each tile's (or band's) outputs passed through `convert` first."""
         if isinstance(trajectory, RowMotion):
-            return self._run_sequence_rows(keep, sharp, trajectory, camera)
+            return self._run_sequence_rows(keep, sharp, trajectory, camera, convert)
         inputs = {
             "sharp": self._rgb_batch(sharp),
             "trajectory": self._poses(trajectory),
             "intrinsics": np.asarray(camera, np.float32).reshape(1, 3, 3),
         }
-        return dict(self._sequence_function(self._runners["sequence"], keep)(inputs))
+        return dict(self._sequence_function(self._runners["sequence"], keep, convert)(inputs))
 
-    def _sequence_function(self, runner: Runner, keep: tuple[str, ...]) -> GraphFunction:
+    def _sequence_function(
+        self, runner: Runner, keep: tuple[str, ...], convert: Callable[[GraphFunction], GraphFunction] | None = None
+    ) -> GraphFunction:
         """The sequence graph as a function assembling the outputs in `keep`, in tiles on large images."""
-        run = graph_function(runner)
+        run = graph_function(runner) if convert is None else convert(graph_function(runner))
         return run if self._warp_tile_side is None else warp_tiled(run, self._warp_tile_side, keep)
 
     def _refine_function(self, runner: Runner) -> GraphFunction:
@@ -370,7 +395,12 @@ class Deblurrer:
         return self._restore_tiled(batch, trajectory_of, camera, tile, extent, progress, "restoring", motion.bands)
 
     def _run_sequence_rows(
-        self, keep: tuple[str, ...], sharp: np.ndarray, motion: RowMotion, camera: np.ndarray
+        self,
+        keep: tuple[str, ...],
+        sharp: np.ndarray,
+        motion: RowMotion,
+        camera: np.ndarray,
+        convert: Callable[[GraphFunction], GraphFunction] | None = None,
     ) -> dict[str, np.ndarray]:
         """The sequence graph's outputs in `keep` band by band, each band warped with its middle row's trajectory
         (margins of one blur extent, so each band's core is what its trajectory makes of it)."""
@@ -380,7 +410,7 @@ class Deblurrer:
         def band_outputs(band: Tile) -> dict[str, np.ndarray]:
             poses = motion.trajectory_at(middle_row_fraction(band, height))
             window = np.ascontiguousarray(sharp[band.y0 : band.y1])
-            return self._run_sequence(keep, window, poses, camera_model.tile_intrinsics(camera, 0, band.y0))
+            return self._run_sequence(keep, window, poses, camera_model.tile_intrinsics(camera, 0, band.y0), convert)
 
         bands = tiles(height, width, max(height, width), margin, motion.bands)
         return assemble(bands, band_outputs, keep, height, width)

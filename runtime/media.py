@@ -154,12 +154,16 @@ def _exif(path: Path) -> tuple[int, dict[int, Any]]:
         return 1, {}
 
 
+def quantize(values: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Floats in [0, 1] (clipped) rounded to 8- or 16-bit integers."""
+    scale = 65535.0 if bit_depth == 16 else 255.0
+    rounded = np.clip(values * scale + 0.5, 0, scale)
+    return rounded.astype(np.uint16) if bit_depth == 16 else rounded.astype(np.uint8)
+
+
 def to_file_pixels(rgb: np.ndarray, like: Picture | None = None) -> np.ndarray:
     """Float RGB in [0, 1] -> the pixels to write: BGR (or gray, or BGRA with the input's alpha), 8 or 16 bit."""
-    bit_depth = like.bit_depth if like else 8
-    scale = 65535.0 if bit_depth == 16 else 255.0
-    rounded = np.clip(rgb[..., ::-1] * scale + 0.5, 0, scale)
-    pixels: np.ndarray = rounded.astype(np.uint16) if bit_depth == 16 else rounded.astype(np.uint8)
+    pixels = quantize(rgb[..., ::-1], like.bit_depth if like else 8)
     if like is not None and like.gray:
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
     if like is not None and like.alpha is not None:

@@ -10,6 +10,7 @@ from runtime.backends.base import BackendError
 from runtime.backends.ort_warps import deform_warps
 from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
+from runtime.media import quantize
 from runtime.motion import RowMotion
 from runtime.refine import RefineSettings
 from runtime.tiling import middle_row_fraction, tiles
@@ -277,6 +278,9 @@ def test_each_band_is_blurred_and_restored_with_its_rows_motion(small_bundle, re
             deblurrer.restore(reblurred, trajectory=motion).trajectory.tolist()
             == motion.trajectory_at(0.5).astype(np.float32).tolist()
         )
+        frames, _ = deblurrer.sequence(sharp, motion, cam)
+        eight_bit, _ = deblurrer.sequence(sharp, motion, cam, eight_bit=True)
+        assert eight_bit.dtype == np.uint8 and np.array_equal(eight_bit, quantize(frames))
 
 
 def test_a_rolling_shutter_result_is_not_refined(small_bundle, recorded_trajectory):

@@ -9,6 +9,7 @@ from runtime.backends import load_runners
 from runtime.bundle import load_bundle
 from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
+from runtime.media import quantize
 from runtime.refine import RefineSettings, graph_function
 from tests.runtime.conftest import smooth_rgb
 
@@ -201,6 +202,11 @@ def test_the_sequence_in_tiles_equals_the_whole_image(small_bundle, recorded_tra
     assert tiled_frames.shape == frames.shape and reblurred_alone.shape == reblurred.shape == (*WIDE, 3)
     assert frame_error <= 1e-4 and reblur_error <= 1e-4  # float rounding of positions far from the centre
     assert np.array_equal(reblurred_alone, tiled_reblurred)
+    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, log=pytest.fail) as tiled:
+        eight_bit, eight_bit_reblurred = tiled.sequence(image, recorded_trajectory, camera, eight_bit=True)
+    # Rounded tile by tile to what the float frames round to; the mean stays float.
+    assert eight_bit.dtype == np.uint8 and np.array_equal(eight_bit, quantize(tiled_frames))
+    assert np.array_equal(eight_bit_reblurred, tiled_reblurred)
 
 
 def test_the_refine_graph_in_tiles_gives_the_whole_loss_and_gradient(small_bundle, recorded_trajectory, wide_shake):
