@@ -138,21 +138,29 @@ class GyroLog:
         return float(self.times_s[0]), float(self.times_s[-1])
 
     @functools.cached_property
-    def _at_samples(self) -> list[np.ndarray]:
-        """The camera's orientation at every sample, integrated once per log."""
-        orientations, rates, times = [np.eye(3)], self.angular_velocity, self.times_s
-        for step in range(len(times) - 1):
-            mean_rate = 0.5 * (rates[step] + rates[step + 1])
-            orientations.append(orientations[-1] @ exponential(mean_rate * (times[step + 1] - times[step])))
+    def _at_samples(self) -> np.ndarray:
+        """The camera's orientation at every sample `(N, 3, 3)`, integrated once per log."""
+        steps = exponentials(
+            0.5 * (self.angular_velocity[1:] + self.angular_velocity[:-1]) * np.diff(self.times_s)[:, None]
+        )
+        orientations = np.empty((len(self.times_s), 3, 3))
+        orientations[0] = np.eye(3)
+        for index, step in enumerate(steps):
+            orientations[index + 1] = orientations[index] @ step
         return orientations
 
     def orientation_at(self, time_s: float) -> np.ndarray:
-        """The camera's orientation `(3, 3)` (its axes in the frame of the first sample) at an instant of the log:
-        the rate interpolated linearly between samples, each piece's turn the exact rotation of its mean rate."""
+        """The camera's orientation `(3, 3)` (its axes in the frame of the first sample) at an instant of the log."""
+        return self.orientations_at(np.array([time_s], dtype=np.float64))[0]
+
+    def orientations_at(self, times_s: np.ndarray) -> np.ndarray:
+        """The camera's orientations `(N, 3, 3)` at instants `(N,)` of the log: the rate interpolated linearly
+        between samples, each piece's turn the exact rotation of its mean rate."""
         times, rates = self.times_s, self.angular_velocity
-        step = int(np.clip(np.searchsorted(times, time_s, side="right") - 1, 0, len(times) - 2))
-        rate = rates[step] + (rates[step + 1] - rates[step]) * (time_s - times[step]) / (times[step + 1] - times[step])
-        return self._at_samples[step] @ exponential(0.5 * (rates[step] + rate) * (time_s - times[step]))
+        steps = np.clip(np.searchsorted(times, times_s, side="right") - 1, 0, len(times) - 2)
+        elapsed = times_s - times[steps]
+        rate = rates[steps] + (rates[steps + 1] - rates[steps]) * (elapsed / (times[steps + 1] - times[steps]))[:, None]
+        return self._at_samples[steps] @ exponentials(0.5 * (rates[steps] + rate) * elapsed[:, None])
 
 
 #: First lines of a Gyroflow IMU log (`.gcsv`).
@@ -291,7 +299,7 @@ def in_camera_axes(log: GyroLog, spec: str) -> GyroLog:
 
 def gyro_trajectory(log: GyroLog, start_s: float, end_s: float, n_poses: int = N_POSES) -> np.ndarray:
     """The trajectory `(n_poses, 3)` float64 of an exposure from `start_s` to `end_s` (the log's clock): the scene's
-    rotation at evenly spaced instants relative to the exposure's start (`GyroLog.orientation_at`), mean-centred."""
+    rotation at evenly spaced instants relative to the exposure's start (`GyroLog.orientations_at`), mean-centred."""
     first, last = log.span_s
     if not (math.isfinite(start_s) and math.isfinite(end_s) and end_s > start_s):
         raise ValueError(f"an exposure must end after it starts, got {start_s} to {end_s} s")
@@ -299,20 +307,28 @@ def gyro_trajectory(log: GyroLog, start_s: float, end_s: float, n_poses: int = N
         raise ValueError(
             f"the exposure {start_s:g} to {end_s:g} s runs outside the gyroscope log ({first:g} to {last:g} s)"
         )
-    at_start = log.orientation_at(start_s)
-    turns = [at_start.T @ log.orientation_at(float(time)) for time in np.linspace(start_s, end_s, n_poses)]
+    orientations = log.orientations_at(np.linspace(start_s, end_s, n_poses))
+    turns = orientations[0].T @ orientations
     poses = np.stack([logarithm(turn.T) for turn in turns])
     return poses - poses.mean(axis=0)
 
 
 def exponential(rotation_vector: np.ndarray) -> np.ndarray:
     """The rotation matrix of a rotation vector (exact Rodrigues, without the nets' axis epsilon)."""
-    angle = float(np.linalg.norm(rotation_vector))
-    x, y, z = rotation_vector
-    cross = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    if angle < 1e-8:
-        return np.eye(3) + cross + 0.5 * cross @ cross
-    return np.eye(3) + math.sin(angle) / angle * cross + (1 - math.cos(angle)) / angle**2 * cross @ cross
+    return exponentials(np.asarray(rotation_vector, dtype=np.float64)[None])[0]
+
+
+def exponentials(rotation_vectors: np.ndarray) -> np.ndarray:
+    """The rotation matrices `(N, 3, 3)` of rotation vectors `(N, 3)` (`exponential`, many at once)."""
+    angles = np.linalg.norm(rotation_vectors, axis=-1)
+    x, y, z = rotation_vectors[:, 0], rotation_vectors[:, 1], rotation_vectors[:, 2]
+    zero = np.zeros_like(x)
+    cross = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(-1, 3, 3)
+    small = angles < 1e-8
+    safe = np.where(small, 1.0, angles)
+    first = np.where(small, 1.0, np.sin(safe) / safe)
+    second = np.where(small, 0.5, (1 - np.cos(safe)) / safe**2)
+    return np.eye(3) + first[:, None, None] * cross + second[:, None, None] * (cross @ cross)
 
 
 def logarithm(matrix: np.ndarray) -> np.ndarray:

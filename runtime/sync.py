@@ -31,7 +31,7 @@ from runtime.motion import (
     GyroLog,
     add_gyro_axes_argument,
     axes_matrix,
-    exponential,
+    exponentials,
     in_camera_axes,
     logarithm,
     read_gyro_log,
@@ -122,15 +122,15 @@ def mismatches(
     intervals shifted by each offset, the log's rates taken about the camera's axes as each spec says
     (`runtime.motion.axes_matrix`); infinite where an interval leaves the log."""
     mounts = np.stack([axes_matrix(spec) for spec in axes])
-    seen = np.stack([exponential(pair.rotation) for pair in rotations])
+    seen = exponentials(np.stack([pair.rotation for pair in rotations]))
+    starts, ends = np.array([pair.start_s for pair in rotations]), np.array([pair.end_s for pair in rotations])
     first, last = log.span_s
     result = np.full((len(axes), len(offsets_s)), math.inf)
     for column, offset in enumerate(offsets_s):
-        if rotations[0].start_s + offset < first or rotations[-1].end_s + offset > last:
+        if starts[0] + offset < first or ends[-1] + offset > last:
             continue
         # The camera's turn over each interval, in the log's axes; the scene turns by its transpose.
-        at = log.orientation_at
-        turns = np.stack([at(pair.start_s + offset).T @ at(pair.end_s + offset) for pair in rotations])
+        turns = log.orientations_at(starts + offset).transpose(0, 2, 1) @ log.orientations_at(ends + offset)
         disagreement = mounts[:, None] @ turns[None] @ mounts.transpose(0, 2, 1)[:, None] @ seen[None]
         result[:, column] = _angles(disagreement).mean(axis=1)
     return result
