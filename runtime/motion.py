@@ -165,6 +165,8 @@ class GyroLog:
 
 #: First lines of a Gyroflow IMU log (`.gcsv`).
 GCSV_FIRST_LINES = ("GYROFLOW IMU LOG", "CAMERA IMU LOG")
+#: What Gyroflow takes for a .gcsv log's scales when its header leaves them out.
+GCSV_DEFAULT_SCALES = {"tscale": "0.001", "gscale": "1"}
 
 
 def read_gyro_log(path: str | Path) -> GyroLog:
@@ -179,27 +181,20 @@ def read_gyro_log(path: str | Path) -> GyroLog:
 
 
 def _gcsv_log(path: Path, lines: list[str]) -> GyroLog:
-    """A Gyroflow IMU log: `key,value` header lines, then a table under a `t,gx,gy,gz[,...]` row whose raw numbers
-    `tscale` and `gscale` turn into seconds and rad/s. The header's `orientation` is Gyroflow's own axis convention
-    and is not applied (`--gyro-axes`, found by `runtime.sync --find-axes`); its `frame_readout_time` (ms) is
-    kept as the readout, top to bottom."""
-    names_row = next((row for row, line in enumerate(lines) if line.split(",")[0].strip() == "t"), None)
+    """A Gyroflow IMU log: `key,value` header lines, then a table under a `t,gx,gy,gz[,...]` row (`time` also
+    names the first column, and the columns count by place, as Gyroflow reads them) whose raw numbers `tscale`
+    and `gscale` turn into seconds and rad/s (Gyroflow's defaults when absent: 0.001 and 1). The header's
+    `orientation` is Gyroflow's own axis convention and is not applied (`--gyro-axes`, found by `runtime.sync
+    --find-axes`); its `frame_readout_time` (ms) is kept as the readout, top to bottom."""
+    names_row = next((row for row, line in enumerate(lines) if line.split(",")[0].strip() in ("t", "time")), None)
     if names_row is None:
         raise MotionError(f"{path}: a .gcsv log without its t,gx,gy,gz column row")
     header = {key.strip(): value.strip() for key, _, value in (line.partition(",") for line in lines[1:names_row])}
-    names = [name.strip() for name in lines[names_row].split(",")]
-    if not {"gx", "gy", "gz"} <= set(names):
-        raise MotionError(f"{path}: a .gcsv log's columns must include t, gx, gy, gz, got {','.join(names)}")
-    scales = {}
-    for key in ("tscale", "gscale"):
-        try:
-            scales[key] = float(header[key])
-        except (KeyError, ValueError):
-            raise MotionError(f"{path}: a .gcsv log needs a numeric {key} line in its header") from None
-        if not (math.isfinite(scales[key]) and scales[key] > 0):
+    scales = {key: _number(header.get(key, default)) for key, default in GCSV_DEFAULT_SCALES.items()}
+    for key, scale in scales.items():
+        if not scale > 0:
             raise MotionError(f"{path}: {key} must be a positive number, got {header[key]}")
-    columns = [names.index(name) for name in ("t", "gx", "gy", "gz")]
-    data = _table(path, lines[names_row + 1 :], columns)
+    data = _table(path, lines[names_row + 1 :], columns=[0, 1, 2, 3])
     return _checked_log(path, data, scales["tscale"], scales["gscale"], _gcsv_readout_s(path, header))
 
 
@@ -207,19 +202,28 @@ def _gcsv_readout_s(path: Path, header: dict[str, str]) -> float | None:
     """The readout a .gcsv header states (ms there, s here), if any; only top-to-bottom readout is followed."""
     if "frame_readout_time" not in header:
         return None
-    try:
-        readout_ms, direction = float(header["frame_readout_time"]), int(header.get("frame_readout_direction", "0"))
-    except ValueError:
-        raise MotionError(f"{path}: frame_readout_time and frame_readout_direction must be numbers") from None
-    if not (math.isfinite(readout_ms) and readout_ms >= 0):
-        raise MotionError(f"{path}: frame_readout_time must be a number of ms >= 0, got {readout_ms}")
-    if direction != 0 and readout_ms > 0:
+    readout_ms = _number(header["frame_readout_time"])
+    if not readout_ms >= 0:
+        raise MotionError(f"{path}: frame_readout_time must be a number of ms >= 0, got {header['frame_readout_time']}")
+    direction = header.get("frame_readout_direction", "0")
+    if direction not in ("0", "TopToBottom") and readout_ms > 0:
         raise MotionError(f"{path}: frame_readout_direction {direction}: only top-to-bottom readout (0) is followed")
     return readout_ms / 1000
 
 
+def _number(text: str) -> float:
+    """A finite number, or NaN (which every range check refuses)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
 def _table(path: Path, lines: list[str], columns: list[int] | None) -> np.ndarray:
     """The comma-separated numbers of `lines` (only `columns`, when given)."""
+    if not any(line.strip() for line in lines):
+        raise MotionError(f"{path}: holds no samples")
     try:
         return np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64, usecols=columns)
     except ValueError as error:

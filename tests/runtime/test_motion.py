@@ -203,9 +203,15 @@ def test_gyroflow_gcsv_logs_are_read_in_seconds_and_rad_per_s_with_their_readout
     neutral = read_gyro_log(_write(tmp_path / "n.gcsv", _gcsv(rows, readout="").replace("GYROFLOW", "CAMERA")))
     np.testing.assert_allclose(neutral.angular_velocity, log.angular_velocity)
     assert neutral.readout_s is None
-    bottom_up = _gcsv(rows, readout="frame_readout_time,15.23\nframe_readout_direction,1\n")
-    with pytest.raises(MotionError, match="frame_readout_direction 1: only top-to-bottom readout"):
+    bottom_up = _gcsv(rows, readout="frame_readout_time,15.23\nframe_readout_direction,BottomToTop\n")
+    with pytest.raises(MotionError, match="frame_readout_direction BottomToTop: only top-to-bottom readout"):
         read_gyro_log(_write(tmp_path / "b.gcsv", bottom_up))
+    # As Gyroflow reads them: the first column may be named `time`, columns count by place, and the scales default
+    # to 0.001 (ms ticks) and 1 (rad/s).
+    bare = "CAMERA IMU LOG\nversion,1.3\ntime,wx,wy,wz\n0,0.1,0.2,0.3\n5,0.1,0.25,0.3\n10,0.1,0.3,0.3\n"
+    defaults = read_gyro_log(_write(tmp_path / "bare.gcsv", bare))
+    np.testing.assert_allclose(defaults.times_s, log.times_s)
+    np.testing.assert_allclose(defaults.angular_velocity, log.angular_velocity)
 
 
 def _write(path, text):
@@ -308,13 +314,20 @@ def test_frame_times_give_each_frame_its_own_exposure_and_readout(tmp_path):
         (read_trajectory, "binary.txt", b"\xff\xfe\x00\x01", "cannot read"),
         (read_gyro_log, "gyro.csv", "0,1,2\n1,1,2\n", "4 columns"),
         (read_gyro_log, "gyro.csv", "0,1,2,3\n", "4 columns"),
+        (read_gyro_log, "gyro.csv", "time_s,x,y,z\n\n", "holds no samples"),
         (read_gyro_log, "gyro.csv", "0,1,2,3\n0,1,2,3\n", "times must increase"),
         (read_gyro_log, "gyro.csv", "0,1,2,3\n1,nan,2,3\n", "non-finite"),
         (read_gyro_log, "gyro.csv", "time_s,x,y,z\n0,a,2,3\n", "not a gyroscope log"),
         (read_gyro_log, "a.gcsv", "GYROFLOW IMU LOG\ntscale,0.001\ngscale,1\n0,1,2,3\n", "without its t,gx,gy,gz"),
-        (read_gyro_log, "a.gcsv", "GYROFLOW IMU LOG\ngscale,1\nt,gx,gy,gz\n0,1,2,3\n1,1,2,3\n", "numeric tscale"),
+        (read_gyro_log, "a.gcsv", "GYROFLOW IMU LOG\ngscale,x\nt,gx,gy,gz\n0,1,2,3\n1,1,2,3\n", "gscale must be"),
         (read_gyro_log, "a.gcsv", "CAMERA IMU LOG\ntscale,0\ngscale,1\nt,gx,gy,gz\n0,1,2,3\n", "tscale must be"),
-        (read_gyro_log, "a.gcsv", "CAMERA IMU LOG\ntscale,1\ngscale,1\nt,ax,ay,az\n0,1,2,3\n", "must include t, gx"),
+        (read_gyro_log, "a.gcsv", "CAMERA IMU LOG\nt,gx,gy\n0,1,2\n1,1,2\n", "not a gyroscope log"),
+        (
+            read_gyro_log,
+            "a.gcsv",
+            "CAMERA IMU LOG\nframe_readout_time,-1\nt,gx,gy,gz\n0,1,2,3\n1,1,2,3\n",
+            "frame_readout_time",
+        ),
         (read_gyro_log, "a.gcsv", "CAMERA IMU LOG\ntscale,1\ngscale,1\nt,gx,gy,gz\n0,1,2,x\n", "not a gyroscope"),
         (read_frame_times, "frames.csv", "start,exposure\n0,0.01\n", "need the columns exposure_start_s, exposure_s"),
         (read_frame_times, "frames.csv", "exposure_start_s,exposure_s\n0,x\n", "not a number"),
