@@ -243,7 +243,7 @@ class Deblurrer:
         their mean. `eight_bit` gives the frames as uint8, rounded tile by tile as they are made: a quarter of
         the memory of the float frames (P times the image's), for frames that are only to be written."""
         keep = ("frames", "reblurred")
-        result = self._run_sequence(keep, sharp, trajectory, camera, _eight_bit_frames if eight_bit else None)
+        result = self._run_sequence(keep, sharp, trajectory, camera, eight_bit)
         return result["frames"][0].transpose(0, 2, 3, 1), result["reblurred"][0].transpose(1, 2, 0)
 
     def reblur(self, sharp: np.ndarray, trajectory: Trajectory, camera: np.ndarray) -> np.ndarray:
@@ -305,23 +305,22 @@ class Deblurrer:
         sharp: np.ndarray,
         trajectory: Trajectory,
         camera: np.ndarray,
-        convert: Callable[[GraphFunction], GraphFunction] | None = None,
+        eight_bit: bool = False,
     ) -> dict[str, np.ndarray]:
-        """The sequence graph's outputs in `keep`, each tile's (or band's) outputs passed through `convert` first."""
+        """The sequence graph's outputs in `keep` (with `eight_bit`, the frames rounded tile by tile)."""
         if isinstance(trajectory, RowMotion):
-            return self._run_sequence_rows(keep, sharp, trajectory, camera, convert)
+            return self._run_sequence_rows(keep, sharp, trajectory, camera, eight_bit)
         inputs = {
             "sharp": self._rgb_batch(sharp),
             "trajectory": self._poses(trajectory),
             "intrinsics": np.asarray(camera, np.float32).reshape(1, 3, 3),
         }
-        return dict(self._sequence_function(self._runners["sequence"], keep, convert)(inputs))
+        return dict(self._sequence_function(self._runners["sequence"], keep, eight_bit)(inputs))
 
-    def _sequence_function(
-        self, runner: Runner, keep: tuple[str, ...], convert: Callable[[GraphFunction], GraphFunction] | None = None
-    ) -> GraphFunction:
-        """The sequence graph as a function assembling the outputs in `keep`, in tiles on large images."""
-        run = graph_function(runner) if convert is None else convert(graph_function(runner))
+    def _sequence_function(self, runner: Runner, keep: tuple[str, ...], eight_bit: bool = False) -> GraphFunction:
+        """The sequence graph as a function assembling the outputs in `keep`, in tiles on large images (with
+        `eight_bit`, the frames rounded to uint8 as each tile comes out)."""
+        run = _eight_bit_frames(graph_function(runner)) if eight_bit else graph_function(runner)
         return run if self._warp_tile_side is None else warp_tiled(run, self._warp_tile_side, keep)
 
     def _refine_function(self, runner: Runner) -> GraphFunction:
@@ -400,7 +399,7 @@ class Deblurrer:
         sharp: np.ndarray,
         motion: RowMotion,
         camera: np.ndarray,
-        convert: Callable[[GraphFunction], GraphFunction] | None = None,
+        eight_bit: bool = False,
     ) -> dict[str, np.ndarray]:
         """The sequence graph's outputs in `keep` band by band, each band warped with its middle row's trajectory
         (margins of one blur extent, so each band's core is what its trajectory makes of it)."""
@@ -410,7 +409,7 @@ class Deblurrer:
         def band_outputs(band: Tile) -> dict[str, np.ndarray]:
             poses = motion.trajectory_at(middle_row_fraction(band, height))
             window = np.ascontiguousarray(sharp[band.y0 : band.y1])
-            return self._run_sequence(keep, window, poses, camera_model.tile_intrinsics(camera, 0, band.y0), convert)
+            return self._run_sequence(keep, window, poses, camera_model.tile_intrinsics(camera, 0, band.y0), eight_bit)
 
         bands = tiles(height, width, max(height, width), margin, motion.bands)
         return assemble(bands, band_outputs, keep, height, width)
