@@ -18,6 +18,7 @@ from runtime.motion import (
     TrajectoryFile,
     axes_matrix,
     exponential,
+    exponentials,
     exposure_motion,
     gyro_trajectory,
     in_camera_axes,
@@ -94,11 +95,14 @@ def test_a_missing_trajectory_file_is_refused(tmp_path):
 
 def test_exponential_and_logarithm_are_inverse_and_exact():
     rng = np.random.default_rng(1)
-    for vector in [*rng.normal(0, 0.8, (20, 3)), np.array([1e-10, 0, -2e-10]), np.zeros(3)]:
+    vectors = [*rng.normal(0, 0.8, (20, 3)), np.array([1e-10, 0, -2e-10]), np.zeros(3)]
+    for vector in vectors:
         matrix = exponential(vector)
         np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-14)
         assert np.linalg.det(matrix) == pytest.approx(1.0, abs=1e-14)
         np.testing.assert_allclose(logarithm(matrix), vector, atol=1e-12)
+    # Many at once, small angles among large ones, as one at a time.
+    np.testing.assert_array_equal(exponentials(np.stack(vectors)), np.stack([exponential(v) for v in vectors]))
     # about z by 90 degrees: x goes to y
     np.testing.assert_allclose(exponential(np.array([0, 0, np.pi / 2])) @ [1, 0, 0], [0, 1, 0], atol=1e-15)
 
