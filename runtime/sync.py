@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from runtime.camera import intrinsics, intrinsics_inverse
-from runtime.media import MediaError, VideoReader, write_image
+from runtime.media import MediaError, VideoReader, write_bytes, write_image
 from runtime.motion import (
     AXES_SPECS,
     CAMERA_AXES,
@@ -49,6 +49,10 @@ FINE_STEP_S = 0.0001
 DEFAULT_SEARCH_S = 0.5
 #: The next best mount must fit this many times worse for the axes found to count as clear.
 CLEAR_AXES_MARGIN = 2.0
+#: `find_drift` searches each window's offset this far (s) around the whole video's, and skips windows with fewer
+#: tracked frame pairs than `MIN_WINDOW_PAIRS`.
+DRIFT_SEARCH_S = 0.02
+MIN_WINDOW_PAIRS = 10
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,25 @@ class Sync:
     mismatches_rad: np.ndarray
     axes: str = CAMERA_AXES
     axes_mismatches_rad: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The log's clock against the video's as a line fitted to the offsets found in windows of the video: the
+    offset (s) at video time 0 and its rate (s per s of video; 1e6 x rate is the drift in ppm)."""
+
+    offset_s: float
+    rate: float
+    window_times_s: np.ndarray
+    window_offsets_s: np.ndarray
+
+    def offset_at(self, video_time_s: float | np.ndarray) -> float | np.ndarray:
+        return self.offset_s + self.rate * video_time_s
+
+    @property
+    def residual_s(self) -> float:
+        """The largest distance (s) of a window's offset from the line."""
+        return float(np.abs(self.window_offsets_s - self.offset_at(self.window_times_s)).max())
 
 
 def frame_rotation(previous_gray: np.ndarray, gray: np.ndarray, camera: np.ndarray) -> np.ndarray | None:
@@ -187,6 +210,53 @@ def find_offset(
     )
 
 
+def find_drift(log: GyroLog, rotations: list[FrameRotation], sync: Sync, window_s: float) -> Drift:
+    """The clock drift over the video: `find_offset` in consecutive windows of `window_s` s of video (within
+    `DRIFT_SEARCH_S` of the whole video's offset, with its axes), and the line through their offsets. Raises
+    ValueError when fewer than two windows hold `MIN_WINDOW_PAIRS` tracked frame pairs."""
+    starts = np.array([pair.start_s for pair in rotations])
+    window_of = np.floor((starts - starts[0]) / window_s).astype(int)
+    middles, offsets = [], []
+    search = (sync.offset_s - DRIFT_SEARCH_S, sync.offset_s + DRIFT_SEARCH_S)
+    for window in np.unique(window_of):
+        members = [pair for pair, member in zip(rotations, window_of == window, strict=True) if member]
+        if len(members) >= MIN_WINDOW_PAIRS:
+            middles.append(float(np.mean([0.5 * (pair.start_s + pair.end_s) for pair in members])))
+            offsets.append(find_offset(log, members, search, (sync.axes,)).offset_s)
+    if len(offsets) < 2:
+        raise ValueError(
+            f"fewer than two windows of {window_s:g} s hold {MIN_WINDOW_PAIRS} tracked frame pairs: no drift to fit"
+        )
+    rate, offset = np.polyfit(middles, offsets, 1)
+    return Drift(float(offset), float(rate), np.array(middles), np.array(offsets))
+
+
+def read_video(
+    video: Path,
+    focal_length_px: float | None = None,
+    max_frames: int | None = None,
+    progress: Callable[[str], object] = lambda _: None,
+) -> tuple[list[FrameRotation], np.ndarray]:
+    """The rotations between a video file's consecutive frames (`video_rotations`; the focal length in pixels of
+    the video, default its longer side), and every frame's container timestamp (s)."""
+    reader = VideoReader(video)
+    timestamps: list[float] = []
+
+    def frames() -> Iterator[tuple[float, np.ndarray]]:
+        for number, frame in enumerate(reader):
+            if max_frames is not None and number >= max_frames:
+                return
+            progress(f"frame {number + 1}" + (f"/{reader.frame_count}" if reader.frame_count else ""))
+            timestamps.append(reader.timestamp_s)
+            yield reader.timestamp_s, frame
+
+    try:
+        rotations = video_rotations(frames(), focal_length_px)
+    finally:
+        reader.close()
+    return rotations, np.array(timestamps)
+
+
 def sync_video(
     log: GyroLog,
     video: Path,
@@ -197,22 +267,19 @@ def sync_video(
     axes: Sequence[str] = (CAMERA_AXES,),
 ) -> Sync:
     """The offset of a video file against a gyroscope log, and its axes among `axes`: `find_offset` over the
-    frames' rotations (the focal length in pixels of the video; default its longer side), each frame at its
-    container timestamp."""
-    reader = VideoReader(video)
-
-    def frames() -> Iterator[tuple[float, np.ndarray]]:
-        for number, frame in enumerate(reader):
-            if max_frames is not None and number >= max_frames:
-                return
-            progress(f"frame {number + 1}" + (f"/{reader.frame_count}" if reader.frame_count else ""))
-            yield reader.timestamp_s, frame
-
-    try:
-        rotations = video_rotations(frames(), focal_length_px)
-    finally:
-        reader.close()
+    frames' rotations (`read_video`), each frame at its container timestamp."""
+    rotations, _ = read_video(video, focal_length_px, max_frames, progress)
     return find_offset(log, rotations, search_s, axes)
+
+
+def frame_times_csv(timestamps_s: np.ndarray, offsets_s: np.ndarray, exposure_s: float, readout_s: float) -> str:
+    """The frame times `runtime.deblur --frame-times` reads for frames shown at `timestamps_s` (video clock), the
+    log's clock ahead of the video's by `offsets_s` at each: each exposure's start in the log's clock, for frames
+    whose content shows the middle of their exposure at their middle row."""
+    starts = timestamps_s + offsets_s - exposure_s / 2 - readout_s / 2
+    head = "exposure_start_s,exposure_s" + (",readout_s" if readout_s else "")
+    rows = [f"{start:.6f},{exposure_s:g}" + (f",{readout_s:g}" if readout_s else "") for start in starts]
+    return "\n".join([head, *rows]) + "\n"
 
 
 def axes_report(sync: Sync) -> str:
@@ -252,28 +319,66 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also find how the gyroscope sits in the camera: search all 24 square mounts (--gyro-axes specs)",
     )
+    parse.add_argument(
+        "--drift",
+        type=float,
+        metavar="S",
+        help="also find how the offset drifts: find it in every S seconds of video and fit a line",
+    )
+    parse.add_argument(
+        "--frame-times-out",
+        type=Path,
+        metavar="CSV",
+        help="write each frame's exposure in the log's clock, for runtime.deblur --frame-times (needs --exposure-time)",
+    )
+    parse.add_argument(
+        "--exposure-time", type=float, metavar="S", help="the frames' exposure time, for --frame-times-out"
+    )
+    parse.add_argument(
+        "--readout-time",
+        type=float,
+        metavar="S",
+        help="rolling shutter readout, top row to bottom, for the exposure starts (default: the log's, as a .gcsv "
+        "states it, else 0)",
+    )
     parse.add_argument("--max-frames", type=int, metavar="N", help="use the first N frames")
     parse.add_argument("--plot", type=Path, metavar="PNG", help="also draw the mismatch against the offset")
     return parse
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse meaningless options before the video is read; one line each."""
+    positive = [("--focal-length", args.focal_length, "pixels"), ("--search", args.search, "seconds")]
+    positive += [("--drift", args.drift, "seconds"), ("--exposure-time", args.exposure_time, "seconds")]
+    for option, value, unit in positive:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{option} must be a positive number of {unit}, got {value}")
+    if args.readout_time is not None and not (math.isfinite(args.readout_time) and args.readout_time >= 0):
+        raise ValueError(f"--readout-time must be a number of seconds >= 0, got {args.readout_time}")
+    if args.max_frames is not None and args.max_frames < 2:
+        raise ValueError(f"--max-frames must be at least 2, got {args.max_frames}")
+    if args.find_axes and args.gyro_axes != CAMERA_AXES:
+        raise ValueError("--find-axes searches every mount of the log as it is: leave out --gyro-axes")
+    if (args.frame_times_out is None) != (args.exposure_time is None):
+        raise ValueError("--frame-times-out and --exposure-time go together")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.focal_length is not None and not (math.isfinite(args.focal_length) and args.focal_length > 0):
-            raise ValueError(f"--focal-length must be a positive number of pixels, got {args.focal_length}")
-        if not (math.isfinite(args.search) and args.search > 0):
-            raise ValueError(f"--search must be a positive number of seconds, got {args.search}")
-        if args.max_frames is not None and args.max_frames < 2:
-            raise ValueError(f"--max-frames must be at least 2, got {args.max_frames}")
-        if args.find_axes and args.gyro_axes != CAMERA_AXES:
-            raise ValueError("--find-axes searches every mount of the log as it is: leave out --gyro-axes")
+        _check_arguments(args)
         log = in_camera_axes(read_gyro_log(args.gyro), args.gyro_axes)
+        readout = args.readout_time if args.readout_time is not None else log.readout_s or 0.0
         progress = Progress()
-        search = (-args.search, args.search)
+        rotations, timestamps = read_video(args.video, args.focal_length, args.max_frames, progress)
         axes = AXES_SPECS if args.find_axes else (args.gyro_axes,)
-        sync = sync_video(log, args.video, args.focal_length, search, args.max_frames, progress, axes)
+        sync = find_offset(log, rotations, (-args.search, args.search), axes)
+        drift = find_drift(log, rotations, sync, args.drift) if args.drift is not None else None
         progress.done()
+        if args.frame_times_out is not None:
+            offsets = drift.offset_at(timestamps) if drift is not None else np.full(len(timestamps), sync.offset_s)
+            table = frame_times_csv(timestamps, np.asarray(offsets), args.exposure_time, readout)
+            write_bytes(args.frame_times_out, table.encode())
     except (MediaError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -283,21 +388,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.find_axes:
         print(axes_report(sync))
-    axes_option = "" if sync.axes == CAMERA_AXES else f" --gyro-axes {sync.axes}"
-    if log.readout_s:
-        start = (
-            f"{sync.offset_s - log.readout_s / 2:.4f} - DURATION/2 (a frame shows the middle of its exposure, at its "
-            f"middle row, read out half the log's {log.readout_s * 1000:g} ms after the top one)"
+    if drift is not None:
+        print(
+            f"clock drift {drift.rate * 1e6:+.0f} ppm: offset {drift.offset_s * 1000:+.2f} ms at video time 0, "
+            f"{drift.offset_at(float(timestamps[-1])) * 1000:+.2f} ms at {timestamps[-1]:.1f} s "
+            f"({len(drift.window_offsets_s)} windows of {args.drift:g} s, farthest {drift.residual_s * 1000:.2f} ms "
+            "from the line)"
         )
-    else:
-        start = (
-            f"{sync.offset_s:.4f} - DURATION/2 (a frame shows the middle of its exposure; with --readout-time R, "
-            "also - R/2)"
-        )
-    print(f"runtime.deblur --gyro {args.gyro}{axes_option} --exposure START,DURATION with START = {start}")
+    print(_deblur_advice(args, sync, drift, readout))
     if args.plot is not None:
         write_image(args.plot, sync_chart(sync.searched_s, sync.mismatches_rad, sync.offset_s))
     return 0
+
+
+def _deblur_advice(args: argparse.Namespace, sync: Sync, drift: Drift | None, readout_s: float) -> str:
+    """The runtime.deblur options that use what was found."""
+    command = f"runtime.deblur --gyro {args.gyro}" + ("" if sync.axes == CAMERA_AXES else f" --gyro-axes {sync.axes}")
+    if args.frame_times_out is not None:
+        return f"{command} --frame-times {args.frame_times_out}"
+    start = f"{sync.offset_s - readout_s / 2:.4f} - DURATION/2 (a frame shows the middle of its exposure"
+    start += f", at its middle row, read out {readout_s * 500:g} ms after the top one)" if readout_s else ")"
+    if drift is not None:
+        start += "; the offset drifts, so --frame-times-out gives each frame its own start"
+    return f"{command} --exposure START,DURATION with START = {start}"
 
 
 if __name__ == "__main__":

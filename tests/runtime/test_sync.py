@@ -13,7 +13,7 @@ import pytest
 
 from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
-from runtime.motion import AXES_SPECS, GyroLog, axes_matrix, exponential, exposure_motion
+from runtime.motion import AXES_SPECS, GyroLog, axes_matrix, exponential, exposure_motion, read_frame_times
 from runtime.sync import FrameRotation, axes_report, find_offset, frame_rotation, main, video_rotations
 
 FOCAL, HEIGHT, WIDTH, FPS = 400.0, 240, 320, 30.0
@@ -27,10 +27,10 @@ def _texture() -> np.ndarray:
     return cv2.GaussianBlur(cv2.resize(blocks, (640, 480), interpolation=cv2.INTER_NEAREST), (0, 0), 1.0)
 
 
-def _shake() -> GyroLog:
-    """3 s of a made-up hand shake at 1 kHz: sums of 0.5-6 Hz sines, ~0.1-0.3 rad/s."""
+def _shake(duration_s: float = 3.0) -> GyroLog:
+    """A made-up hand shake logged at 1 kHz: sums of 0.5-6 Hz sines, ~0.1-0.3 rad/s."""
     rng = np.random.default_rng(1)
-    times = np.arange(0.0, 3.0, 0.001)
+    times = np.arange(0.0, duration_s, 0.001)
     rates = np.zeros((len(times), 3))
     for axis, share in enumerate([1.0, 1.0, 0.5]):
         for _ in range(4):
@@ -122,7 +122,7 @@ def test_the_gyroscopes_mount_is_found_with_the_offset(shaky_video, tmp_path):
     assert margin > 5, stdout  # measured 21.3
     assert f"--gyro-axes {mount} --exposure" in stdout
     start = float(stdout.split("START = ")[1].split()[0])  # the top row's: half the log's 10 ms readout earlier
-    assert abs(start - (TRUE_OFFSET_S - 0.005)) < 0.001 and "half the log's 10 ms after the top" in stdout
+    assert abs(start - (TRUE_OFFSET_S - 0.005)) < 0.001 and "read out 5 ms after the top one" in stdout
     code, _, stderr = _run([str(shaky_video), "--gyro", str(gyro), "--find-axes", "--gyro-axes", "x,-y,-z"])
     assert code == 2 and "leave out --gyro-axes" in stderr
 
@@ -162,6 +162,43 @@ def test_under_a_rolling_shutter_the_offset_found_is_the_middle_rows(tmp_path):
         frames.append((number / FPS, np.round(frame * 255).astype(np.uint8)))
     sync = find_offset(log, video_rotations(frames, FOCAL), (-0.5, 0.5))
     assert abs(sync.offset_s - TRUE_OFFSET_S) < 0.002
+
+
+def test_a_drifting_clock_is_found_and_each_frame_gets_its_exposure_start(tmp_path):
+    """20 s at 30 fps (no blur) of a log whose clock runs 300 ppm fast against the video's: `--drift 5` finds the
+    drift from four windows, and `--frame-times-out` writes each frame's exposure start in the log's clock (its
+    content's instant, less half the exposure and half the readout), as `--frame-times` reads it."""
+    texture, log, drift = _texture(), _shake(24.0), 300e-6
+    video = tmp_path / "long.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    for number in range(600):
+        shown = TRUE_OFFSET_S + number / FPS * (1 + drift)
+        gray = np.round(_view(texture, log.orientation_at(shown)) * 255).astype(np.uint8)
+        writer.write(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    gyro, frames = tmp_path / "gyro.csv", tmp_path / "frames.csv"
+    np.savetxt(gyro, np.column_stack([log.times_s, log.angular_velocity]), delimiter=",")
+    common = [str(video), "--gyro", str(gyro), "--focal-length", str(FOCAL)]
+    timing = ["--exposure-time", "0.01", "--readout-time", "0.004"]
+    code, stdout, stderr = _run([*common, "--drift", "5", "--frame-times-out", str(frames), *timing])
+    assert code == 0, stderr
+    found_ppm = float(stdout.split("clock drift ")[1].split()[0])
+    assert abs(found_ppm - 300) < 30, stdout  # measured +302
+    assert "4 windows of 5 s" in stdout and f"--frame-times {frames}" in stdout
+    times = read_frame_times(frames)
+    shown = TRUE_OFFSET_S + np.arange(600) / FPS * (1 + drift)
+    assert len(times.start_s) == 600 and np.all(times.exposure_s == 0.01) and np.all(times.readout_s == 0.004)
+    assert np.abs(times.start_s - (shown - 0.005 - 0.002)).max() < 0.001
+
+    for arguments, message in [
+        (["--frame-times-out", str(tmp_path / "x.csv")], "--frame-times-out and --exposure-time go together"),
+        (["--drift", "0"], "--drift must be a positive number of seconds"),
+        (["--drift", "25"], "fewer than two windows of 25 s"),
+    ]:
+        code, _, stderr = _run([*common, *arguments])
+        lines = [line for line in stderr.splitlines() if not line.startswith("frame ")]
+        assert code == 2 and len(lines) == 1 and message in lines[0], stderr
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_what_cannot_be_synchronised_is_refused_in_one_line(tmp_path):
