@@ -37,7 +37,7 @@ from runtime.motion import (
     read_gyro_log,
 )
 from runtime.progress import Progress
-from runtime.visualize import sync_chart
+from runtime.visualize import drift_chart, sync_chart
 
 #: Features tracked between consecutive frames, and the fewest a frame pair needs to count.
 MAX_FEATURES = 400
@@ -342,7 +342,9 @@ def parser() -> argparse.ArgumentParser:
         "states it, else 0)",
     )
     parse.add_argument("--max-frames", type=int, metavar="N", help="use the first N frames")
-    parse.add_argument("--plot", type=Path, metavar="PNG", help="also draw the mismatch against the offset")
+    parse.add_argument(
+        "--plot", type=Path, metavar="PNG", help="also draw the mismatch against the offset (and the drift's line)"
+    )
     return parse
 
 
@@ -397,7 +399,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(_deblur_advice(args, sync, drift, readout))
     if args.plot is not None:
-        write_image(args.plot, sync_chart(sync.searched_s, sync.mismatches_rad, sync.offset_s))
+        chart = sync_chart(sync.searched_s, sync.mismatches_rad, sync.offset_s)
+        if drift is not None:
+            chart = np.hstack(
+                [chart, drift_chart(drift.window_times_s, drift.window_offsets_s, drift.offset_s, drift.rate)]
+            )
+        write_image(args.plot, chart)
     return 0
 
 

@@ -534,6 +534,34 @@ def sync_chart(
     return figure
 
 
+def drift_chart(
+    window_times_s: npt.ArrayLike,
+    window_offsets_s: npt.ArrayLike,
+    offset_s: float,
+    rate: float,
+    size: tuple[int, int] = (420, 760),
+) -> ImageArray:
+    """The offset found in each window of a video (ms, dots) against the video time (s), and the line fitted
+    through them (`offset_s + rate * t`), titled with the drift in ppm."""
+    times, offsets = np.asarray(window_times_s, np.float64), np.asarray(window_offsets_s, np.float64) * 1000
+    height, width = size
+    scale = min(height / 420, width / 760)
+    figure = np.full((height, width, 3), 255, np.uint8)
+    x_range = (0.0, _padded_range(times, pad=0.08, minimum_span=1.0)[1])
+    line = (offset_s * 1000, (offset_s + rate * x_range[1]) * 1000)
+    y_range = _padded_range(np.concatenate([offsets, line]), pad=0.15, minimum_span=0.5)
+    axes = _Axes(
+        round(96 * scale), round(60 * scale), width - round(30 * scale), height - round(70 * scale), x_range, y_range
+    )
+    x_ticks, y_ticks = _nice_ticks(*x_range, count=7), _nice_ticks(*y_range, count=5)
+    title = f"gyroscope vs video: clock drift {rate * 1e6:+.0f} ppm"
+    _draw_frame(figure, axes, x_ticks, y_ticks, "video time (s)", "offset (ms)", title, scale)
+    _polyline(figure, axes.to_px(list(x_range), list(line)), PITCH_YAW_ROLL[0][1], max(2, round(2 * scale)))
+    for x, y in axes.to_px(times, offsets):
+        cv2.circle(figure, (round(x), round(y)), round(5 * scale), START, -1, cv2.LINE_AA)
+    return figure
+
+
 # --- side by side ------------------------------------------------------------------------------------------------
 
 

@@ -180,11 +180,15 @@ def test_a_drifting_clock_is_found_and_each_frame_gets_its_exposure_start(tmp_pa
     np.savetxt(gyro, np.column_stack([log.times_s, log.angular_velocity]), delimiter=",")
     common = [str(video), "--gyro", str(gyro), "--focal-length", str(FOCAL)]
     timing = ["--exposure-time", "0.01", "--readout-time", "0.004"]
-    code, stdout, stderr = _run([*common, "--drift", "5", "--frame-times-out", str(frames), *timing])
+    plot = tmp_path / "drift.png"
+    code, stdout, stderr = _run(
+        [*common, "--drift", "5", "--frame-times-out", str(frames), *timing, "--plot", str(plot)]
+    )
     assert code == 0, stderr
     found_ppm = float(stdout.split("clock drift ")[1].split()[0])
     assert abs(found_ppm - 300) < 30, stdout  # measured +302
     assert "4 windows of 5 s" in stdout and f"--frame-times {frames}" in stdout
+    assert cv2.imread(str(plot)).shape == (420, 2 * 760, 3)  # the search, and the drift beside it
     times = read_frame_times(frames)
     shown = TRUE_OFFSET_S + np.arange(600) / FPS * (1 + drift)
     assert len(times.start_s) == 600 and np.all(times.exposure_s == 0.01) and np.all(times.readout_s == 0.004)

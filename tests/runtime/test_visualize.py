@@ -1,5 +1,6 @@
 """Pictures of the camera shake: kernels that are true to the blur model, figures of the expected size."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -120,3 +121,15 @@ def test_the_sensitivity_chart_draws_each_line_in_its_colour():
     assert not np.any(np.all(figure == visualize.PITCH_YAW_ROLL[2][1], axis=-1))
     with pytest.raises(ValueError, match="no points"):
         visualize.sensitivity_chart([("empty", [])], "title")
+
+
+def test_the_drift_chart_draws_each_windows_offset_and_the_line():
+    times = np.array([2.5, 7.5, 12.5, 17.5])
+    figure = visualize.drift_chart(times, 0.1537 + 300e-6 * times, 0.1537, 300e-6, size=(420, 760))
+    assert figure.shape == (420, 760, 3) and figure.dtype == np.uint8
+    assert np.all(figure == visualize.PITCH_YAW_ROLL[0][1], axis=-1).sum() > 500  # the line, across the plot
+    dots = np.all(figure == visualize.START, axis=-1).astype(np.uint8)
+    count, _, _, centres = cv2.connectedComponentsWithStats(dots)
+    assert count - 1 == 4  # one dot a window, rising left to right (the offset grows with the drift)
+    ordered = centres[1:][np.argsort(centres[1:, 0])]
+    assert np.all(np.diff(ordered[:, 1]) < 0)
