@@ -1,7 +1,8 @@
 """Find the offset between a gyroscope log's clock and a video's, from the camera's turns between frames.
 
 The rotation the frames show from one to the next is compared with the rotation the log integrates over the same
-interval, for every candidate offset.
+interval, for every candidate offset (and, on request, every way the gyroscope can sit in the camera, and every
+window of the video, for the clock's drift).
 
 Known-motion deblurring needs each exposure's place in the log's clock to a millisecond or two
 (`experiments.gyro_errors`); one photo cannot tell it, but a video can. Between consecutive frames the camera
