@@ -25,6 +25,7 @@ from runtime import visualize
 from runtime.backends.base import BackendError
 from runtime.camera import scale_intrinsics
 from runtime.deblurrer import Deblurrer, DeblurResult
+from runtime.lens import Lens, undistort
 from runtime.media import (
     ExifFocalLength,
     MediaError,
@@ -37,6 +38,7 @@ from runtime.media import (
     write_image,
 )
 from runtime.motion import KnownMotion, MotionError
+from runtime.presets import CameraPreset
 from runtime.progress import Progress
 from runtime.sources import Source
 
@@ -50,13 +52,13 @@ KERNEL_OVERLAY_MIN_SIDE = 512
 @dataclass(frozen=True)
 class Options:
     """How to process and what to write. `focal_length` is in pixels of the input as read (before resizing);
-    a camera preset gives `(focal_length_px, long_side_px)`: the focal length at a sensor mode whose longer side
-    is `long_side_px` (the longer side, so that portrait shots of the same camera scale right). `motion`, when
-    known (a trajectory file, a gyroscope log), replaces the trajectory net's estimate."""
+    a camera preset gives it instead, and with a lens calibration has each image undistorted first
+    (`runtime.lens`). `motion`, when known (a trajectory file, a gyroscope log), replaces the trajectory net's
+    estimate."""
 
     outdir: Path
     focal_length: float | None = None
-    camera_preset: tuple[float, int] | None = None
+    camera_preset: CameraPreset | None = None
     max_side: int | None = None
     scale: float | None = None
     sequence: bool = False
@@ -116,11 +118,15 @@ def focal_length_for(
     if options.focal_length is not None:
         return options.focal_length * processed_scale, "--focal-length"
     if options.camera_preset is not None:
-        focal, preset_long_side = options.camera_preset
-        return focal * max(shape[:2]) / preset_long_side * processed_scale, "--camera"
+        return options.camera_preset.focal_length_at(shape[0], shape[1]) * processed_scale, "--camera"
     if exif is not None:
         return exif.pixels * processed_scale, f"EXIF: {exif.source}"
     return None, "default: the longer side"
+
+
+def _lens(options: Options) -> Lens | None:
+    """The lens whose distortion is undone before deblurring (a camera preset's), if any."""
+    return None if options.camera_preset is None else options.camera_preset.lens
 
 
 def _resize(rgb: np.ndarray, options: Options) -> tuple[np.ndarray, float]:
@@ -157,6 +163,11 @@ def _image(
         picture = replace(picture, rgb=rgb, alpha=_resize_alpha(picture.alpha, rgb.shape[:2]))
     timings["read"] = time.perf_counter() - started
     focal_length, focal_length_source = focal_length_for(options, shape, factor, picture.exif_focal_length)
+    lens = _lens(options)
+    if focal_length is not None and lens is not None:
+        rgb = undistort(rgb, lens, focal_length)
+        alpha = None if picture.alpha is None else undistort(picture.alpha, lens, focal_length)
+        picture = replace(picture, rgb=rgb, alpha=alpha)
     trajectory = options.motion.photo() if options.motion else None
     result = deblurrer.restore(rgb, focal_length, trajectory=trajectory, progress=progress)
     timings.update(result.timings)
@@ -174,7 +185,8 @@ def _image(
     write_image(target / "restored.png", to_file_pixels(restored, picture))
     write_image(target / "reblurred.png", to_file_pixels(reblurred, picture))
     trajectory_source = options.motion.source if options.motion else "estimated by the trajectory net"
-    _write_trajectory(target, result, rgb.shape[:2], deblurrer, focal_length_source, trajectory_source)
+    undistorted = None if lens is None else lens.model
+    _write_trajectory(target, result, rgb.shape[:2], deblurrer, focal_length_source, trajectory_source, undistorted)
     write_image(target / "kernels.png", _kernel_overlay(rgb, result))
     plot = visualize.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
     write_image(target / "trajectory.png", plot)
@@ -233,10 +245,11 @@ def _video(
             if options.max_frames is not None and number >= options.max_frames:
                 break
             rgb, factor = _resize(frame[..., ::-1].astype(np.float32) / np.float32(255), options)
+            focal_length = focal_length_for(options, frame.shape[:2], factor)[0]
+            if focal_length is not None and (lens := _lens(options)) is not None:
+                rgb = undistort(rgb, lens, focal_length)
             trajectory = options.motion.frame(number, reader.timestamp_s) if options.motion else None
-            result = deblurrer.restore(
-                rgb, focal_length_for(options, frame.shape[:2], factor)[0], trajectory=trajectory
-            )
+            result = deblurrer.restore(rgb, focal_length, trajectory=trajectory)
             restored = to_file_pixels(np.clip(result.restored, 0, 1))
             if writer is None:
                 writer = VideoWriter(target / "restored.mp4", reader.fps, (restored.shape[1], restored.shape[0]))
@@ -277,6 +290,7 @@ def _write_trajectory(
     deblurrer: Deblurrer,
     focal_length_source: str,
     trajectory_source: str,
+    undistorted: str | None,
 ) -> None:
     height, width = shape[:2]
     camera = result.intrinsics
@@ -286,6 +300,8 @@ def _write_trajectory(
         "focal_length_source": focal_length_source,
         "principal_point_px": [float(camera[0, 2]), float(camera[1, 2])],
         "image_size": {"width": width, "height": height},
+        # The lens model whose distortion was undone first (null: none); the outputs are then in the pinhole view.
+        "undistorted": undistorted,
         "poses": result.trajectory.astype(float).tolist(),
         "trajectory_source": trajectory_source,
         # With a rolling shutter the poses are the middle row's, and `tiles` counts the bands restored.

@@ -10,8 +10,6 @@ import math
 import sys
 from pathlib import Path
 
-import yaml
-
 from runtime.backends import add_backend_arguments
 from runtime.backends.base import BackendError
 from runtime.batch import Options, run_batch
@@ -29,29 +27,13 @@ from runtime.motion import (
     read_gyro_log,
     read_trajectory,
 )
+from runtime.presets import read_camera_preset
 from runtime.profiles import ProfileError, load_build_profile
 from runtime.refine import add_refine_arguments, refine_settings
 from runtime.sources import expand
 
 #: The compact demo bundle shipped with the project, used when --engine is not given.
 DEMO_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "demo"
-
-
-def camera_preset(path: Path) -> tuple[float, int]:
-    """`(focal_length_px, long_side_px)` from a camera preset YAML: the focal length at a sensor mode of
-    `width_px` x `height_px` (height optional), and that mode's longer side, which images are scaled against."""
-    try:
-        preset = yaml.safe_load(path.read_text())
-        focal, width = float(preset["focal_length_px"]), int(preset["width_px"])
-        height = int(preset.get("height_px", 0))
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read camera preset ({error.strerror or error})") from None
-    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{path}: not a camera preset with focal_length_px and width_px ({reason})") from None
-    if not (focal > 0 and width > 0 and height >= 0):
-        raise ValueError(f"{path}: focal_length_px and width_px must be positive, got {focal} and {width}")
-    return focal, max(width, height)
 
 
 def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
@@ -198,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         options = Options(
             outdir=args.outdir,
             focal_length=args.focal_length,
-            camera_preset=camera_preset(args.camera) if args.camera else None,
+            camera_preset=read_camera_preset(args.camera) if args.camera else None,
             max_side=args.max_side,
             scale=args.scale,
             sequence=args.sequence,

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from runtime.camera import intrinsics, intrinsics_inverse
+from runtime.lens import Lens, undistort_points
 from runtime.media import MediaError, VideoReader, write_bytes, write_image
 from runtime.motion import (
     AXES_SPECS,
@@ -37,6 +38,7 @@ from runtime.motion import (
     logarithm,
     read_gyro_log,
 )
+from runtime.presets import CameraPreset, read_camera_preset
 from runtime.progress import Progress
 from runtime.visualize import drift_chart, sync_chart
 
@@ -99,9 +101,12 @@ class Drift:
         return float(np.abs(self.window_offsets_s - self.offset_at(self.window_times_s)).max())
 
 
-def frame_rotation(previous_gray: np.ndarray, gray: np.ndarray, camera: np.ndarray) -> np.ndarray | None:
+def frame_rotation(
+    previous_gray: np.ndarray, gray: np.ndarray, camera: np.ndarray, lens: Lens | None = None
+) -> np.ndarray | None:
     """The rotation vector `R` with `gray ~ previous_gray` moved by `K R K^-1`, from tracked corners (RANSAC
-    homography, then the nearest rotation to `K^-1 H K`); None when too few features follow."""
+    homography, then the nearest rotation to `K^-1 H K`); None when too few features follow. With a `lens`, the
+    corners are first moved to where the pinhole camera `camera` sees them (`runtime.lens.undistort_points`)."""
     corners = cv2.goodFeaturesToTrack(previous_gray, MAX_FEATURES, qualityLevel=0.01, minDistance=8)
     if corners is None or len(corners) < MIN_FEATURES:
         return None
@@ -109,7 +114,13 @@ def frame_rotation(previous_gray: np.ndarray, gray: np.ndarray, camera: np.ndarr
     found = status.ravel() == 1
     if found.sum() < MIN_FEATURES:
         return None
-    homography, inliers = cv2.findHomography(corners[found], moved[found], cv2.RANSAC, 1.0)
+    before, after = corners[found].reshape(-1, 2), moved[found].reshape(-1, 2)
+    if lens is not None:
+        height, width = gray.shape[:2]
+        focal = float(camera[0, 0])
+        before = undistort_points(before, lens, height, width, focal)
+        after = undistort_points(after, lens, height, width, focal)
+    homography, inliers = cv2.findHomography(before, after, cv2.RANSAC, 1.0)
     if homography is None or inliers.sum() < MIN_FEATURES:
         return None
     inverse = intrinsics_inverse(camera)
@@ -120,19 +131,25 @@ def frame_rotation(previous_gray: np.ndarray, gray: np.ndarray, camera: np.ndarr
 
 
 def video_rotations(
-    frames: Iterable[tuple[float, np.ndarray]], focal_length_px: float | None = None
+    frames: Iterable[tuple[float, np.ndarray]],
+    focal_length_px: float | None = None,
+    preset: CameraPreset | None = None,
 ) -> list[FrameRotation]:
     """The rotation between each pair of consecutive `(timestamp_s, BGR or gray frame)`, the focal length in pixels
-    of the frames (default: their longer side); pairs whose features cannot be followed are left out."""
+    of the frames (default: their longer side) or a camera preset's (its lens undistorted); pairs whose features
+    cannot be followed are left out."""
     rotations: list[FrameRotation] = []
     previous: tuple[float, np.ndarray] | None = None
     camera: np.ndarray | None = None
+    lens = None if preset is None else preset.lens
     for timestamp, frame in frames:
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if camera is None:
-            camera = intrinsics(gray.shape[0], gray.shape[1], focal_length_px)
+            height, width = gray.shape
+            focal = preset.focal_length_at(height, width) if preset is not None else focal_length_px
+            camera = intrinsics(height, width, focal)
         if previous is not None:
-            rotation = frame_rotation(previous[1], gray, camera)
+            rotation = frame_rotation(previous[1], gray, camera, lens)
             if rotation is not None:
                 rotations.append(FrameRotation(previous[0], timestamp, rotation))
         previous = (timestamp, gray)
@@ -237,9 +254,10 @@ def read_video(
     focal_length_px: float | None = None,
     max_frames: int | None = None,
     progress: Callable[[str], object] = lambda _: None,
+    preset: CameraPreset | None = None,
 ) -> tuple[list[FrameRotation], np.ndarray]:
-    """The rotations between a video file's consecutive frames (`video_rotations`; the focal length in pixels of
-    the video, default its longer side), and every frame's container timestamp (s)."""
+    """The rotations between a video file's consecutive frames (`video_rotations`: the focal length in pixels of
+    the video, default its longer side, or a camera preset's), and every frame's container timestamp (s)."""
     reader = VideoReader(video)
     timestamps: list[float] = []
 
@@ -252,7 +270,7 @@ def read_video(
             yield reader.timestamp_s, frame
 
     try:
-        rotations = video_rotations(frames(), focal_length_px)
+        rotations = video_rotations(frames(), focal_length_px, preset)
     finally:
         reader.close()
     return rotations, np.array(timestamps)
@@ -266,10 +284,11 @@ def sync_video(
     max_frames: int | None = None,
     progress: Callable[[str], object] = lambda _: None,
     axes: Sequence[str] = (CAMERA_AXES,),
+    preset: CameraPreset | None = None,
 ) -> Sync:
     """The offset of a video file against a gyroscope log, and its axes among `axes`: `find_offset` over the
     frames' rotations (`read_video`), each frame at its container timestamp."""
-    rotations, _ = read_video(video, focal_length_px, max_frames, progress)
+    rotations, _ = read_video(video, focal_length_px, max_frames, progress, preset)
     return find_offset(log, rotations, search_s, axes)
 
 
@@ -305,8 +324,12 @@ def parser() -> argparse.ArgumentParser:
         "--gyro", type=Path, required=True, metavar="LOG", help="gyroscope log, as runtime.deblur reads (CSV or .gcsv)"
     )
     add_gyro_axes_argument(parse)
-    parse.add_argument(
+    camera = parse.add_mutually_exclusive_group()
+    camera.add_argument(
         "--focal-length", type=float, metavar="PX", help="in pixels of the video (default: its longer side)"
+    )
+    camera.add_argument(
+        "--camera", type=Path, metavar="YAML", help="camera preset: its focal length, and its lens undistorted"
     )
     parse.add_argument(
         "--search",
@@ -373,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         log = in_camera_axes(read_gyro_log(args.gyro), args.gyro_axes)
         readout = args.readout_time if args.readout_time is not None else log.readout_s or 0.0
         progress = Progress()
-        rotations, timestamps = read_video(args.video, args.focal_length, args.max_frames, progress)
+        preset = read_camera_preset(args.camera) if args.camera is not None else None
+        rotations, timestamps = read_video(args.video, args.focal_length, args.max_frames, progress, preset)
         axes = AXES_SPECS if args.find_axes else (args.gyro_axes,)
         sync = find_offset(log, rotations, (-args.search, args.search), axes)
         drift = find_drift(log, rotations, sync, args.drift) if args.drift is not None else None

@@ -15,6 +15,7 @@ import pytest
 from runtime.camera import intrinsics
 from runtime.deblur import DEMO_BUNDLE, main
 from runtime.deblurrer import Deblurrer
+from runtime.lens import Lens, undistort, undistort_points
 from runtime.metrics import psnr
 from runtime.motion import read_trajectory
 from tests.conftest import shared_file
@@ -83,6 +84,51 @@ def test_a_known_trajectory_lets_the_demo_bundle_deblur(tmp_path):
     given, estimated = gain("--trajectory", recorded), gain()
     assert given > 2.5
     assert given > estimated + 1.0
+
+
+def test_a_lens_preset_undoes_the_distortion_before_deblurring(tmp_path):
+    """`chelsea` blurred by a recorded shake (2.5x) through the pinhole blur model at f = 200 px, then seen through a
+    barrel-distorting lens (k1 -0.3, k2 0.08; up to 48 px at the corners), 1% noise, 8 bits; deblurred by the CLI
+    with the trajectory known. With the lens in the camera preset the image is undistorted first and restored in
+    the pinhole view the blur was made in; without it, restored as it is. Each is judged in its own geometry
+    (against the sharp image, or the sharp image distorted), over all but an 8 px border. Measured: +2.83 dB with
+    the lens, +2.15 dB without."""
+    skimage_data = pytest.importorskip("skimage.data")
+    size, focal = 256, 200.0
+    sharp = skimage_data.chelsea()[:size, 100 : 100 + size].astype(np.float32) / 255
+    shake = 2.5 * read_trajectory(shared_file(RECORDED))
+    lens = Lens("standard", (-0.3, 0.08, 0.0, 0.0), focal, (size / 2, size / 2), size, size)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    pinhole = undistort_points(np.stack([xs.ravel(), ys.ravel()], axis=1), lens, size, size, focal)
+    map_x, map_y = (pinhole[:, axis].reshape(size, size).astype(np.float32) for axis in (0, 1))
+
+    def distort(image: np.ndarray) -> np.ndarray:
+        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    with Deblurrer(DEMO_BUNDLE, "ort-cpu", log=lambda _: None) as deblurrer:
+        blurry = deblurrer.reblur(sharp, shake, intrinsics(size, size, focal))
+    noise = np.random.default_rng(0).normal(0, 0.01, blurry.shape).astype(np.float32)
+    seen = np.round(np.clip(distort(blurry) + noise, 0, 1) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "seen.png"), seen[..., ::-1])
+    np.savetxt(tmp_path / "shake.csv", shake, delimiter=",")
+    camera = f"focal_length_px: {focal}\nwidth_px: {size}\nheight_px: {size}\n"
+    (tmp_path / "plain.yaml").write_text(camera)
+    (tmp_path / "lens.yaml").write_text(camera + "lens:\n  model: standard\n  distortion: [-0.3, 0.08, 0, 0]\n")
+    inner = (slice(8, size - 8), slice(8, size - 8))
+
+    def gain(preset: str, truth: np.ndarray, blurry_there: np.ndarray) -> float:
+        outdir = tmp_path / preset.replace(".yaml", "")
+        arguments = [str(tmp_path / "seen.png"), "-o", str(outdir), "--camera", str(tmp_path / preset)]
+        assert main([*arguments, "--trajectory", str(tmp_path / "shake.csv")]) == 0
+        restored = cv2.imread(str(outdir / "seen" / "restored.png"))[..., ::-1] / 255
+        return psnr(restored[inner], truth[inner]) - psnr(blurry_there[inner], truth[inner])
+
+    seen_float = seen.astype(np.float32) / 255
+    with_lens = gain("lens.yaml", sharp, undistort(seen_float, lens, focal))
+    without = gain("plain.yaml", distort(sharp), seen_float)
+    description = json.loads((tmp_path / "lens" / "seen" / "trajectory.json").read_text())
+    assert description["undistorted"] == "standard"
+    assert with_lens > 2.5 and with_lens > without + 0.4, (with_lens, without)
 
 
 def test_the_demo_bundle_on_a_real_camera_shake_photo(tmp_path):

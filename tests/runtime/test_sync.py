@@ -13,7 +13,9 @@ import pytest
 
 from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
+from runtime.lens import Lens, undistort_points
 from runtime.motion import AXES_SPECS, GyroLog, axes_matrix, exponential, exposure_motion, read_frame_times
+from runtime.presets import CameraPreset
 from runtime.sync import FrameRotation, axes_report, find_offset, frame_rotation, main, video_rotations
 
 FOCAL, HEIGHT, WIDTH, FPS = 400.0, 240, 320, 30.0
@@ -203,6 +205,28 @@ def test_a_drifting_clock_is_found_and_each_frame_gets_its_exposure_start(tmp_pa
         lines = [line for line in stderr.splitlines() if not line.startswith("frame ")]
         assert code == 2 and len(lines) == 1 and message in lines[0], stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_lens_that_bends_lines_is_undistorted_before_the_rotations_are_fitted():
+    """The made-up shake seen through a barrel-distorting lens (k1 -0.3, k2 0.08; up to 14 px at the corners; no
+    blur): the tracked corners no longer move by a homography, unless moved onto the pinhole camera first (a camera
+    preset with the lens). Measured: mean mismatch 2.23 mrad as they are, 0.27 mrad undistorted."""
+    texture, log = _texture(), _shake()
+    lens = Lens("standard", (-0.3, 0.08, 0.0, 0.0), FOCAL, (WIDTH / 2, HEIGHT / 2), WIDTH, HEIGHT)
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
+    pinhole = undistort_points(np.stack([xs.ravel(), ys.ravel()], axis=1), lens, HEIGHT, WIDTH, FOCAL)
+    map_x, map_y = (pinhole[:, axis].reshape(HEIGHT, WIDTH).astype(np.float32) for axis in (0, 1))
+    frames = []
+    for number in range(60):
+        view = _view(texture, log.orientation_at(number / FPS + TRUE_OFFSET_S))
+        seen = cv2.remap(view, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        frames.append((number / FPS, np.round(seen * 255).astype(np.uint8)))
+    as_they_are = find_offset(log, video_rotations(frames, FOCAL), (-0.5, 0.5))
+    undistorted = find_offset(
+        log, video_rotations(frames, preset=CameraPreset(FOCAL, WIDTH, HEIGHT, lens)), (-0.5, 0.5)
+    )
+    assert abs(undistorted.offset_s - TRUE_OFFSET_S) < 0.0005
+    assert undistorted.mismatch_rad < 0.5e-3 and as_they_are.mismatch_rad > 4 * undistorted.mismatch_rad
 
 
 def test_what_cannot_be_synchronised_is_refused_in_one_line(tmp_path):

@@ -1,0 +1,56 @@
+"""Camera presets (`configs/cameras/NAME.yaml`): a sensor mode's focal length, and its lens's distortion if any."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from runtime.lens import Lens, lens_from_preset
+
+
+@dataclass(frozen=True)
+class CameraPreset:
+    """The focal length (pixels) at a sensor mode of `width_px` x `height_px` (height 0: not given), which images
+    are scaled against by their longer side, so portrait shots of the same camera scale right; and the lens's
+    calibration at that mode, when its distortion is to be undone (`runtime.lens`)."""
+
+    focal_length_px: float
+    width_px: int
+    height_px: int = 0
+    lens: Lens | None = None
+
+    @property
+    def long_side_px(self) -> int:
+        return max(self.width_px, self.height_px)
+
+    def focal_length_at(self, height: int, width: int) -> float:
+        """The focal length in pixels of an image of `height` x `width` taken in this mode (scaled by the longer
+        sides)."""
+        return self.focal_length_px * max(height, width) / self.long_side_px
+
+
+def read_camera_preset(path: Path) -> CameraPreset:
+    """A camera preset YAML: `focal_length_px`, `width_px`, optionally `height_px` and a `lens` block
+    (`runtime.lens.lens_from_preset`). Raises ValueError naming the file."""
+    try:
+        preset = yaml.safe_load(path.read_text())
+        focal, width = float(preset["focal_length_px"]), int(preset["width_px"])
+        height = int(preset.get("height_px", 0))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read camera preset ({error.strerror or error})") from None
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not a camera preset with focal_length_px and width_px ({reason})") from None
+    if not (focal > 0 and width > 0 and height >= 0):
+        raise ValueError(f"{path}: focal_length_px and width_px must be positive, got {focal} and {width}")
+    lens = None
+    if preset.get("lens") is not None:
+        if not isinstance(preset["lens"], dict):
+            raise ValueError(f"{path}: lens must be a block of model, distortion and principal_point_px")
+        try:
+            lens = lens_from_preset(preset["lens"], width, height, focal)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+    return CameraPreset(focal, width, height, lens)
