@@ -111,7 +111,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="focal length in pixels of the input (default: the photo's EXIF, else the longer side)",
     )
-    camera.add_argument("--camera", type=Path, metavar="YAML", help="camera preset (configs/cameras/NAME.yaml)")
+    camera.add_argument(
+        "--camera",
+        type=Path,
+        metavar="YAML",
+        help="camera preset (configs/cameras/NAME.yaml): its focal length, and its lens undistorted if it has one",
+    )
     size = parse.add_mutually_exclusive_group()
     size.add_argument("--max-side", type=int, metavar="PX", help="shrink inputs whose longer side is larger")
     size.add_argument("--scale", type=float, help="resize inputs by this factor")
