@@ -281,6 +281,29 @@ def test_the_focal_length_follows_the_options(small_bundle, inputs, tmp_path):
     assert written(tmp_path / "e", "large")[0] == WIDTH  # the default: the longer side of what the nets see
 
 
+def test_a_lens_in_the_preset_undistorts_photos_alpha_and_frames_and_refuses_another_aspect(
+    small_bundle, inputs, tmp_path
+):
+    """Each input is resampled onto the pinhole camera before deblurring, its alpha too, and says so; an image
+    whose aspect is not the calibration's fails alone, and the batch goes on."""
+    preset = tmp_path / "wide.yaml"
+    lens = "lens:\n  model: fisheye\n  distortion: [0.1, -0.05, 0.02, -0.005]\n"
+    preset.write_text(f"focal_length_px: {WIDTH / 2}\nwidth_px: {WIDTH}\nheight_px: {HEIGHT}\n{lens}")
+    square = tmp_path / "square.png"
+    cv2.imwrite(str(square), smooth_bgr8(WIDTH, WIDTH))
+    photos = [inputs / name for name in ("photo.png", "rgba.png", "clip.mp4")]
+    code, _, stderr = run(
+        "--engine", small_bundle, "--backend", "ort-cpu", "--camera", preset, "-o", tmp_path, *photos, square
+    )
+    assert code == 1 and "square.png" in stderr and "has another aspect" in stderr
+    description = json.loads((tmp_path / "photo" / "trajectory.json").read_text())
+    assert description["undistorted"] == "fisheye" and description["focal_length_px"] == WIDTH / 2
+    restored_alpha = cv2.imread(str(tmp_path / "rgba" / "restored.png"), cv2.IMREAD_UNCHANGED)[..., 3]
+    source_alpha = cv2.imread(str(inputs / "rgba.png"), cv2.IMREAD_UNCHANGED)[..., 3]
+    assert restored_alpha.shape == source_alpha.shape and not np.array_equal(restored_alpha, source_alpha)
+    assert (tmp_path / "clip" / "restored.mp4").is_file()
+
+
 def test_the_gif_is_a_preview_no_larger_than_its_cap(small_bundle, inputs, tmp_path, monkeypatch):
     from runtime import batch as batch_module
 
