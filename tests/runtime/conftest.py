@@ -12,6 +12,7 @@ import pytest
 
 from runtime import motion
 from runtime.bundle import MANIFEST, write_manifest
+from runtime.lens import Lens, undistort_points
 from tests.conftest import shared_file
 
 #: A recorded trajectory with pitch, yaw and roll all present (up to ~1 degree each).
@@ -58,3 +59,13 @@ def write_trajectory_file(path: Path, rows: int, seed: int) -> Path:
     angles = np.cumsum(0.004 * np.random.default_rng(seed).standard_normal((rows, 3)), axis=0)
     np.savetxt(path, np.hstack([np.zeros((rows, 3)), angles]), delimiter=",", fmt="%.9f")
     return path
+
+
+def distort(image: np.ndarray, lens: Lens, focal_length_px: float) -> np.ndarray:
+    """What `lens` sees of a pinhole image (focal length `focal_length_px`, principal point at the centre): each of
+    its pixels sampled where the pinhole camera sees that point (bilinear, edges replicated)."""
+    height, width = image.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    pinhole = undistort_points(np.stack([xs.ravel(), ys.ravel()], axis=1), lens, height, width, focal_length_px)
+    map_x, map_y = (pinhole[:, axis].reshape(height, width).astype(np.float32) for axis in (0, 1))
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

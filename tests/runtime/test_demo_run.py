@@ -15,11 +15,11 @@ import pytest
 from runtime.camera import intrinsics
 from runtime.deblur import DEMO_BUNDLE, main
 from runtime.deblurrer import Deblurrer
-from runtime.lens import Lens, undistort, undistort_points
+from runtime.lens import Lens, undistort
 from runtime.metrics import psnr
 from runtime.motion import read_trajectory
 from tests.conftest import shared_file
-from tests.runtime.conftest import RECORDED
+from tests.runtime.conftest import RECORDED, distort
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "clock_motion.png"
@@ -98,17 +98,10 @@ def test_a_lens_preset_undoes_the_distortion_before_deblurring(tmp_path):
     sharp = skimage_data.chelsea()[:size, 100 : 100 + size].astype(np.float32) / 255
     shake = 2.5 * read_trajectory(shared_file(RECORDED))
     lens = Lens("standard", (-0.3, 0.08, 0.0, 0.0), focal, (size / 2, size / 2), size, size)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
-    pinhole = undistort_points(np.stack([xs.ravel(), ys.ravel()], axis=1), lens, size, size, focal)
-    map_x, map_y = (pinhole[:, axis].reshape(size, size).astype(np.float32) for axis in (0, 1))
-
-    def distort(image: np.ndarray) -> np.ndarray:
-        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
     with Deblurrer(DEMO_BUNDLE, "ort-cpu", log=lambda _: None) as deblurrer:
         blurry = deblurrer.reblur(sharp, shake, intrinsics(size, size, focal))
     noise = np.random.default_rng(0).normal(0, 0.01, blurry.shape).astype(np.float32)
-    seen = np.round(np.clip(distort(blurry) + noise, 0, 1) * 255).astype(np.uint8)
+    seen = np.round(np.clip(distort(blurry, lens, focal) + noise, 0, 1) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "seen.png"), seen[..., ::-1])
     np.savetxt(tmp_path / "shake.csv", shake, delimiter=",")
     camera = f"focal_length_px: {focal}\nwidth_px: {size}\nheight_px: {size}\n"
@@ -125,7 +118,7 @@ def test_a_lens_preset_undoes_the_distortion_before_deblurring(tmp_path):
 
     seen_float = seen.astype(np.float32) / 255
     with_lens = gain("lens.yaml", sharp, undistort(seen_float, lens, focal))
-    without = gain("plain.yaml", distort(sharp), seen_float)
+    without = gain("plain.yaml", distort(sharp, lens, focal), seen_float)
     description = json.loads((tmp_path / "lens" / "seen" / "trajectory.json").read_text())
     assert description["undistorted"] == "standard"
     assert with_lens > 2.5 and with_lens > without + 0.4, (with_lens, without)

@@ -13,10 +13,11 @@ import pytest
 
 from runtime.camera import intrinsics
 from runtime.deblurrer import Deblurrer
-from runtime.lens import Lens, undistort_points
+from runtime.lens import Lens
 from runtime.motion import AXES_SPECS, GyroLog, axes_matrix, exponential, exposure_motion, read_frame_times
 from runtime.presets import CameraPreset
 from runtime.sync import FrameRotation, axes_report, find_offset, frame_rotation, main, video_rotations
+from tests.runtime.conftest import distort
 
 FOCAL, HEIGHT, WIDTH, FPS = 400.0, 240, 320, 30.0
 #: Log time of video time 0: what the search must find.
@@ -213,13 +214,9 @@ def test_a_lens_that_bends_lines_is_undistorted_before_the_rotations_are_fitted(
     preset with the lens). Measured: mean mismatch 2.23 mrad as they are, 0.27 mrad undistorted."""
     texture, log = _texture(), _shake()
     lens = Lens("standard", (-0.3, 0.08, 0.0, 0.0), FOCAL, (WIDTH / 2, HEIGHT / 2), WIDTH, HEIGHT)
-    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
-    pinhole = undistort_points(np.stack([xs.ravel(), ys.ravel()], axis=1), lens, HEIGHT, WIDTH, FOCAL)
-    map_x, map_y = (pinhole[:, axis].reshape(HEIGHT, WIDTH).astype(np.float32) for axis in (0, 1))
     frames = []
     for number in range(60):
-        view = _view(texture, log.orientation_at(number / FPS + TRUE_OFFSET_S))
-        seen = cv2.remap(view, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        seen = distort(_view(texture, log.orientation_at(number / FPS + TRUE_OFFSET_S)), lens, FOCAL)
         frames.append((number / FPS, np.round(seen * 255).astype(np.uint8)))
     as_they_are = find_offset(log, video_rotations(frames, FOCAL), (-0.5, 0.5))
     undistorted = find_offset(
