@@ -48,10 +48,8 @@ class Lens:
                 "aspect (a cropped mode needs a calibration of its own)"
             )
         scale = width / self.width_px
-        return intrinsics(height, width, self.focal_length_px * scale, self._principal_point(scale))
-
-    def _principal_point(self, scale: float) -> tuple[float, float]:
-        return self.principal_point_px[0] * scale, self.principal_point_px[1] * scale
+        centre = (self.principal_point_px[0] * scale, self.principal_point_px[1] * scale)
+        return intrinsics(height, width, self.focal_length_px * scale, centre)
 
 
 def lens_from_preset(preset: Mapping[str, Any], width_px: int, height_px: int, focal_length_px: float) -> Lens:
