@@ -46,8 +46,8 @@ def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
     ):
         if value is not None and args.gyro is None:
             raise ValueError(f"{option} goes with --gyro")
-    if args.readout_time is not None and not (math.isfinite(args.readout_time) and args.readout_time >= 0):
-        raise ValueError(f"--readout-time must be a finite number of seconds >= 0, got {args.readout_time}")
+    if args.readout_time is not None and not math.isfinite(args.readout_time):
+        raise ValueError(f"--readout-time must be a finite number of seconds, got {args.readout_time}")
     if args.trajectory is not None:
         return TrajectoryFile(args.trajectory, read_trajectory(args.trajectory, n_poses))
     if args.gyro is None:
@@ -59,7 +59,7 @@ def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
     readouts = [readout]
     if frame_times is not None and frame_times.readout_s is not None:
         readouts += frame_times.readout_s.tolist()
-    if max(readouts) > 0 and args.refine is not None:
+    if any(readouts) and args.refine is not None:
         stated = "" if args.readout_time is not None or not log.readout_s else " (the log states one; --readout-time 0)"
         raise ValueError(f"--refine refines one trajectory; a rolling shutter's readout gives one per row{stated}")
     return GyroMotion(args.gyro, log, n_poses, start, duration, readout, frame_times)
@@ -164,7 +164,8 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         metavar="S",
         help="rolling shutter: seconds from the top row's exposure start to the bottom row's (with --gyro; "
-        "the image is then restored in bands, each with its rows' motion; default: the log's, as a .gcsv states it)",
+        "negative: the bottom row is read first; the image is then restored in bands, each with its rows' motion; "
+        "default: the log's, as a .gcsv states it)",
     )
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")

@@ -126,8 +126,9 @@ def _checked(path: Path, poses: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class GyroLog:
     """Angular-velocity samples: `times_s` `(N,)` increasing, `angular_velocity` `(N, 3)` rad/s about the camera's
-    x (right), y (down) and z (forward) axes; and the rolling shutter's readout (s, top row to bottom) when the
-    log's file states it (a `.gcsv` header)."""
+    x (right), y (down) and z (forward) axes; and the rolling shutter's readout (s from the top row's exposure
+    start to the bottom row's, negative when the bottom row is read first) when the log's file states it (a
+    `.gcsv` header)."""
 
     times_s: np.ndarray
     angular_velocity: np.ndarray
@@ -165,6 +166,9 @@ class GyroLog:
 
 #: First lines of a Gyroflow IMU log (`.gcsv`).
 GCSV_FIRST_LINES = ("GYROFLOW IMU LOG", "CAMERA IMU LOG")
+#: The spellings of a .gcsv log's `frame_readout_direction` for rows read downwards and upwards.
+GCSV_TOP_TO_BOTTOM = ("0", "TopToBottom")
+GCSV_BOTTOM_TO_TOP = ("1", "180", "BottomToTop")
 #: What Gyroflow takes for a .gcsv log's scales when its header leaves them out.
 GCSV_DEFAULT_SCALES = {"tscale": "0.001", "gscale": "1"}
 
@@ -185,7 +189,8 @@ def _gcsv_log(path: Path, lines: list[str]) -> GyroLog:
     names the first column, and the columns count by place, as Gyroflow reads them) whose raw numbers `tscale`
     and `gscale` turn into seconds and rad/s (Gyroflow's defaults when absent: 0.001 and 1). The header's
     `orientation` is Gyroflow's own axis convention and is not applied (`--gyro-axes`, found by `runtime.sync
-    --find-axes`); its `frame_readout_time` (ms) is kept as the readout, top to bottom."""
+    --find-axes`); its `frame_readout_time` (ms) is kept as the readout, negative when `frame_readout_direction`
+    says bottom to top."""
     names_row = next((row for row, line in enumerate(lines) if line.split(",")[0].strip() in ("t", "time")), None)
     if names_row is None:
         raise MotionError(f"{path}: a .gcsv log without its t,gx,gy,gz column row")
@@ -199,15 +204,18 @@ def _gcsv_log(path: Path, lines: list[str]) -> GyroLog:
 
 
 def _gcsv_readout_s(path: Path, header: dict[str, str]) -> float | None:
-    """The readout a .gcsv header states (ms there, s here), if any; only top-to-bottom readout is followed."""
+    """The readout a .gcsv header states (ms there, s here), if any: negative read bottom to top. Readout across
+    the columns (directions 2 and 3) is refused."""
     if "frame_readout_time" not in header:
         return None
     readout_ms = _number(header["frame_readout_time"])
     if not readout_ms >= 0:
         raise MotionError(f"{path}: frame_readout_time must be a number of ms >= 0, got {header['frame_readout_time']}")
     direction = header.get("frame_readout_direction", "0")
-    if direction not in ("0", "TopToBottom") and readout_ms > 0:
-        raise MotionError(f"{path}: frame_readout_direction {direction}: only top-to-bottom readout (0) is followed")
+    if direction in GCSV_BOTTOM_TO_TOP:
+        return -readout_ms / 1000
+    if direction not in GCSV_TOP_TO_BOTTOM and readout_ms > 0:
+        raise MotionError(f"{path}: frame_readout_direction {direction}: only rows read top to bottom or bottom to top")
     return readout_ms / 1000
 
 
@@ -384,9 +392,10 @@ class RowMotion:
 def exposure_motion(
     log: GyroLog, start_s: float, duration_s: float, readout_s: float = 0.0, n_poses: int = N_POSES
 ) -> np.ndarray | RowMotion:
-    """The motion of an exposure of `duration_s` from `start_s` (the log's clock): one trajectory `(n_poses, 3)`,
-    or under a rolling shutter with `readout_s` > 0 (top row to bottom row) a `RowMotion`, the row at fraction r
-    of the height exposed from `start_s + r * readout_s`. Raises ValueError when a row's exposure leaves the log."""
+    """The motion of an exposure of `duration_s` from `start_s` (the log's clock; the top row's): one trajectory
+    `(n_poses, 3)`, or under a rolling shutter with `readout_s` != 0 (from the top row's start to the bottom
+    row's; negative when the bottom row is read first) a `RowMotion`, the row at fraction r of the height exposed
+    from `start_s + r * readout_s`. Raises ValueError when a row's exposure leaves the log."""
     if not readout_s:
         return gyro_trajectory(log, start_s, start_s + duration_s, n_poses)
     for first_or_last_row in (start_s, start_s + readout_s):  # refused now if either runs out of the log
@@ -396,14 +405,15 @@ def exposure_motion(
         row_start = start_s + readout_s * fraction
         return gyro_trajectory(log, row_start, row_start + duration_s, n_poses)
 
-    return RowMotion(trajectory_at, bands=max(1, math.ceil(readout_s / BAND_READOUT_S - 1e-9)))
+    return RowMotion(trajectory_at, bands=max(1, math.ceil(abs(readout_s) / BAND_READOUT_S - 1e-9)))
 
 
 @dataclass(frozen=True)
 class FrameTimes:
     """Each video frame's exposure in the gyroscope log's clock, as a camera's per-frame metadata gives it (on
     Android: SENSOR_TIMESTAMP, SENSOR_EXPOSURE_TIME, SENSOR_ROLLING_SHUTTER_SKEW): the top row's exposure start
-    and the exposure time (s), and the readout time when recorded, one row per frame in order."""
+    and the exposure time (s), and the readout time when recorded (negative: read bottom to top), one row per
+    frame in order."""
 
     path: Path
     start_s: np.ndarray
@@ -424,8 +434,8 @@ def read_frame_times(path: str | Path) -> FrameTimes:
         columns = np.array([[float(row[name]) for name in names] for row in rows], dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise MotionError(f"{path}: a frame time is not a number ({error})") from None
-    if not np.all(np.isfinite(columns)) or np.any(columns[:, 1:] < 0) or np.any(columns[:, 1] == 0):
-        raise MotionError(f"{path}: exposure times must be positive and readout times >= 0, all finite")
+    if not np.all(np.isfinite(columns)) or np.any(columns[:, 1] <= 0):
+        raise MotionError(f"{path}: exposure times must be positive, and every time finite")
     readout = columns[:, 2] if len(names) == 3 else None
     return FrameTimes(path, columns[:, 0], columns[:, 1], readout)
 
@@ -434,8 +444,9 @@ def read_frame_times(path: str | Path) -> FrameTimes:
 class GyroMotion:
     """A gyroscope log and the exposure in its clock: `start_s` and `duration_s` for a photo (None: the log's whole
     span); a video frame is exposed for `duration_s` from `start_s` plus its timestamp in the video, unless
-    `frame_times` give each frame's. With a rolling shutter's `readout_s` (top row to bottom row), each row's
-    exposure starts that much later than the one above in proportion, and the motion is a `RowMotion`."""
+    `frame_times` give each frame's. With a rolling shutter's `readout_s` (from the top row's start to the bottom
+    row's, negative read upwards), each row's exposure starts later than the one above (or below) in proportion,
+    and the motion is a `RowMotion`."""
 
     path: Path
     log: GyroLog
@@ -447,7 +458,8 @@ class GyroMotion:
 
     @property
     def source(self) -> str:
-        shutter = f", rolling shutter read out in {self.readout_s:g} s" if self.readout_s else ""
+        upwards = " bottom to top" if self.readout_s < 0 else ""
+        shutter = f", rolling shutter read out{upwards} in {abs(self.readout_s):g} s" if self.readout_s else ""
         return f"gyroscope log {self.path}, exposure {self._describe()}{shutter}"
 
     def photo(self) -> np.ndarray | RowMotion:
@@ -456,9 +468,11 @@ class GyroMotion:
             return self.frame(0, 0.0)
         if self.start_s is None or self.duration_s is None:
             first, last = self.log.span_s
-            if last - first <= self.readout_s:
-                raise MotionError(f"{self.path}: the log is too short for a readout of {self.readout_s:g} s")
-            return self._motion(first, last - first - self.readout_s)
+            readout = abs(self.readout_s)
+            if last - first <= readout:
+                raise MotionError(f"{self.path}: the log is too short for a readout of {readout:g} s")
+            # The row read first starts with the log, the row read last ends with it.
+            return self._motion(first + max(0.0, -self.readout_s), last - first - readout)
         return self._motion(self.start_s, self.duration_s)
 
     def frame(self, number: int, timestamp_s: float) -> np.ndarray | RowMotion:

@@ -362,8 +362,8 @@ def parser() -> argparse.ArgumentParser:
         "--readout-time",
         type=float,
         metavar="S",
-        help="rolling shutter readout, top row to bottom, for the exposure starts (default: the log's, as a .gcsv "
-        "states it, else 0)",
+        help="rolling shutter readout, from the top row's exposure start to the bottom row's (negative: read bottom "
+        "to top), for the exposure starts (default: the log's, as a .gcsv states it, else 0)",
     )
     parse.add_argument("--max-frames", type=int, metavar="N", help="use the first N frames")
     parse.add_argument(
@@ -379,8 +379,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for option, value, unit in positive:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ValueError(f"{option} must be a positive number of {unit}, got {value}")
-    if args.readout_time is not None and not (math.isfinite(args.readout_time) and args.readout_time >= 0):
-        raise ValueError(f"--readout-time must be a number of seconds >= 0, got {args.readout_time}")
+    if args.readout_time is not None and not math.isfinite(args.readout_time):
+        raise ValueError(f"--readout-time must be a finite number of seconds, got {args.readout_time}")
     if args.max_frames is not None and args.max_frames < 2:
         raise ValueError(f"--max-frames must be at least 2, got {args.max_frames}")
     if args.find_axes and args.gyro_axes != CAMERA_AXES:
@@ -439,7 +439,8 @@ def _deblur_advice(args: argparse.Namespace, sync: Sync, drift: Drift | None, re
     if args.frame_times_out is not None:
         return f"{command} --frame-times {args.frame_times_out}"
     start = f"{sync.offset_s - readout_s / 2:.4f} - DURATION/2 (a frame shows the middle of its exposure"
-    start += f", at its middle row, read out {readout_s * 500:g} ms after the top one)" if readout_s else ")"
+    later = "after" if readout_s > 0 else "before"
+    start += f", at its middle row, read out {abs(readout_s) * 500:g} ms {later} the top one)" if readout_s else ")"
     if drift is not None:
         start += "; the offset drifts, so --frame-times-out gives each frame its own start"
     return f"{command} --exposure START,DURATION with START = {start}"

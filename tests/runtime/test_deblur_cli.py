@@ -534,6 +534,10 @@ def test_a_rolling_shutter_is_restored_in_bands(small_bundle, tmp_path):
     np.testing.assert_allclose(poses_written(tmp_path / "out" / "tall"), middle, rtol=0, atol=1e-7)
     assert run(*common, "-o", tmp_path / "global", photo)[0] == 0
     assert json.loads((tmp_path / "global" / "tall" / "trajectory.json").read_text())["rolling_shutter"] is False
+    # Read bottom to top: the middle row starts half a readout before the top row.
+    assert run(*common, "--readout-time", "-0.02", "-o", tmp_path / "upwards", photo)[0] == 0
+    upwards = gyro_trajectory(read_gyro_log(log), 0.09, 0.12)
+    np.testing.assert_allclose(poses_written(tmp_path / "upwards" / "tall"), upwards, rtol=0, atol=1e-7)
 
     # A Gyroflow .gcsv log of the same motion states its readout (ms) in its header: taken unless overridden.
     gcsv = tmp_path / "clip.gcsv"
@@ -550,7 +554,7 @@ def test_a_rolling_shutter_is_restored_in_bands(small_bundle, tmp_path):
     assert code == 2 and "(the log states one; --readout-time 0)" in stderr
 
     for arguments, message in [
-        (["--readout-time", "-0.01"], "--readout-time must be a finite number of seconds >= 0"),
+        (["--readout-time", "nan"], "--readout-time must be a finite number of seconds"),
         (["--readout-time", "0.02", "--refine"], "--refine refines one trajectory"),
     ]:
         code, _, stderr = run(*common, *arguments, "-o", tmp_path / "bad", photo)

@@ -207,9 +207,12 @@ def test_gyroflow_gcsv_logs_are_read_in_seconds_and_rad_per_s_with_their_readout
     neutral = read_gyro_log(_write(tmp_path / "n.gcsv", _gcsv(rows, readout="").replace("GYROFLOW", "CAMERA")))
     np.testing.assert_allclose(neutral.angular_velocity, log.angular_velocity)
     assert neutral.readout_s is None
-    bottom_up = _gcsv(rows, readout="frame_readout_time,15.23\nframe_readout_direction,BottomToTop\n")
-    with pytest.raises(MotionError, match="frame_readout_direction BottomToTop: only top-to-bottom readout"):
-        read_gyro_log(_write(tmp_path / "b.gcsv", bottom_up))
+    for direction in ("1", "180", "BottomToTop"):  # Gyroflow's spellings of rows read upwards: a negative readout
+        bottom_up = _gcsv(rows, readout=f"frame_readout_time,15.23\nframe_readout_direction,{direction}\n")
+        assert read_gyro_log(_write(tmp_path / "b.gcsv", bottom_up)).readout_s == pytest.approx(-0.01523)
+    across = _gcsv(rows, readout="frame_readout_time,15.23\nframe_readout_direction,2\n")
+    with pytest.raises(MotionError, match="frame_readout_direction 2: only rows read top to bottom or bottom to top"):
+        read_gyro_log(_write(tmp_path / "c.gcsv", across))
     # As Gyroflow reads them: the first column may be named `time`, columns count by place, and the scales default
     # to 0.001 (ms ticks) and 1 (rad/s).
     bare = "CAMERA IMU LOG\nversion,1.3\ntime,wx,wy,wz\n0,0.1,0.2,0.3\n5,0.1,0.25,0.3\n10,0.1,0.3,0.3\n"
@@ -279,6 +282,23 @@ def test_a_rolling_shutter_gives_each_row_its_own_window(tmp_path):
         GyroMotion(tmp_path / "gyro.csv", log, N_POSES, readout_s=1.0).photo()
 
 
+def test_a_negative_readout_reads_the_rows_bottom_to_top(tmp_path):
+    """Row fraction r is still exposed from start + r * readout: with a readout of -20 ms the bottom row starts
+    20 ms before the top row, whose start `start_s` gives; over the whole log the bottom row starts with it."""
+    times = np.linspace(0.0, 1.0, 1001)
+    log = GyroLog(times, np.stack([np.sin(7 * times), np.cos(3 * times), 0.2 * times], axis=1))
+    upwards = GyroMotion(tmp_path / "gyro.csv", log, N_POSES, start_s=0.1, duration_s=0.03, readout_s=-0.02)
+    rows = upwards.photo()
+    assert isinstance(rows, RowMotion) and rows.bands == 8
+    for fraction in (0.0, 0.5, 1.0):
+        start = 0.1 - 0.02 * fraction
+        np.testing.assert_allclose(rows.trajectory_at(fraction), gyro_trajectory(log, start, start + 0.03), atol=1e-15)
+    assert upwards.source.endswith("rolling shutter read out bottom to top in 0.02 s")
+    whole = GyroMotion(tmp_path / "gyro.csv", log, N_POSES, readout_s=-0.2).photo()
+    np.testing.assert_allclose(whole.trajectory_at(1.0), gyro_trajectory(log, 0.0, 0.8), atol=1e-15)
+    np.testing.assert_allclose(whole.trajectory_at(0.0), gyro_trajectory(log, 0.2, 1.0), atol=1e-15)
+
+
 def test_frame_times_give_each_frame_its_own_exposure_and_readout(tmp_path):
     """As a camera's per-frame metadata: the top row's exposure start, the exposure time, the readout."""
     times = np.linspace(0.0, 1.0, 1001)
@@ -336,7 +356,7 @@ def test_frame_times_give_each_frame_its_own_exposure_and_readout(tmp_path):
         (read_frame_times, "frames.csv", "start,exposure\n0,0.01\n", "need the columns exposure_start_s, exposure_s"),
         (read_frame_times, "frames.csv", "exposure_start_s,exposure_s\n0,x\n", "not a number"),
         (read_frame_times, "frames.csv", "exposure_start_s,exposure_s\n0,0\n", "exposure times must be positive"),
-        (read_frame_times, "frames.csv", "exposure_start_s,exposure_s,readout_s\n0,0.01,-1\n", "readout times >= 0"),
+        (read_frame_times, "frames.csv", "exposure_start_s,exposure_s,readout_s\n0,0.01,nan\n", "every time finite"),
     ],
 )
 def test_bad_files_are_refused_in_one_line_naming_them(tmp_path, reader, name, content, reason):
