@@ -436,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 def _deblur_advice(args: argparse.Namespace, sync: Sync, drift: Drift | None, readout_s: float) -> str:
     """The runtime.deblur options that use what was found."""
     command = f"runtime.deblur --gyro {args.gyro}" + ("" if sync.axes == CAMERA_AXES else f" --gyro-axes {sync.axes}")
+    command += "" if args.camera is None else f" --camera {args.camera}"
     if args.frame_times_out is not None:
         return f"{command} --frame-times {args.frame_times_out}"
     start = f"{sync.offset_s - readout_s / 2:.4f} - DURATION/2 (a frame shows the middle of its exposure"

@@ -179,9 +179,10 @@ def test_a_drifting_clock_is_found_and_each_frame_gets_its_exposure_start(tmp_pa
         gray = np.round(_view(texture, log.orientation_at(shown)) * 255).astype(np.uint8)
         writer.write(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
     writer.release()
-    gyro, frames = tmp_path / "gyro.csv", tmp_path / "frames.csv"
+    gyro, frames, preset = tmp_path / "gyro.csv", tmp_path / "frames.csv", tmp_path / "camera.yaml"
     np.savetxt(gyro, np.column_stack([log.times_s, log.angular_velocity]), delimiter=",")
-    common = [str(video), "--gyro", str(gyro), "--focal-length", str(FOCAL)]
+    preset.write_text(f"focal_length_px: {FOCAL}\nwidth_px: {WIDTH}\nheight_px: {HEIGHT}\n")
+    common = [str(video), "--gyro", str(gyro), "--camera", str(preset)]
     timing = ["--exposure-time", "0.01", "--readout-time", "0.004"]
     plot = tmp_path / "drift.png"
     code, stdout, stderr = _run(
@@ -190,7 +191,7 @@ def test_a_drifting_clock_is_found_and_each_frame_gets_its_exposure_start(tmp_pa
     assert code == 0, stderr
     found_ppm = float(stdout.split("clock drift ")[1].split()[0])
     assert abs(found_ppm - 300) < 30, stdout  # measured +302
-    assert "4 windows of 5 s" in stdout and f"--frame-times {frames}" in stdout
+    assert "4 windows of 5 s" in stdout and f"--camera {preset} --frame-times {frames}" in stdout
     assert cv2.imread(str(plot)).shape == (420, 2 * 760, 3)  # the search, and the drift beside it
     times = read_frame_times(frames)
     shown = TRUE_OFFSET_S + np.arange(600) / FPS * (1 + drift)
