@@ -518,14 +518,9 @@ def sync_chart(
     if not shown.any():
         raise ValueError("no finite mismatch to draw")
     offsets, mismatches = offsets[shown], mismatches[shown]
-    height, width = size
-    scale = min(height / 420, width / 760)
-    figure = np.full((height, width, 3), 255, np.uint8)
     x_range = _padded_range(offsets, pad=0.02, minimum_span=1.0)
     y_range = (0.0, _padded_range(mismatches, pad=0.08, minimum_span=0.1)[1])
-    axes = _Axes(
-        round(96 * scale), round(60 * scale), width - round(30 * scale), height - round(70 * scale), x_range, y_range
-    )
+    figure, axes, scale = _gyroscope_canvas(size, x_range, y_range)
     x_ticks, y_ticks = _nice_ticks(*x_range, count=7), _nice_ticks(*y_range, count=5)
     title = f"gyroscope vs video: best offset {best_s * 1000:+.1f} ms"
     _draw_frame(figure, axes, x_ticks, y_ticks, "offset (ms)", "rotation mismatch (mrad)", title, scale)
@@ -544,15 +539,10 @@ def drift_chart(
     """The offset found in each window of a video (ms, dots) against the video time (s), and the line fitted
     through them (`offset_s + rate * t`), titled with the drift in ppm."""
     times, offsets = np.asarray(window_times_s, np.float64), np.asarray(window_offsets_s, np.float64) * 1000
-    height, width = size
-    scale = min(height / 420, width / 760)
-    figure = np.full((height, width, 3), 255, np.uint8)
     x_range = (0.0, _padded_range(times, pad=0.08, minimum_span=1.0)[1])
     line = (offset_s * 1000, (offset_s + rate * x_range[1]) * 1000)
     y_range = _padded_range(np.concatenate([offsets, line]), pad=0.15, minimum_span=0.5)
-    axes = _Axes(
-        round(96 * scale), round(60 * scale), width - round(30 * scale), height - round(70 * scale), x_range, y_range
-    )
+    figure, axes, scale = _gyroscope_canvas(size, x_range, y_range)
     x_ticks, y_ticks = _nice_ticks(*x_range, count=7), _nice_ticks(*y_range, count=5)
     title = f"gyroscope vs video: clock drift {rate * 1e6:+.0f} ppm"
     _draw_frame(figure, axes, x_ticks, y_ticks, "video time (s)", "offset (ms)", title, scale)
@@ -560,6 +550,20 @@ def drift_chart(
     for x, y in axes.to_px(times, offsets):
         cv2.circle(figure, (round(x), round(y)), round(5 * scale), START, -1, cv2.LINE_AA)
     return figure
+
+
+def _gyroscope_canvas(
+    size: tuple[int, int], x_range: tuple[float, float], y_range: tuple[float, float]
+) -> tuple[ImageArray, _Axes, float]:
+    """A white figure of `size` (H, W), its plot area over the ranges, and the scale of its text and lines (1 at
+    the gyroscope charts' default 420x760)."""
+    height, width = size
+    scale = min(height / 420, width / 760)
+    figure = np.full((height, width, 3), 255, np.uint8)
+    axes = _Axes(
+        round(96 * scale), round(60 * scale), width - round(30 * scale), height - round(70 * scale), x_range, y_range
+    )
+    return figure, axes, scale
 
 
 # --- side by side ------------------------------------------------------------------------------------------------
