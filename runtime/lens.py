@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +29,12 @@ ASPECT_TOLERANCE = 0.01
 
 @dataclass(frozen=True)
 class Lens:
-    """A lens calibrated at `width_px` x `height_px`: its focal length and principal point there (pixels), and the
-    distortion coefficients of its OpenCV `model`."""
+    """A lens calibrated at `width_px` x `height_px`: its focal lengths (x, y) and principal point there (pixels),
+    and the distortion coefficients of its OpenCV `model`."""
 
     model: str
     coefficients: tuple[float, ...]
-    focal_length_px: float
+    focal_lengths_px: tuple[float, float]
     principal_point_px: tuple[float, float]
     width_px: int
     height_px: int
@@ -48,29 +48,45 @@ class Lens:
                 "aspect (a cropped mode needs a calibration of its own)"
             )
         scale = width / self.width_px
-        centre = (self.principal_point_px[0] * scale, self.principal_point_px[1] * scale)
-        return intrinsics(height, width, self.focal_length_px * scale, centre)
+        (fx, fy), (cx, cy) = self.focal_lengths_px, self.principal_point_px
+        return np.array([[fx * scale, 0.0, cx * scale], [0.0, fy * scale, cy * scale], [0.0, 0.0, 1.0]])
+
+
+def make_lens(
+    model: str,
+    coefficients: Sequence[float],
+    focal_lengths_px: tuple[float, float],
+    principal_point_px: tuple[float, float],
+    width_px: int,
+    height_px: int,
+) -> Lens:
+    """A `Lens`, checked: a known model with as many finite coefficients as it takes, a positive frame and focal
+    lengths. Raises ValueError saying what is wrong."""
+    if model not in MODEL_COEFFICIENTS:
+        raise ValueError(f"lens model must be one of {', '.join(MODEL_COEFFICIENTS)}, got {model!r}")
+    values = tuple(float(value) for value in coefficients)
+    if len(values) not in MODEL_COEFFICIENTS[model] or not all(map(math.isfinite, values)):
+        counts = " or ".join(map(str, MODEL_COEFFICIENTS[model]))
+        raise ValueError(f"a {model} lens takes {counts} finite distortion coefficients, got {list(values)}")
+    if height_px <= 0 or width_px <= 0:
+        raise ValueError("a lens needs the calibrated frame's width_px and height_px")
+    if not all(math.isfinite(f) and f > 0 for f in focal_lengths_px):
+        raise ValueError(f"a lens's focal lengths must be positive, got {focal_lengths_px}")
+    return Lens(model, values, focal_lengths_px, principal_point_px, int(width_px), int(height_px))
 
 
 def lens_from_preset(preset: Mapping[str, Any], width_px: int, height_px: int, focal_length_px: float) -> Lens:
     """The `lens` block of a camera preset: `model`, `distortion` (its coefficients) and optionally
     `principal_point_px` (default: the centre of the `width_px` x `height_px` frame). Raises ValueError when
     something is missing or out of range."""
-    model = preset.get("model")
-    if model not in MODEL_COEFFICIENTS:
-        raise ValueError(f"lens model must be one of {', '.join(MODEL_COEFFICIENTS)}, got {model!r}")
     try:
-        coefficients = tuple(float(value) for value in preset["distortion"])
+        coefficients = [float(value) for value in preset["distortion"]]
         centre = preset.get("principal_point_px", (width_px / 2, height_px / 2))
         principal_point = (float(centre[0]), float(centre[1]))
     except (KeyError, TypeError, ValueError, IndexError):
         raise ValueError("a lens needs distortion: [coefficients] and optionally principal_point_px: [x, y]") from None
-    if len(coefficients) not in MODEL_COEFFICIENTS[model] or not all(map(math.isfinite, coefficients)):
-        counts = " or ".join(map(str, MODEL_COEFFICIENTS[model]))
-        raise ValueError(f"a {model} lens takes {counts} finite distortion coefficients, got {list(coefficients)}")
-    if height_px <= 0:
-        raise ValueError("a lens needs the calibrated frame's height_px")
-    return Lens(model, coefficients, float(focal_length_px), principal_point, int(width_px), int(height_px))
+    focal = float(focal_length_px)
+    return make_lens(str(preset.get("model")), coefficients, (focal, focal), principal_point, width_px, height_px)
 
 
 @functools.lru_cache(maxsize=4)

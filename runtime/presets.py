@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from runtime.lens import Lens, lens_from_preset
+from runtime.lens import Lens, lens_from_preset, make_lens
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,12 @@ class CameraPreset:
 
 def read_camera_preset(path: Path) -> CameraPreset:
     """A camera preset YAML: `focal_length_px`, `width_px`, optionally `height_px` and a `lens` block
-    (`runtime.lens.lens_from_preset`). Raises ValueError naming the file."""
+    (`runtime.lens.lens_from_preset`); or a Gyroflow lens profile (`gyroflow_profile`). Raises ValueError naming
+    the file."""
     try:
         preset = yaml.safe_load(path.read_text())
+        if isinstance(preset, dict) and "calib_dimension" in preset:
+            return gyroflow_profile(path, preset)
         focal, width = float(preset["focal_length_px"]), int(preset["width_px"])
         height = int(preset.get("height_px", 0))
     except OSError as error:
@@ -54,3 +58,29 @@ def read_camera_preset(path: Path) -> CameraPreset:
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
     return CameraPreset(focal, width, height, lens)
+
+
+#: Gyroflow's names of the lens models this runtime follows (a profile without one is OpenCV's fisheye).
+GYROFLOW_MODELS = {None: "fisheye", "opencv_fisheye": "fisheye"}
+
+
+def gyroflow_profile(path: Path, profile: dict[str, Any]) -> CameraPreset:
+    """A Gyroflow lens profile (JSON, as Gyroflow's lens calibrator writes them): the calibrated frame
+    `calib_dimension`, and `fisheye_params` with the `camera_matrix` and `distortion_coeffs` of OpenCV's fisheye
+    model. Profiles of Gyroflow's other lens models, or with a digital stretch, are refused."""
+    name = profile.get("distortion_model")
+    if name not in GYROFLOW_MODELS:
+        raise ValueError(f"{path}: lens model {name!r} is not one this runtime follows (OpenCV's fisheye)")
+    stretches = (profile.get("input_horizontal_stretch") or 1.0, profile.get("input_vertical_stretch") or 1.0)
+    if stretches != (1.0, 1.0):
+        raise ValueError(f"{path}: the profile stretches the image {stretches}; stretched inputs are not followed")
+    try:
+        width, height = int(profile["calib_dimension"]["w"]), int(profile["calib_dimension"]["h"])
+        (fx, _, cx), (_, fy, cy), _ = profile["fisheye_params"]["camera_matrix"]
+        coefficients = [float(value) for value in profile["fisheye_params"]["distortion_coeffs"]]
+        lens = make_lens(
+            GYROFLOW_MODELS[name], coefficients, (float(fx), float(fy)), (float(cx), float(cy)), width, height
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not a usable Gyroflow lens profile ({error})") from None
+    return CameraPreset(0.5 * (lens.focal_lengths_px[0] + lens.focal_lengths_px[1]), width, height, lens)

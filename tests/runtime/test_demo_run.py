@@ -97,7 +97,7 @@ def test_a_lens_preset_undoes_the_distortion_before_deblurring(tmp_path):
     size, focal = 256, 200.0
     sharp = skimage_data.chelsea()[:size, 100 : 100 + size].astype(np.float32) / 255
     shake = 2.5 * read_trajectory(shared_file(RECORDED))
-    lens = Lens("standard", (-0.3, 0.08, 0.0, 0.0), focal, (size / 2, size / 2), size, size)
+    lens = Lens("standard", (-0.3, 0.08, 0.0, 0.0), (focal, focal), (size / 2, size / 2), size, size)
     with Deblurrer(DEMO_BUNDLE, "ort-cpu", log=lambda _: None) as deblurrer:
         blurry = deblurrer.reblur(sharp, shake, intrinsics(size, size, focal))
     noise = np.random.default_rng(0).normal(0, 0.01, blurry.shape).astype(np.float32)

@@ -11,8 +11,8 @@ from tests.runtime.conftest import distort
 
 HEIGHT, WIDTH, FOCAL = 240, 320, 260.0
 LENSES = [
-    Lens("standard", (-0.25, 0.08, 0.0005, -0.0003), FOCAL, (163.0, 118.0), WIDTH, HEIGHT),
-    Lens("fisheye", (0.05, -0.02, 0.01, -0.002), FOCAL, (160.0, 120.0), WIDTH, HEIGHT),
+    Lens("standard", (-0.25, 0.08, 0.0005, -0.0003), (FOCAL, 1.01 * FOCAL), (163.0, 118.0), WIDTH, HEIGHT),
+    Lens("fisheye", (0.05, -0.02, 0.01, -0.002), (FOCAL, FOCAL), (160.0, 120.0), WIDTH, HEIGHT),
 ]
 
 
@@ -44,21 +44,21 @@ def test_points_and_maps_agree(lens):
 def test_a_lens_scales_with_the_image_and_refuses_another_aspect():
     lens = LENSES[0]
     half = lens.camera_matrix(HEIGHT // 2, WIDTH // 2)
-    np.testing.assert_allclose(half, [[FOCAL / 2, 0, 163.0 / 2], [0, FOCAL / 2, 118.0 / 2], [0, 0, 1]])
+    np.testing.assert_allclose(half, [[FOCAL / 2, 0, 163.0 / 2], [0, 1.01 * FOCAL / 2, 118.0 / 2], [0, 0, 1]])
     with pytest.raises(ValueError, match="calibrated at 320x240; a 320x320 image has another aspect"):
         lens.camera_matrix(320, 320)
 
 
 def test_a_preset_lens_block_is_checked():
     lens = lens_from_preset({"model": "fisheye", "distortion": [0.1, 0, 0, 0]}, 640, 480, 500.0)
-    assert lens == Lens("fisheye", (0.1, 0.0, 0.0, 0.0), 500.0, (320.0, 240.0), 640, 480)
+    assert lens == Lens("fisheye", (0.1, 0.0, 0.0, 0.0), (500.0, 500.0), (320.0, 240.0), 640, 480)
     for block, height, message in [
         ({"model": "pinhole", "distortion": [0, 0, 0, 0]}, 480, "lens model must be one of standard, fisheye"),
         ({"model": "fisheye", "distortion": [0.1, 0, 0]}, 480, "a fisheye lens takes 4 finite distortion"),
         ({"model": "standard", "distortion": [0.1, 0, 0, float("nan")]}, 480, "finite distortion coefficients"),
         ({"model": "standard"}, 480, "a lens needs distortion"),
         ({"model": "standard", "distortion": [0, 0, 0, 0], "principal_point_px": [1]}, 480, "principal_point_px"),
-        ({"model": "standard", "distortion": [0, 0, 0, 0]}, 0, "needs the calibrated frame's height_px"),
+        ({"model": "standard", "distortion": [0, 0, 0, 0]}, 0, "needs the calibrated frame.s width_px and height_px"),
     ]:
         with pytest.raises(ValueError, match=message):
             lens_from_preset(block, 640, height, 500.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,47 @@ def test_a_preset_with_a_lens(tmp_path):
         "lens:\n  model: fisheye\n  distortion: [0.05, -0.02, 0.01, -0.002]\n  principal_point_px: [1915, 1083]\n"
     )
     lens = read_camera_preset(path).lens
-    assert lens == Lens("fisheye", (0.05, -0.02, 0.01, -0.002), 1400.0, (1915.0, 1083.0), 3840, 2160)
+    assert lens == Lens("fisheye", (0.05, -0.02, 0.01, -0.002), (1400.0, 1400.0), (1915.0, 1083.0), 3840, 2160)
+
+
+def _profile(**changes: object) -> dict:
+    """A Gyroflow lens profile of the shape Gyroflow's calibrator writes (made-up numbers)."""
+    profile = {
+        "name": "made-up action camera",
+        "calib_dimension": {"w": 3840, "h": 2160},
+        "fisheye_params": {
+            "RMS_error": 0.9,
+            "camera_matrix": [[2150.0, 0.0, 1921.0], [0.0, 2146.0, 1065.0], [0.0, 0.0, 1.0]],
+            "distortion_coeffs": [-0.03, 0.008, -0.017, 0.014],
+            "radial_distortion_limit": None,
+        },
+        "distortion_model": None,
+        "input_horizontal_stretch": 1.0,
+        "input_vertical_stretch": 1.0,
+        "frame_readout_time": None,
+    }
+    profile.update(changes)
+    return profile
+
+
+def test_a_gyroflow_lens_profile_is_a_preset(tmp_path):
+    """Its calibrated frame, both focal lengths and the principal point, OpenCV's fisheye model; the preset's focal
+    length is their mean."""
+    path = tmp_path / "camera.json"
+    path.write_text(json.dumps(_profile()))
+    preset = read_camera_preset(path)
+    assert preset.lens == Lens("fisheye", (-0.03, 0.008, -0.017, 0.014), (2150.0, 2146.0), (1921.0, 1065.0), 3840, 2160)
+    assert (preset.focal_length_px, preset.width_px, preset.height_px) == (2148.0, 3840, 2160)
+    assert preset.focal_length_at(1080, 1920) == pytest.approx(1074.0)
+    for changes, message in [
+        ({"distortion_model": "poly3"}, "lens model 'poly3' is not one this runtime follows"),
+        ({"input_horizontal_stretch": 1.33}, "stretches the image"),
+        ({"fisheye_params": {"camera_matrix": [[1.0]], "distortion_coeffs": []}}, "not a usable Gyroflow lens"),
+        ({"calib_dimension": {"w": 3840}}, "not a usable Gyroflow lens profile"),
+    ]:
+        path.write_text(json.dumps(_profile(**changes)))
+        with pytest.raises(ValueError, match=message):
+            read_camera_preset(path)
 
 
 @pytest.mark.parametrize(
