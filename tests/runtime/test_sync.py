@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from runtime.camera import intrinsics
+from runtime.deblur import main as deblur_main
 from runtime.deblurrer import Deblurrer
 from runtime.lens import Lens
 from runtime.motion import AXES_SPECS, GyroLog, axes_matrix, exponential, exposure_motion, read_frame_times
@@ -225,6 +227,38 @@ def test_a_lens_that_bends_lines_is_undistorted_before_the_rotations_are_fitted(
     )
     assert abs(undistorted.offset_s - TRUE_OFFSET_S) < 0.0005
     assert undistorted.mismatch_rad < 0.5e-3 and as_they_are.mismatch_rad > 4 * undistorted.mismatch_rad
+
+
+def test_the_options_it_prints_deblur_the_video(small_bundle, tmp_path):
+    """The whole known-motion workflow on a made-up clip: filmed through a fisheye lens (a Gyroflow lens profile),
+    logged as a .gcsv by a gyroscope mounted `y,-x,z`; `runtime.sync` finds the mount and writes the frame times,
+    and the `runtime.deblur` options it prints run as they are."""
+    texture, log = _texture(), _shake()
+    lens = Lens("fisheye", (0.1, -0.05, 0.02, -0.005), (FOCAL, FOCAL), (WIDTH / 2, HEIGHT / 2), WIDTH, HEIGHT)
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    for number in range(60):
+        seen = distort(_view(texture, log.orientation_at(number / FPS + TRUE_OFFSET_S)), lens, FOCAL)
+        writer.write(cv2.cvtColor(np.round(seen * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    gyro, profile, frames = tmp_path / "clip.gcsv", tmp_path / "lens.json", tmp_path / "frames.csv"
+    table = np.round(np.column_stack([log.times_s * 1000, log.angular_velocity @ axes_matrix("y,-x,z") * 1e4]))
+    header = "GYROFLOW IMU LOG\nversion,1.3\nid,test\ntscale,0.001\ngscale,0.0001\nt,gx,gy,gz"
+    np.savetxt(gyro, table.astype(int), fmt="%d", delimiter=",", header=header, comments="")
+    calibration = {"camera_matrix": lens.camera_matrix(HEIGHT, WIDTH).tolist(), "distortion_coeffs": lens.coefficients}
+    profile.write_text(json.dumps({"calib_dimension": {"w": WIDTH, "h": HEIGHT}, "fisheye_params": calibration}))
+    arguments = [str(video), "--gyro", str(gyro), "--camera", str(profile), "--find-axes"]
+    code, stdout, stderr = _run([*arguments, "--frame-times-out", str(frames), "--exposure-time", "0.01"])
+    assert code == 0, stderr
+    assert "axes y,-x,z " in stdout and abs(float(stdout.split()[1]) - 1000 * TRUE_OFFSET_S) < 1.0
+    printed = stdout.splitlines()[-1].split()
+    assert printed[0] == "runtime.deblur"
+    outdir = tmp_path / "out"
+    options = ["--engine", str(small_bundle), "--backend", "ort-cpu", "--max-frames", "2", "-o", str(outdir)]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert deblur_main([str(video), *printed[1:], *options]) == 0
+    rows = (outdir / "clip" / "trajectories.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 25
 
 
 def test_what_cannot_be_synchronised_is_refused_in_one_line(tmp_path):
