@@ -115,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
         "--camera",
         type=Path,
         metavar="YAML",
-        help="camera preset (configs/cameras/NAME.yaml): its focal length, and its lens undistorted if it has one",
+        help="camera preset (configs/cameras/NAME.yaml) or Gyroflow lens profile (JSON): its focal length, and its "
+        "lens undistorted if it has one",
     )
     size = parse.add_mutually_exclusive_group()
     size.add_argument("--max-side", type=int, metavar="PX", help="shrink inputs whose longer side is larger")

@@ -329,7 +329,10 @@ def parser() -> argparse.ArgumentParser:
         "--focal-length", type=float, metavar="PX", help="in pixels of the video (default: its longer side)"
     )
     camera.add_argument(
-        "--camera", type=Path, metavar="YAML", help="camera preset: its focal length, and its lens undistorted"
+        "--camera",
+        type=Path,
+        metavar="YAML",
+        help="camera preset (or Gyroflow lens profile): its focal length, and its lens undistorted",
     )
     parse.add_argument(
         "--search",
