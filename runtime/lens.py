@@ -118,7 +118,7 @@ def undistort_points(points: np.ndarray, lens: Lens, height: int, width: int, fo
     coefficients = np.array(lens.coefficients, dtype=np.float64)
     located = np.asarray(points, dtype=np.float64).reshape(-1, 1, 2)
     if lens.model == "fisheye":
-        moved = cv2.fisheye.undistortPoints(located, distorted, coefficients, np.eye(3), pinhole)
+        moved = cv2.fisheye.undistortPoints(located, distorted, coefficients, R=np.eye(3), P=pinhole)
     else:
-        moved = cv2.undistortPoints(located, distorted, coefficients, None, np.eye(3), pinhole)
+        moved = cv2.undistortPoints(located, distorted, coefficients, R=np.eye(3), P=pinhole)
     return moved.reshape(-1, 2)
