@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,19 @@ def read_camera_preset(path: Path) -> CameraPreset:
     (`runtime.lens.lens_from_preset`); or a Gyroflow lens profile (`gyroflow_profile`). Raises ValueError naming
     the file."""
     try:
-        preset = yaml.safe_load(path.read_text())
-        if isinstance(preset, dict) and "calib_dimension" in preset:
-            return gyroflow_profile(path, preset)
-        focal, width = float(preset["focal_length_px"]), int(preset["width_px"])
-        height = int(preset.get("height_px", 0))
+        text = path.read_text()
+        preset = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except OSError as error:
         raise ValueError(f"{path}: cannot read camera preset ({error.strerror or error})") from None
-    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as error:
+    except (yaml.YAMLError, ValueError) as error:
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"{path}: not a camera preset with focal_length_px and width_px ({reason})") from None
+    if isinstance(preset, dict) and "calib_dimension" in preset:
+        return gyroflow_profile(path, preset)
+    try:
+        focal, width = float(preset["focal_length_px"]), int(preset["width_px"])
+        height = int(preset.get("height_px", 0))
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"{path}: not a camera preset with focal_length_px and width_px ({reason})") from None
     if not (focal > 0 and width > 0 and height >= 0):

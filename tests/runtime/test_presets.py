@@ -66,8 +66,9 @@ def test_a_gyroflow_lens_profile_is_a_preset(tmp_path):
         ({"calib_dimension": {"w": 3840}}, "not a usable Gyroflow lens profile"),
     ]:
         path.write_text(json.dumps(_profile(**changes)))
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError, match=message) as caught:
             read_camera_preset(path)
+        assert str(caught.value).startswith(str(path)) and str(caught.value).count(str(path)) == 1
 
 
 @pytest.mark.parametrize(
