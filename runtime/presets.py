@@ -1,4 +1,5 @@
-"""Camera presets (`configs/cameras/NAME.yaml`): a sensor mode's focal length, and its lens's distortion if any."""
+"""Camera presets (`configs/cameras/NAME.yaml`, or Gyroflow lens profiles): a sensor mode's focal length, and its
+lens's distortion if any."""
 
 from __future__ import annotations
 
