@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.bundle import load_bundle
+from runtime.bundle import Bundle, load_bundle
 from runtime.deblurrer import Deblurrer
 from runtime.evaluate import Pair, add_pairs_arguments, limit_error, read_pairs
 from runtime.media import write_bytes, write_image
@@ -52,7 +52,7 @@ def experiment_main(
 
 
 def over_pairs(
-    bundle: str | Path,
+    bundle: str | Path | Bundle,
     pairs_dir: str | Path,
     measure: Callable[[Deblurrer, Pair, int], dict[str, Any]],
     describe: Callable[[dict[str, Any]], str],
@@ -64,7 +64,7 @@ def over_pairs(
     """`measure(deblurrer, pair, seed)` for each evaluation pair (seed: its place, from 1) with one onnxruntime CPU
     Deblurrer (refining with `refine` when given), `describe(figures)` told to `progress` after each; the figures
     per pair name."""
-    loaded = load_bundle(bundle)
+    loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     pairs = read_pairs(Path(pairs_dir), loaded.n_positions)[:limit]
     table: dict[str, dict[str, Any]] = {}
     with Deblurrer(loaded, "ort-cpu", log=lambda _: None, threads=threads, refine=refine) as deblurrer:

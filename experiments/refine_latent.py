@@ -22,13 +22,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from experiments.command import experiment_main
+from experiments.command import experiment_main, over_pairs
 from runtime import camera as camera_model
 from runtime import metrics
 from runtime.backends import load_runners
 from runtime.bundle import load_bundle
 from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair, read_pairs
+from runtime.evaluate import Pair
 from runtime.media import read_image
 from runtime.refine import RefineSettings, graph_function
 
@@ -99,7 +99,6 @@ def run(
 ) -> dict[str, dict[str, float]]:
     """Per pair name: the trajectory error (px) of the estimate (`start`) and after refinement against each latent."""
     loaded = load_bundle(bundle)
-    pairs = read_pairs(Path(pairs_dir), loaded.n_positions)[:limit]
     _, runners = load_runners(loaded, ("refine", "sequence"), "ort-cpu", log=lambda _: None, threads=threads)
     run_refine, run_sequence = graph_function(runners["refine"]), graph_function(runners["sequence"])
 
@@ -107,17 +106,17 @@ def run(
         result = SETTINGS.refine(run_refine, blurry, latent, start, camera, loaded.n_positions, run_sequence)
         return np.asarray(result.trajectory, dtype=np.float64)
 
-    table: dict[str, dict[str, float]] = {}
+    def describe(errors: dict[str, float]) -> str:
+        return ", ".join(f"{name} {value:.2f}" for name, value in errors.items()) + " px"
+
+    def measure(deblurrer: Deblurrer, pair: Pair, _: int) -> dict[str, float]:
+        return refined_errors(deblurrer, refine, pair)
+
     try:
-        with Deblurrer(loaded, "ort-cpu", log=lambda _: None, threads=threads) as deblurrer:
-            for index, pair in enumerate(pairs, 1):
-                table[pair.name] = refined_errors(deblurrer, refine, pair)
-                figures = ", ".join(f"{name} {value:.2f}" for name, value in table[pair.name].items())
-                progress(f"[{index}/{len(pairs)}] {pair.name}: {figures} px")
+        return over_pairs(loaded, pairs_dir, measure, describe, limit, threads, progress)
     finally:
         for runner in runners.values():
             runner.close()
-    return table
 
 
 def markdown(table: dict[str, dict[str, float]]) -> str:
