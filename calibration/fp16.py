@@ -5,7 +5,7 @@
 
 TensorRT 11 has no FP16 builder flag: a network's precision is what its ONNX says (strong typing). This writes
 that graph with `onnx` alone. The island is every GridSample and every node upstream of a GridSample's grid input
-(`export.tensorrt.geometry_island`): the sampling positions, computed from the trajectory, the intrinsics and the
+(`runtime.core.backends.fp32_island`): the sampling positions, computed from the trajectory, the intrinsics and the
 image size. In FP16, normalised grid coordinates step by ~4.9e-4, half a pixel at 1920 wide; in FP32 they are
 exact enough. Everything else computes in FP16: float32 tensors become float16, float initializers and
 constants of FP16 nodes are stored as float16 (values beyond FP16's +-65504 are clipped), and Casts are inserted
@@ -31,7 +31,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from calibration.gate import (
     DEFAULT_MAX_LOSS_DB,
-    GATED_ROLES,
     Sample,
     SampleError,
     image_samples,
@@ -40,9 +39,10 @@ from calibration.gate import (
     read_images,
     run_graphs,
 )
-from export.tensorrt import SHAPE_OF, GraphNode, geometry_island
-from runtime.bundle import BundleError, add_precision, load_bundle
-from runtime.media import MediaError
+from runtime.core.backends.fp32_island import SHAPE_OF, GraphNode, geometry_island
+from runtime.core.bundle import BundleError, add_precision, load_bundle
+from runtime.core.precisions import GATED_ROLES
+from runtime.io.media import MediaError
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -286,7 +286,7 @@ def convert_file(source: str | Path, target: str | Path) -> onnx.ModelProto:
     return model
 
 
-#: The graphs of the bundle variant: the two nets and the sequence graph (refine stays FP32: see runtime.engines).
+#: The graphs of the bundle variant: the two nets and the sequence graph (refine stays FP32: see runtime.core.engines).
 VARIANT_ROLES = ("trajectory", "restoration", "sequence")
 
 

@@ -1,6 +1,6 @@
 """Samples and the accuracy gate of a reduced-precision variant: its graphs run beside the FP32 ones and judged.
 
-Samples are the evaluation harness's pairs (blurry, sharp, focal length, true trajectory: `runtime.evaluate`) or
+Samples are the evaluation harness's pairs (blurry, sharp, focal length, true trajectory: `runtime.tools.evaluate`) or
 plain blurry images (then the reference is the FP32 output itself). The gate: on pairs, the restored PSNR against
 the sharp image may drop by at most `max_loss_db` (default 0.5 dB); on images, the reduced-precision output must
 stay within `MIN_PSNR_VS_FP32` of the FP32 one. `calibration.int8` and `calibration.fp16` record the result in
@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import onnxruntime
 
-from runtime import metrics
-from runtime.camera import intrinsics
-from runtime.media import MediaError, read_image
+from runtime.core.camera import intrinsics
+from runtime.core.precisions import GATED_ROLES
+from runtime.io.media import MediaError, read_image
+from runtime.tools import metrics
+from runtime.tools.pairs import read_pairs
 
-#: The graphs a precision variant replaces and the gate runs, in the order they run.
-GATED_ROLES = ("trajectory", "restoration")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Images are resized so that their longer side is this (activations depend on content, not on size).
 IMAGE_SIDE = 256
@@ -177,9 +177,7 @@ def judge(fp32: Outputs, reduced: Outputs, samples: Sequence[Sample], max_loss_d
 
 
 def pair_samples(directory: Path, n_positions: int) -> list[Sample]:
-    """The evaluation harness's pairs (`runtime.evaluate.read_pairs`) as gate samples."""
-    from runtime.evaluate import read_pairs
-
+    """The evaluation harness's pairs (`runtime.tools.pairs`) as gate samples."""
     return [
         Sample(read_image(pair.blurry).rgb, pair.focal_length, read_image(pair.sharp).rgb, pair.trajectory)
         for pair in read_pairs(directory, n_positions)

@@ -5,7 +5,7 @@
 
 The trajectory and restoration graphs are quantised (the sequence and refine graphs have no weights and stay
 FP32). Convolutions get per-channel INT8 weights and 8-bit activations, as explicit QuantizeLinear /
-DequantizeLinear pairs; GridSample and every node of the geometry island (`export.tensorrt.geometry_island`) stay
+DequantizeLinear pairs; GridSample and every node of the geometry island (`runtime.core.backends.fp32_island`) stay
 float. Two targets, because the two runtimes want different 8-bit activations:
 
 - `cpu`: unsigned activations with signed weights (U8S8), the form onnxruntime's x86 kernels run fastest;
@@ -44,7 +44,6 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from calibration.fp16 import geometry_node_names
 from calibration.gate import (
     DEFAULT_MAX_LOSS_DB,
-    GATED_ROLES,
     IMAGE_SIDE,
     Outputs,
     Sample,
@@ -57,8 +56,9 @@ from calibration.gate import (
     read_images,
     run_graphs,
 )
-from runtime.bundle import Bundle, BundleError, add_precision, load_bundle
-from runtime.media import MediaError
+from runtime.core.bundle import Bundle, BundleError, add_precision, load_bundle
+from runtime.core.precisions import GATED_ROLES
+from runtime.io.media import MediaError
 
 #: The graphs that hold weights, in the order they run.
 QUANTISED_ROLES = GATED_ROLES

@@ -1,6 +1,6 @@
 """Deblur a video stream (a camera index or a video file) with the `Deblurrer` API and write the result.
 
-    python examples/deblur_stream.py --engine bundles/demo 0 restored.mp4 --frames 100
+    python examples/deblur_stream.py --engine runtime/bundles/demo 0 restored.mp4 --frames 100
 
 One Deblurrer per thread: it reuses its buffers from frame to frame. Needs the project installed
 (`pip install -e .`); no PyTorch.
@@ -13,9 +13,9 @@ import sys
 
 import cv2
 
-from runtime.backends.base import BackendError
-from runtime.bundle import BundleError
-from runtime.deblurrer import Deblurrer
+from runtime.core.backends.base import BackendError
+from runtime.core.bundle import BundleError
+from runtime.core.deblurrer import Deblurrer
 
 
 def main() -> int:

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from runtime.bundle import Bundle, load_bundle
-from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair, add_pairs_arguments, limit_error, read_pairs
-from runtime.media import write_bytes, write_image
-from runtime.refine import RefineSettings
+from runtime.core.bundle import Bundle, load_bundle
+from runtime.core.deblurrer import Deblurrer
+from runtime.core.refine import RefineSettings
+from runtime.io.media import write_bytes, write_image
+from runtime.tools.evaluate import add_pairs_arguments, limit_error
+from runtime.tools.pairs import Pair, read_pairs
 
 #: `run(bundle, pairs_dir, limit, threads, progress)`: the experiment's table, per pair.
 Run = Callable[..., dict[str, Any]]

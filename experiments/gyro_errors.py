@@ -1,11 +1,11 @@
 """What a gyroscope's errors cost known-motion deblurring: the README table in "Known camera motion".
 
-    python -m experiments.gyro_errors --engine bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
+    python -m experiments.gyro_errors --engine runtime/bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
 
 Each pair's true trajectory is taken as the camera's path over an exposure of 1/30 s and turned into the log a
 gyroscope in the camera would record at 1 kHz: the body-frame rate between consecutive poses, placed at the middle
 of their interval and interpolated linearly between (held at the ends, so the camera keeps turning before and
-after the exposure). Each error below is added to that log, `runtime.motion.gyro_trajectory` integrates it back
+after the exposure). Each error below is added to that log, `runtime.core.motion.gyro_trajectory` integrates it back
 over the exposure as the CLI's `--gyro` does, and the bundle restores the pair with the result. Reported per error:
 the mean trajectory error (px) and the mean PSNR gain over the blurry image; beside them the trajectory net's
 estimate, the blind baseline.
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from experiments.command import experiment_main, over_pairs
-from runtime import metrics
-from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair
-from runtime.media import read_image
-from runtime.motion import GyroLog, exponential, gyro_trajectory, logarithm
+from runtime.core.deblurrer import Deblurrer
+from runtime.core.motion import GyroLog, exponential, gyro_trajectory, logarithm
+from runtime.io.media import read_image
+from runtime.tools import metrics
+from runtime.tools.pairs import Pair
 
 EXPOSURE_S = 1 / 30
 RATE_HZ = 1000.0
@@ -61,7 +61,7 @@ ERRORS = {
 def camera_rates(trajectory: np.ndarray, exposure_s: float = EXPOSURE_S) -> tuple[np.ndarray, np.ndarray]:
     """The body-frame angular velocity of the camera that takes the poses `(P, 3)` evenly over the exposure:
     `(times_s, rates)` at the middle of each interval between poses. The camera's orientation at pose i is the
-    transpose of the pose's rotation (`runtime.motion`)."""
+    transpose of the pose's rotation (`runtime.core.motion`)."""
     orientations = [exponential(pose).T for pose in np.asarray(trajectory, dtype=np.float64)]
     step = exposure_s / (len(orientations) - 1)
     rates = np.stack([logarithm(a.T @ b) / step for a, b in zip(orientations, orientations[1:], strict=False)])

@@ -1,6 +1,6 @@
 """Can one photo tell a gyroscope log's clock offset? The README's finding in "Known camera motion".
 
-    python -m experiments.offset_from_photo --engine bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
+    python -m experiments.offset_from_photo --engine runtime/bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
 
 Each pair's true trajectory becomes an exact gyroscope log (`experiments.gyro_errors`), so the true offset is 0.
 Offsets from -12 to +12 ms in 1 ms steps are then judged two ways from the blurry photo alone: how close the
@@ -21,13 +21,13 @@ import numpy as np
 
 from experiments.command import experiment_main, over_pairs
 from experiments.gyro_errors import EXPOSURE_S, GyroError, gyro_log
-from runtime import metrics
-from runtime.camera import intrinsics
-from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair
-from runtime.media import read_image
-from runtime.motion import gyro_trajectory
-from runtime.refine import RefineSettings
+from runtime.core.camera import intrinsics
+from runtime.core.deblurrer import Deblurrer
+from runtime.core.motion import gyro_trajectory
+from runtime.core.refine import RefineSettings
+from runtime.io.media import read_image
+from runtime.tools import metrics
+from runtime.tools.pairs import Pair
 
 OFFSETS_S = np.round(np.arange(-0.012, 0.0121, 0.001), 4)
 #: An offset found this close to the truth counts as found.

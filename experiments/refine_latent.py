@@ -1,11 +1,11 @@
 """Which latent image lets trajectory refinement find the true trajectory: the README table "Refinement works when
 the latent image is good" (section "Trajectory refinement").
 
-    python -m experiments.refine_latent --engine bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
+    python -m experiments.refine_latent --engine runtime/bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
 
 For each evaluation pair the bundle estimates the trajectory; then the refine graph refines that estimate (30 Adam
 steps at half resolution, then 30 at full) against each latent image below, and the refined trajectory's error
-(`runtime.metrics.trajectory_error`) is compared with the estimate's:
+(`runtime.tools.metrics.trajectory_error`) is compared with the estimate's:
 
 - the true sharp image, as it is and Gaussian-blurred (sigma 1 and 2 px): latents that owe nothing to a guess;
 - the bundle's restoration given the true trajectory, given its estimate (what `--refine` uses), and given half
@@ -23,14 +23,14 @@ import cv2
 import numpy as np
 
 from experiments.command import experiment_main, over_pairs
-from runtime import camera as camera_model
-from runtime import metrics
-from runtime.backends import load_runners
-from runtime.bundle import load_bundle
-from runtime.deblurrer import Deblurrer
-from runtime.evaluate import Pair
-from runtime.media import read_image
-from runtime.refine import RefineSettings, graph_function
+from runtime.core import camera as camera_model
+from runtime.core.backends import load_runners
+from runtime.core.bundle import load_bundle
+from runtime.core.deblurrer import Deblurrer
+from runtime.core.refine import RefineSettings, graph_function
+from runtime.io.media import read_image
+from runtime.tools import metrics
+from runtime.tools.pairs import Pair
 
 #: 30 Adam steps at half resolution, then 30 at full, as in the README's held-out refinement.
 SETTINGS = RefineSettings(steps=30, scales=(0.5, 1.0))

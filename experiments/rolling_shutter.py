@@ -1,7 +1,7 @@
 """What a rolling shutter costs gyroscope deblurring, and what restoring in bands gives back: the README table in
 "Known camera motion".
 
-    python -m experiments.rolling_shutter --engine bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
+    python -m experiments.rolling_shutter --engine runtime/bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
 
 For each pair's sharp image, a made-up hand shake (a gyroscope log of 1-12 Hz sines, seeded by the pair's place)
 blurs it as a rolling-shutter camera would: 32 bands of rows, each exposed for 1/30 s from a start that runs
@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from experiments.command import experiment_main, over_pairs
-from runtime import metrics, visualize
-from runtime.bundle import load_bundle
-from runtime.camera import intrinsics
-from runtime.deblurrer import Deblurrer, DeblurResult
-from runtime.evaluate import Pair, read_pairs
-from runtime.media import read_image, to_file_pixels
-from runtime.motion import GyroLog, RowMotion, exposure_motion, gyro_trajectory
+from runtime.core.bundle import load_bundle
+from runtime.core.camera import intrinsics
+from runtime.core.deblurrer import Deblurrer, DeblurResult
+from runtime.core.motion import GyroLog, RowMotion, exposure_motion, gyro_trajectory
+from runtime.io import pictures as visualize
+from runtime.io.media import read_image, to_file_pixels
+from runtime.tools import metrics
+from runtime.tools.pairs import Pair, read_pairs
 
 READOUTS_S = (0.0, 0.010, 0.020, 0.030)
 EXPOSURE_S = 1 / 30

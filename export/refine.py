@@ -41,8 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from export.graphs import BATCH_AXIS, IMAGE_AXES
-from export.onnx import (
+from export.graph_io import (
     OLDEST_TENSORRT,
     SUPPORTED_OPSETS,
     TRACE_SHAPE,
@@ -53,8 +52,9 @@ from export.onnx import (
     onnxruntime_parity,
     write_onnx,
 )
+from export.graphs import BATCH_AXIS, IMAGE_AXES
 from models import geometry, pmbm
-from runtime.bundle import BundleError, load_bundle, write_manifest
+from runtime.core.bundle import BundleError, load_bundle, write_manifest
 
 ROLE = "refine"
 FILE = f"{ROLE}.onnx"

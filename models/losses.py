@@ -32,7 +32,7 @@ def pose_distances_px(estimate: Tensor, truth: Tensor, camera: Tensor, height: i
 
 def matched_error_px(estimate: Tensor, truth: Tensor, camera: Tensor, height: int, width: int) -> Tensor:
     """Order-invariant trajectory error `(B,)` in pixels: mean pose distance over the one-to-one matching of
-    estimated to true poses that makes it least (Hungarian assignment, as `runtime.metrics.trajectory_error`).
+    estimated to true poses that makes it least (Hungarian assignment, as `runtime.tools.metrics.trajectory_error`).
 
     A blurry image is the sum of its poses' views, so it tells the set of poses, not their time order; the
     matching is chosen without gradient and the matched distances carry it.

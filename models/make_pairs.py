@@ -30,10 +30,9 @@ from models.geometry import displacement_field, intrinsics
 from models.shake import N_POSES
 from models.synthetic import blur_images
 from models.trajectory import MIN_INPUT_SIDE
-from runtime.motion import MotionError
-from runtime.motion import read_trajectory as read_motion_file
-
-PAIRS_FILE = "pairs.json"
+from runtime.core.motion import MotionError
+from runtime.core.motion import read_trajectory as read_motion_file
+from runtime.tools.pairs import PAIRS_FILE
 
 
 class PairsError(ValueError):
@@ -41,7 +40,7 @@ class PairsError(ValueError):
 
 
 def read_trajectory(path: Path) -> np.ndarray:
-    """`runtime.motion.read_trajectory` (here: the authors' format, 25 poses), its refusals as PairsErrors."""
+    """`runtime.core.motion.read_trajectory` (here: the authors' format, 25 poses), its refusals as PairsErrors."""
     try:
         return read_motion_file(path, N_POSES)
     except MotionError as error:

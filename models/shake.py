@@ -1,5 +1,5 @@
 """Camera shake: a hand-shake simulator and image-consistent trajectory transforms (trajectory files are read by
-`runtime.motion`).
+`runtime.core.motion`).
 
 A trajectory is `(P, 3)` rotation vectors in radians, (pitch, yaw, roll) = rotation about the camera's x (right),
 y (down) and z (forward) axes, as `models.geometry.rotation_matrices` reads them, in time order, mean-centred.

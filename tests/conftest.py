@@ -69,7 +69,7 @@ def pairs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def held_out_pair(tmp_path_factory) -> Path:
     """One real evaluation pair like the README's held-out ones (scikit-image's chelsea, not trained on, under a
-    recorded shake from ../shared), 96 px: a folder for `runtime.evaluate` and friends."""
+    recorded shake from ../shared), 96 px: a folder for `runtime.tools.evaluate` and friends."""
     import cv2
 
     from models.make_pairs import make_pairs

@@ -16,10 +16,10 @@ from calibration.gate import Sample
 from export.graphs import GRAPHS, example_inputs
 from export.lint import lint_model_versions, resolve_versions
 from export.refine import export_refine
-from runtime.backends import load_runners
-from runtime.bundle import load_bundle
-from runtime.deblurrer import Deblurrer
-from runtime.refine import RefineSettings, graph_function, refine_trajectory
+from runtime.core.backends import load_runners
+from runtime.core.bundle import load_bundle
+from runtime.core.deblurrer import Deblurrer
+from runtime.core.refine import RefineSettings, graph_function, refine_trajectory
 from tests.runtime.conftest import smooth_rgb
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from calibration.gate import MIN_PSNR_VS_FP32, Sample, judge
-from runtime import metrics
+from runtime.tools import metrics
 
 
 def outputs(images, trajectory):

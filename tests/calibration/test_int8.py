@@ -14,8 +14,8 @@ import pytest
 from calibration import int8
 from export.lint import lint_path
 from models.make_pairs import make_pairs
-from runtime.bundle import load_bundle
-from runtime.deblurrer import Deblurrer
+from runtime.core.bundle import load_bundle
+from runtime.core.deblurrer import Deblurrer
 from tests.runtime.conftest import smooth_bgr8, smooth_rgb
 
 
@@ -31,7 +31,7 @@ def images(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory) -> Path:
-    """Two 48x48 evaluation pairs blurred by a made-up shake (as `runtime.evaluate` reads them)."""
+    """Two 48x48 evaluation pairs blurred by a made-up shake (as `runtime.tools.evaluate` reads them)."""
     sources = tmp_path_factory.mktemp("pair-sources")
     cv2.imwrite(str(sources / "scene.png"), smooth_bgr8(64, 80, seed=7))
     angles = np.cumsum(0.004 * np.random.default_rng(1).standard_normal((30, 3)), axis=0)

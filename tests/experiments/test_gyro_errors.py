@@ -6,8 +6,8 @@ import json
 import numpy as np
 
 from experiments.gyro_errors import ERRORS, EXPOSURE_S, GyroError, gyro_log, main
-from runtime import metrics
-from runtime.motion import gyro_trajectory
+from runtime.core.motion import gyro_trajectory
+from runtime.tools import metrics
 from tests.runtime.conftest import read_trajectory
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments.refine_latent import LATENTS, main, markdown, run
-from runtime.deblur import DEMO_BUNDLE
+from runtime.io.deblur import DEMO_BUNDLE
 
 
 def test_every_latent_is_refined_and_reported(small_bundle, pairs, tmp_path, capsys):
@@ -20,7 +20,7 @@ def test_every_latent_is_refined_and_reported(small_bundle, pairs, tmp_path, cap
         assert f"| {label} |" in stdout
 
 
-@pytest.mark.skipif(not DEMO_BUNDLE.is_dir(), reason="no demo bundle shipped in bundles/demo")
+@pytest.mark.skipif(not DEMO_BUNDLE.is_dir(), reason="no demo bundle shipped in runtime/bundles/demo")
 def test_the_true_sharp_image_brings_the_refinement_closest_to_the_truth(held_out_pair):
     """The demo bundle on a real pair: refining against the sharp image beats the estimate's own latent."""
     table = run(DEMO_BUNDLE, held_out_pair, progress=lambda _: None)

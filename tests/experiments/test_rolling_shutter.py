@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from experiments.rolling_shutter import READOUTS_S, gains, main
-from runtime.deblur import DEMO_BUNDLE
-from runtime.deblurrer import Deblurrer
+from runtime.core.deblurrer import Deblurrer
+from runtime.io.deblur import DEMO_BUNDLE
 
 
 def test_every_readout_time_is_restored_both_ways_and_reported(small_bundle, pairs, tmp_path, capsys):
@@ -27,7 +27,7 @@ def test_every_readout_time_is_restored_both_ways_and_reported(small_bundle, pai
         assert f"| {readout} |" in stdout
 
 
-@pytest.mark.skipif(not DEMO_BUNDLE.is_dir(), reason="no demo bundle shipped in bundles/demo")
+@pytest.mark.skipif(not DEMO_BUNDLE.is_dir(), reason="no demo bundle shipped in runtime/bundles/demo")
 def test_the_demo_bundle_needs_the_readout_time_under_a_rolling_shutter():
     """A held-out photo (scikit-image's `chelsea`, 256 px, f = 512 px) under one of the experiment's made-up hand
     shakes: with 20 or 30 ms of readout, restoring in bands gains far more than giving every row the middle row's

@@ -11,14 +11,14 @@ import pytest
 from export.graphs import GRAPHS, example_inputs
 from export.onnx import TOLERANCES, export_bundle
 from models.checkpoint import load_restoration_net, load_trajectory_net
-from runtime.bundle import file_sha256, load_bundle
+from runtime.core.bundle import file_sha256, load_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "bundles" / "demo"
+DEMO = ROOT / "runtime" / "bundles" / "demo"
 WEIGHTS = ROOT / "models" / "weights"
 CHECKPOINTS = {"trajectory": WEIGHTS / "demo_trajectory.pt", "restoration": WEIGHTS / "demo_restoration.pt"}
 
-pytestmark = pytest.mark.skipif(not DEMO.is_dir(), reason="no demo bundle shipped in bundles/demo")
+pytestmark = pytest.mark.skipif(not DEMO.is_dir(), reason="no demo bundle shipped in runtime/bundles/demo")
 
 
 def test_the_shipped_checkpoints_are_compact_and_named_in_the_manifest():

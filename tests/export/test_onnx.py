@@ -11,7 +11,7 @@ from export import onnx as exporter
 from export.graphs import GRAPHS, example_inputs
 from export.lint import lint_path
 from models.checkpoint import load_restoration_net, load_trajectory_net, save_checkpoint
-from runtime.bundle import file_sha256, load_bundle
+from runtime.core.bundle import file_sha256, load_bundle
 from tests.conftest import OFFICIAL, shared_file
 
 SHAPES = [(1, 64, 64), (1, 75, 53), (2, 48, 72)]  # square; portrait and not a multiple of 8; batch 2

@@ -10,7 +10,7 @@ from export import refine
 from export.lint import lint_path
 from export.onnx import ExportError
 from models import geometry, pmbm
-from runtime.bundle import load_bundle
+from runtime.core.bundle import load_bundle
 
 P = 25
 

@@ -33,7 +33,7 @@ from models.train import (  # noqa: E402
     trajectory_loss,
 )
 from models.trajectory import TrajectoryNet  # noqa: E402
-from runtime.metrics import trajectory_error  # noqa: E402
+from runtime.tools.metrics import trajectory_error  # noqa: E402
 
 SMALL_RESTORATION = {"nc": (8, 16, 16, 32), "nb": 1, "n_iter": 2, "h_nc": 8}
 TINY = {"batch": 2, "crop": 48, "warmup": 0, "log_every": 1, "validation_batch": 2, "threads": 2}

@@ -60,8 +60,8 @@ def test_parity_with_the_authors_network(case_b):
 
 
 def test_the_runtime_metric_orders_poses_as_the_graphs_do():
-    """`runtime.metrics.reference_order` (numpy, for the evaluation) is the torch ordering the graphs export."""
-    from runtime.metrics import reference_order
+    """`runtime.tools.metrics.reference_order` (numpy, for the evaluation) is the torch ordering the graphs export."""
+    from runtime.tools.metrics import reference_order
 
     trajectories = 0.02 * torch.randn(4, 25, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     for trajectory, order in zip(trajectories, reference_pose_order(trajectories), strict=True):

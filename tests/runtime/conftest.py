@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime import motion
-from runtime.bundle import MANIFEST, write_manifest
-from runtime.lens import Lens, undistort_points
+from runtime.core import motion
+from runtime.core.bundle import MANIFEST, write_manifest
+from runtime.io.lens import Lens, undistort_points
 from tests.conftest import shared_file
 
 #: A recorded trajectory with pitch, yaw and roll all present (up to ~1 degree each).
@@ -24,7 +24,7 @@ NAMES = ["scene_drift", "scene_wobble"]
 
 def read_trajectory(relative: str = RECORDED, poses: int = 25) -> np.ndarray:
     """A recorded trajectory in ../shared as `(poses, 3)` float32 radians (pitch, yaw, roll), read by
-    `runtime.motion`: resampled to `poses` poses evenly in time and mean-centred."""
+    `runtime.core.motion`: resampled to `poses` poses evenly in time and mean-centred."""
     return motion.read_trajectory(shared_file(relative), poses).astype(np.float32)
 
 

@@ -12,24 +12,24 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.camera import intrinsics
-from runtime.deblur import DEMO_BUNDLE, main
-from runtime.deblurrer import Deblurrer
-from runtime.lens import Lens, undistort
-from runtime.metrics import psnr
-from runtime.motion import read_trajectory
+from runtime.core.camera import intrinsics
+from runtime.core.deblurrer import Deblurrer
+from runtime.core.motion import read_trajectory
+from runtime.io.deblur import DEMO_BUNDLE, main
+from runtime.io.lens import Lens, undistort
+from runtime.tools.metrics import psnr
 from tests.conftest import shared_file
 from tests.runtime.conftest import RECORDED, distort
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "clock_motion.png"
 
-pytestmark = pytest.mark.skipif(not DEMO_BUNDLE.is_dir(), reason="no demo bundle shipped in bundles/demo")
+pytestmark = pytest.mark.skipif(not DEMO_BUNDLE.is_dir(), reason="no demo bundle shipped in runtime/bundles/demo")
 
 
 def test_the_main_command_runs_the_demo_bundle_on_the_example_without_torch(tmp_path):
     code = (
-        "import sys, runtime.deblur as d; rc = d.main(sys.argv[1:]); "
+        "import sys, runtime.io.deblur as d; rc = d.main(sys.argv[1:]); "
         "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
     )
     run = subprocess.run(
@@ -52,12 +52,14 @@ def test_a_wheel_ships_the_demo_bundle_where_the_main_command_looks_for_it(tmp_p
     assert done.returncode == 0, done.stderr
     (wheel,) = tmp_path.glob("blur2seq_edge-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"bundles/demo/{path.name}" for path in DEMO_BUNDLE.iterdir() if path.suffix in (".onnx", ".json")}
+    shipped = {
+        f"runtime/bundles/demo/{path.name}" for path in DEMO_BUNDLE.iterdir() if path.suffix in (".onnx", ".json")
+    }
     graphs = json.loads((DEMO_BUNDLE / "manifest.json").read_text())["graphs"]
-    assert {f"bundles/demo/{role}.onnx" for role in graphs} <= shipped
-    assert shipped <= names and "runtime/deblur.py" in names
-    # runtime.deblur looks for the bundle at ../bundles/demo from its own folder, in the wheel's layout too.
-    assert DEMO_BUNDLE == Path(sys.modules["runtime.deblur"].__file__).resolve().parents[1] / "bundles" / "demo"
+    assert {f"runtime/bundles/demo/{role}.onnx" for role in graphs} <= shipped
+    assert shipped <= names and "runtime/io/deblur.py" in names
+    # runtime.io.deblur looks for the bundle at ../bundles/demo from its own folder, in the wheel's layout too.
+    assert DEMO_BUNDLE == Path(sys.modules["runtime.io.deblur"].__file__).resolve().parents[1] / "bundles" / "demo"
 
 
 def test_a_known_trajectory_lets_the_demo_bundle_deblur(tmp_path):

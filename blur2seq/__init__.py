@@ -1,0 +1,1 @@
+"""The `blur2seq` command."""

@@ -1,0 +1,102 @@
+"""The backends, fastest first, and how one is chosen: by name, or `auto` (the fastest that can run the bundle).
+
+tensorrt      native TensorRT engines built into the bundle (`python -m export.tensorrt`)
+ort-tensorrt  onnxruntime's TensorRT execution provider
+ort-cuda      onnxruntime's CUDA execution provider
+ort-cpu       onnxruntime on the CPU
+openvino      OpenVINO on the CPU (fp32, bf16, INT8 variants); only when asked for by name
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable
+
+from runtime.core.backends import openvino, ort, tensorrt, tensorrt_build
+from runtime.core.backends.base import Backend, BackendError, Runner
+from runtime.core.bundle import Bundle
+from runtime.core.precisions import BY_NAME, help_text
+from runtime.core.profiles import BuildProfile
+
+NAMES = ("auto", "tensorrt", "ort-tensorrt", "ort-cuda", "ort-cpu", "openvino")
+
+
+def backends(profile: BuildProfile | None = None, threads: int | None = None) -> list[Backend]:
+    """Every backend, fastest first (OpenVINO last: it runs only when named); `profile` gives the TensorRT
+    execution provider its shape profile and `threads` sets the CPU backends' threads."""
+    return [
+        tensorrt.BACKEND,
+        ort.ort_tensorrt(profile, threads),
+        ort.ort_cuda(threads),
+        ort.ort_cpu(threads),
+        openvino.openvino_backend(threads),
+    ]
+
+
+def load_runners(
+    bundle: Bundle,
+    roles: Iterable[str],
+    backend: str = "auto",
+    precision: str = "fp32",
+    profile: BuildProfile | None = None,
+    log: Callable[[str], object] = print,
+    rebuild: bool = False,
+    threads: int | None = None,
+) -> tuple[str, dict[str, Runner]]:
+    """Runners for the graphs `roles` on one backend; `auto` takes the fastest that loads them and says so.
+
+    `rebuild`: where TensorRT can run, first rebuild engines that are missing or do not fit this machine
+    (with `profile`, else the profile recorded with the old engine). `threads`: onnxruntime intra-op threads.
+    """
+    if backend not in NAMES:
+        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(NAMES)}")
+    if threads is not None and threads < 1:
+        raise BackendError(f"threads must be at least 1, got {threads}")
+    # auto never reaches OpenVINO: onnxruntime's CPU backend, before it, always loads.
+    candidates = [b for b in backends(profile, threads) if backend in ("auto", b.name)]
+    skipped: list[str] = []
+    for candidate in candidates:
+        reason = candidate.unavailable_reason()
+        if reason is None:
+            try:
+                if rebuild and candidate is tensorrt.BACKEND:
+                    bundle = tensorrt_build.rebuild_stale(bundle, list(roles), precision, profile, log)
+                runners = _load_all(candidate, bundle, list(roles), precision)
+            except BackendError as error:
+                reason = str(error)
+            else:
+                if backend == "auto":
+                    log(f"backend: {candidate.name} (auto)" + (f"; skipped {'; '.join(skipped)}" if skipped else ""))
+                return candidate.name, runners
+        if backend != "auto":
+            raise BackendError(f"backend {candidate.name} cannot run here: {reason}")
+        skipped.append(f"{candidate.name}: {reason}")
+    raise BackendError("no backend can run this bundle: " + "; ".join(skipped))
+
+
+def _load_all(backend: Backend, bundle: Bundle, roles: list[str], precision: str) -> dict[str, Runner]:
+    """Load every role or none: a failure closes what was already loaded."""
+    runners: dict[str, Runner] = {}
+    try:
+        for role in roles:
+            runners[role] = backend.load(bundle, role, precision)
+    except BaseException:
+        for runner in runners.values():
+            runner.close()
+        raise
+    return runners
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command lines' choice of backend, precision and CPU threads."""
+    parser.add_argument("--backend", choices=NAMES, default="auto", help="default auto: the fastest available")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        metavar="{" + ",".join(BY_NAME) + "}",
+        help=help_text(),
+    )
+    parser.add_argument(
+        "--force-precision", action="store_true", help="run a precision that failed its accuracy gate anyway"
+    )
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads of the backend (default: one per core)")

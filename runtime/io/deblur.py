@@ -1,0 +1,246 @@
+"""`python -m runtime.deblur`: deblur images, folders, globs, videos or a camera with a bundle. Torch-free.
+
+python -m runtime.deblur --engine BUNDLE photo.jpg shots/ 'burst/*.png' clip.mp4 -o results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from runtime.core.backends import add_backend_arguments
+from runtime.core.backends.base import BackendError
+from runtime.core.bundle import BundleError, load_bundle
+from runtime.core.deblurrer import DEFAULT_TILE_SIDE, Deblurrer, add_estimation_argument
+from runtime.core.motion import (
+    CAMERA_AXES,
+    GyroMotion,
+    KnownMotion,
+    TrajectoryFile,
+    add_gyro_axes_argument,
+    in_camera_axes,
+    read_frame_times,
+    read_gyro_log,
+    read_trajectory,
+)
+from runtime.core.profiles import ProfileError, load_build_profile
+from runtime.core.refine import add_refine_arguments, refine_settings
+from runtime.io.batch import Options, run_batch
+from runtime.io.media import make_outdir
+from runtime.io.presets import read_camera_preset
+from runtime.io.sources import expand
+
+#: The compact demo bundle shipped with the project, used when --engine is not given.
+DEMO_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "demo"
+
+
+def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
+    """The camera motion the options give (--trajectory, or --gyro with its timing and axes), or None: estimate it."""
+    for option, value in (
+        ("--exposure", args.exposure),
+        ("--readout-time", args.readout_time),
+        ("--frame-times", args.frame_times),
+        ("--gyro-axes", None if args.gyro_axes == CAMERA_AXES else args.gyro_axes),
+    ):
+        if value is not None and args.gyro is None:
+            raise ValueError(f"{option} goes with --gyro")
+    if args.readout_time is not None and not math.isfinite(args.readout_time):
+        raise ValueError(f"--readout-time must be a finite number of seconds, got {args.readout_time}")
+    if args.trajectory is not None:
+        return TrajectoryFile(args.trajectory, read_trajectory(args.trajectory, n_poses))
+    if args.gyro is None:
+        return None
+    start, duration = args.exposure if args.exposure is not None else (None, None)
+    frame_times = read_frame_times(args.frame_times) if args.frame_times is not None else None
+    log = in_camera_axes(read_gyro_log(args.gyro), args.gyro_axes)
+    readout = args.readout_time if args.readout_time is not None else log.readout_s or 0.0
+    readouts = [readout]
+    if frame_times is not None and frame_times.readout_s is not None:
+        readouts += frame_times.readout_s.tolist()
+    if any(readouts) and args.refine is not None:
+        stated = "" if args.readout_time is not None or not log.readout_s else " (the log states one; --readout-time 0)"
+        raise ValueError(f"--refine refines one trajectory; a rolling shutter's readout gives one per row{stated}")
+    return GyroMotion(args.gyro, log, n_poses, start, duration, readout, frame_times)
+
+
+def exposure(text: str) -> tuple[float, float]:
+    """`START,DURATION` in seconds, as argparse reads --exposure."""
+    try:
+        start, duration = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START,DURATION in seconds, got {text!r}") from None
+    if not (math.isfinite(start) and math.isfinite(duration) and duration > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite start and a positive duration, got {text!r}")
+    return start, duration
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse meaningless numbers before anything is loaded; one line each."""
+    checks = [
+        (args.focal_length, "--focal-length", "a positive number of pixels", lambda v: math.isfinite(v) and v > 0),
+        (args.scale, "--scale", "a positive factor", lambda v: math.isfinite(v) and v > 0),
+        (args.max_side, "--max-side", "at least 1 pixel", lambda v: v >= 1),
+        (args.sigma, "--sigma", "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0),
+        (args.max_frames, "--max-frames", "at least 1", lambda v: v >= 1),
+    ]
+    for value, name, expected, valid in checks:
+        if value is not None and not valid(value):
+            raise ValueError(f"{name} must be {expected}, got {value}")
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(prog="python -m runtime.deblur", description=__doc__.splitlines()[0])
+    parse.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video, folder, glob or camera index")
+    parse.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results (one sub-folder each)")
+    parse.add_argument("--engine", type=Path, default=None, help="bundle directory (default: the shipped demo bundle)")
+    add_backend_arguments(parse)
+    parse.add_argument(
+        "--profile", type=Path, help="build profile YAML: shape profile for ort-tensorrt, engine profile for --rebuild"
+    )
+    parse.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build TensorRT engines that are missing or were built for another GPU or TensorRT, then run",
+    )
+    camera = parse.add_mutually_exclusive_group()
+    camera.add_argument(
+        "--focal-length",
+        type=float,
+        metavar="PX",
+        help="focal length in pixels of the input (default: the photo's EXIF, else the longer side)",
+    )
+    camera.add_argument(
+        "--camera",
+        type=Path,
+        metavar="YAML",
+        help="camera preset (configs/cameras/NAME.yaml) or Gyroflow lens profile (JSON): its focal length, and its "
+        "lens undistorted if it has one",
+    )
+    size = parse.add_mutually_exclusive_group()
+    size.add_argument("--max-side", type=int, metavar="PX", help="shrink inputs whose longer side is larger")
+    size.add_argument("--scale", type=float, help="resize inputs by this factor")
+    parse.add_argument("--sigma", type=float, help="noise level for the restoration (default: the bundle's)")
+    parse.add_argument(
+        "--tile-side",
+        type=int,
+        default=DEFAULT_TILE_SIDE,
+        help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE}; 0: never tile)",
+    )
+    add_estimation_argument(parse)
+    known = parse.add_argument_group("known camera motion (skips the trajectory net)")
+    motion = known.add_mutually_exclusive_group()
+    motion.add_argument(
+        "--trajectory",
+        type=Path,
+        metavar="FILE",
+        help="the motion of the photos: a trajectory.json/.csv written by this command, or a recorded path "
+        "(the authors' 6-column format, or 3 columns of angles)",
+    )
+    motion.add_argument(
+        "--gyro",
+        type=Path,
+        metavar="LOG",
+        help="gyroscope log: CSV rows time_s,x,y,z (rad/s; see --gyro-axes) or a Gyroflow .gcsv",
+    )
+    add_gyro_axes_argument(known)
+    timing = known.add_mutually_exclusive_group()
+    timing.add_argument(
+        "--exposure",
+        type=exposure,
+        metavar="START,DURATION",
+        help="the exposure in the gyroscope log's clock, in seconds (photos default to the whole log); "
+        "a video frame's starts at START + its timestamp in the video",
+    )
+    timing.add_argument(
+        "--frame-times",
+        type=Path,
+        metavar="CSV",
+        help="each frame's exposure in the log's clock, as the camera's metadata gives it: columns "
+        "exposure_start_s, exposure_s and optionally readout_s, one row per frame (a photo: its row)",
+    )
+    known.add_argument(
+        "--readout-time",
+        type=float,
+        metavar="S",
+        help="rolling shutter: seconds from the top row's exposure start to the bottom row's (with --gyro; "
+        "negative: the bottom row is read first; the image is then restored in bands, each with its rows' motion; "
+        "default: the log's, as a .gcsv states it)",
+    )
+    parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
+    parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")
+    parse.add_argument("--max-frames", type=int, metavar="N", help="stop videos and cameras after N frames")
+    add_refine_arguments(parse)
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    bundle = args.engine or DEMO_BUNDLE
+    if args.engine is None and not DEMO_BUNDLE.exists():
+        print(f"error: no --engine given and the demo bundle {DEMO_BUNDLE} is missing", file=sys.stderr)
+        return 2
+    try:
+        _check_arguments(args)
+        loaded = load_bundle(bundle)
+        options = Options(
+            outdir=args.outdir,
+            focal_length=args.focal_length,
+            camera_preset=read_camera_preset(args.camera) if args.camera else None,
+            max_side=args.max_side,
+            scale=args.scale,
+            sequence=args.sequence,
+            timings=args.timings,
+            max_frames=args.max_frames,
+            motion=known_motion(args, loaded.n_positions),
+        )
+        profile = load_build_profile(args.profile) if args.profile else None
+        deblurrer = Deblurrer(
+            loaded,
+            args.backend,
+            precision=args.precision,
+            sigma=args.sigma,
+            tile_side=args.tile_side or None,
+            profile=profile,
+            log=lambda text: print(text, file=sys.stderr),
+            rebuild=args.rebuild,
+            threads=args.threads,
+            refine=refine_settings(args),
+            force_precision=args.force_precision,
+            estimation_side=args.estimation_side,
+        )
+    except (BundleError, BackendError, ProfileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        make_outdir(args.outdir)
+    except ValueError as error:
+        deblurrer.close()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    sources, errors = expand(args.inputs)
+    with deblurrer:
+        summary = run_batch(deblurrer, sources, options)
+    failures = [
+        *errors,
+        *(
+            _one_line(reason if reason.startswith(location) else f"{location}: {reason}")
+            for location, reason in summary.failed
+        ),
+    ]
+    print(
+        f"{len(summary.done)} done, {len(failures)} failed in {summary.seconds:.1f} s; results in {args.outdir}",
+        file=sys.stderr,
+    )
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Measurement tools over bundles: evaluation, benchmark, comparison, sensitivity, gyroscope sync, charts."""
