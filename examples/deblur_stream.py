@@ -13,9 +13,9 @@ import sys
 
 import cv2
 
+from runtime import BackendSettings, Deblurrer
 from runtime.core.backends.base import BackendError
 from runtime.core.bundle import BundleError
-from runtime.core.deblurrer import Deblurrer
 
 
 def main() -> int:
@@ -35,7 +35,8 @@ def main() -> int:
     writer = None
     count = 0
     try:
-        with Deblurrer(args.engine, backend=args.backend, log=lambda text: print(text, file=sys.stderr)) as deblurrer:
+        backend = BackendSettings(args.backend)
+        with Deblurrer(args.engine, backend, log=lambda text: print(text, file=sys.stderr)) as deblurrer:
             while args.frames == 0 or count < args.frames:
                 ok, frame = capture.read()
                 if not ok:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.core.backends import BackendSettings
 from runtime.core.bundle import Bundle, load_bundle
 from runtime.core.deblurrer import Deblurrer
 from runtime.core.refine import RefineSettings
@@ -68,7 +69,8 @@ def over_pairs(
     loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     pairs = read_pairs(Path(pairs_dir), loaded.n_positions)[:limit]
     table: dict[str, dict[str, Any]] = {}
-    with Deblurrer(loaded, "ort-cpu", log=lambda _: None, threads=threads, refine=refine) as deblurrer:
+    cpu = BackendSettings("ort-cpu", threads=threads)
+    with Deblurrer(loaded, cpu, refine=refine, log=lambda _: None) as deblurrer:
         for index, pair in enumerate(pairs, 1):
             table[pair.name] = measure(deblurrer, pair, index)
             progress(f"[{index}/{len(pairs)}] {pair.name}: {describe(table[pair.name])}")

@@ -24,10 +24,10 @@ import numpy as np
 
 from experiments.command import experiment_main, over_pairs
 from runtime.core import camera as camera_model
-from runtime.core.backends import load_runners
+from runtime.core.backends import BackendSettings, load_runners
 from runtime.core.bundle import load_bundle
 from runtime.core.deblurrer import Deblurrer
-from runtime.core.refine import RefineSettings, graph_function
+from runtime.core.refine import RefineSettings, graph_function, refine_trajectory
 from runtime.io.media import read_image
 from runtime.tools import metrics
 from runtime.tools.pairs import Pair
@@ -99,11 +99,21 @@ def run(
 ) -> dict[str, dict[str, float]]:
     """Per pair name: the trajectory error (px) of the estimate (`start`) and after refinement against each latent."""
     loaded = load_bundle(bundle)
-    _, runners = load_runners(loaded, ("refine", "sequence"), "ort-cpu", log=lambda _: None, threads=threads)
+    cpu = BackendSettings("ort-cpu", threads=threads)
+    _, runners = load_runners(loaded, ("refine", "sequence"), cpu, log=lambda _: None)
     run_refine, run_sequence = graph_function(runners["refine"]), graph_function(runners["sequence"])
 
     def refine(blurry: np.ndarray, latent: np.ndarray, start: np.ndarray, camera: np.ndarray) -> np.ndarray:
-        result = SETTINGS.refine(run_refine, blurry, latent, start, camera, loaded.n_positions, run_sequence)
+        result = refine_trajectory(
+            run_refine,
+            blurry,
+            latent,
+            start,
+            camera,
+            SETTINGS,
+            n_positions=loaded.n_positions,
+            run_sequence=run_sequence,
+        )
         return np.asarray(result.trajectory, dtype=np.float64)
 
     def describe(errors: dict[str, float]) -> str:

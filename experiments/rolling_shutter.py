@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from experiments.command import experiment_main, over_pairs
+from runtime.core.backends import BackendSettings
 from runtime.core.bundle import load_bundle
 from runtime.core.camera import intrinsics
 from runtime.core.deblurrer import Deblurrer, DeblurResult
 from runtime.core.motion import GyroLog, RowMotion, exposure_motion, gyro_trajectory
-from runtime.io import pictures as visualize
+from runtime.io import pictures
 from runtime.io.media import read_image, to_file_pixels
 from runtime.tools import metrics
 from runtime.tools.pairs import Pair, read_pairs
@@ -99,11 +100,11 @@ def picture(bundle: Path, pairs_dir: Path, readout_s: float = 0.020) -> np.ndarr
     loaded = load_bundle(bundle)
     pair = read_pairs(pairs_dir, loaded.n_positions)[0]
     sharp = read_image(pair.sharp).rgb
-    with Deblurrer(loaded, "ort-cpu", log=lambda _: None) as deblurrer:
+    with Deblurrer(loaded, BackendSettings("ort-cpu"), log=lambda _: None) as deblurrer:
         blurry, with_result, without_result = restorations(deblurrer, sharp, pair.focal_length, 1, readout_s)
     with_readout, without = np.clip(with_result.restored, 0, 1), np.clip(without_result.restored, 0, 1)
     bands, readout = with_result.tiles, f"{1000 * readout_s:g} ms"
-    return visualize.side_by_side(
+    return pictures.side_by_side(
         [
             (to_file_pixels(blurry), f"rolling shutter, {readout}: {metrics.psnr(blurry, sharp):.1f} dB"),
             (to_file_pixels(without), f"one exposure for all rows: {metrics.psnr(without, sharp):.1f} dB"),

@@ -1,6 +1,7 @@
 """Export the reference nets to a self-describing ONNX bundle and prove it: checker, lint, onnxruntime parity.
 
     python -m export.onnx --trajectory CKPT --restoration CKPT --out BUNDLE [--opset 17] [--sigma 0.01]
+    python -m export.onnx --pretrained --out BUNDLE   # the authors' published checkpoints, cached (export.pretrained)
 
 Opset 17 (default) goes through the TorchScript exporter, the only one that still writes opset 17: it is the
 highest opset TensorRT 8.5/8.6 (JetPack 5.1/6.0) parse. Opsets 18 and 19 use the dynamo exporter and need
@@ -40,6 +41,7 @@ from export.graph_io import (
     write_onnx,
 )
 from export.graphs import GRAPHS, MIN_SIDE, GraphSpec, example_inputs
+from export.pretrained import DownloadError, fetch_pretrained
 from export.refine import export_refine
 from models.checkpoint import CheckpointError, architecture_of, load_restoration_net, load_trajectory_net
 from models.restoration import RestorationNet
@@ -190,8 +192,13 @@ def _format(errors: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.onnx", description="Export checkpoints to a bundle.")
-    parser.add_argument("--trajectory", required=True, type=Path, help="trajectory-net checkpoint (.pkl or ours)")
-    parser.add_argument("--restoration", required=True, type=Path, help="restoration-net checkpoint")
+    parser.add_argument("--trajectory", type=Path, help="trajectory-net checkpoint (.pkl or ours)")
+    parser.add_argument("--restoration", type=Path, help="restoration-net checkpoint")
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="download the authors' published checkpoints to the user cache (once) instead of the two above",
+    )
     parser.add_argument("--out", required=True, type=Path, help="bundle directory to write")
     parser.add_argument(
         "--opset",
@@ -207,7 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     args = parser.parse_args(argv)
+    if args.pretrained and (args.trajectory or args.restoration):
+        parser.error("--pretrained fetches both checkpoints: do not combine it with --trajectory/--restoration")
+    if not args.pretrained and not (args.trajectory and args.restoration):
+        parser.error("give --trajectory and --restoration, or --pretrained")
     try:
+        if args.pretrained:
+            fetched = fetch_pretrained()
+            args.trajectory, args.restoration = fetched["trajectory"], fetched["restoration"]
         trajectory_net = load_trajectory_net(args.trajectory)
         restoration_net = load_restoration_net(args.restoration)
         export_bundle(
@@ -219,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             sources={"trajectory": args.trajectory, "restoration": args.restoration},
             overwrite=args.force,
         )
-    except (CheckpointError, ExportError) as error:
+    except (CheckpointError, DownloadError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

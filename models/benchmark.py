@@ -6,11 +6,11 @@ PMBM work alone (grids and blur calls). The authors' deformable-convolution form
 the blur operator.
 
 `warp` times one blur-operator call alone (25 warps of the image and their mean) on the inputs `python -m
-runtime.tools.benchmark` times onnxruntime's GridSample and DeformConv forms of it on.
+runtime.benchmark` times onnxruntime's GridSample and DeformConv forms of it on.
 
 `reference` times what `Deblurrer.restore` does, eagerly in FP32 (trajectory net, pose ordering, restoration),
 for an architecture given as the bundle manifest's JSON, with random weights; it prints JSON. `python -m
-runtime.tools.benchmark --torch-reference` runs it in a subprocess, so the runtime never imports torch.
+runtime.benchmark --torch-reference` runs it in a subprocess, so the runtime never imports torch.
 
     python -m models.benchmark --size 256x256 --threads 2 --repeats 3
     python -m models.benchmark warp --size 512x512 --threads 2 --repeats 5
@@ -31,6 +31,8 @@ import torch
 
 from models import geometry, pmbm
 from models.restoration import RestorationNet
+from models.trajectory import TrajectoryNet, order_poses
+from runtime.tools.benchmark import warp_feed
 
 
 def timed_runs(work: Callable[[], object], repeats: int) -> list[float]:
@@ -86,8 +88,6 @@ def warp_seconds(height: int, width: int, repeats: int = 3, n_positions: int = 2
     """Seconds of each timed run (after one warm-up) of one blur-operator call alone (the warps of
     `pmbm.warp_poses`, then their mean) on the inputs `python -m runtime.benchmark` times onnxruntime's two forms
     of it on."""
-    from runtime.tools.benchmark import warp_feed
-
     feed = {name: torch.from_numpy(value) for name, value in warp_feed(height, width, n_positions).items()}
     with torch.inference_mode():
         return timed_runs(lambda: pmbm.warp_poses(feed["image"], feed["grid"]).mean(dim=2), repeats)
@@ -95,8 +95,6 @@ def warp_seconds(height: int, width: int, repeats: int = 3, n_positions: int = 2
 
 def reference_seconds(architecture: dict[str, Any], height: int, width: int, repeats: int = 3) -> list[float]:
     """Wall seconds of each timed run of the eager FP32 reference (trajectory net, ordering, restoration)."""
-    from models.trajectory import TrajectoryNet, order_poses
-
     torch.manual_seed(0)
     trajectory_net = TrajectoryNet(**architecture.get("trajectory", {})).eval()
     restoration_net = RestorationNet(**architecture.get("restoration", {})).eval()

@@ -1,7 +1,12 @@
-"""Shared test fixtures: the authors' reference outputs in ../shared, skipped cleanly when absent."""
+"""Shared test fixtures and helpers: the authors' reference outputs in ../shared (skipped cleanly when absent),
+small nets and their bundle, a writable copy of it, and `run`, which calls a command's `main` in this process."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +22,14 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (tests with the authors' reference outputs need ../shared)")
     return path
+
+
+def run(main: Callable[[Sequence[str]], int], *arguments: object) -> tuple[int, str, str]:
+    """A command's `main` run in this process on `arguments` (as strings): (exit code, stdout, stderr)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main([str(argument) for argument in arguments])
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +57,12 @@ def small_bundle(small_nets, tmp_path_factory) -> Path:
     from export.onnx import export_bundle
 
     return export_bundle(*small_nets, tmp_path_factory.mktemp("bundles") / "small", log=lambda *_: None)
+
+
+@pytest.fixture
+def bundle_copy(small_bundle, tmp_path) -> Path:
+    """A copy of `small_bundle` this test may change."""
+    return Path(shutil.copytree(small_bundle, tmp_path / "bundle"))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,13 @@
 """`Deblurrer`: the object a capture app feeds frames to. One bundle, one backend, torch-free.
 
-    with Deblurrer("runtime/bundles/demo") as deblurrer:
+    with Deblurrer("runtime/bundles/demo", BackendSettings("ort-cpu")) as deblurrer:
         result = deblurrer(frame_bgr)          # HxWx3 uint8, OpenCV's convention
         cv2.imwrite("restored.png", result.restored)
+
+The Deblurrer holds the bundle, its runners, its input buffer and its settings (`BackendSettings`: where the
+graphs run; `RestoreSettings`: how an image is restored; `RefineSettings`: whether and how the trajectory is
+refined); the work is the functional steps' (`tiling`, `refine`, `camera`). It builds no TensorRT engine: that is
+`runtime.core.backends.tensorrt_build`'s, run before (`python -m runtime.deblur --rebuild`).
 
 Not thread-safe: a Deblurrer reuses its input buffers and, on TensorRT, its device buffers and stream. Use one
 per thread (they can share a bundle directory).
@@ -21,13 +26,12 @@ import cv2
 import numpy as np
 
 from runtime.core import camera as camera_model
-from runtime.core.backends import load_runners
+from runtime.core.backends import BackendSettings, load_runners
 from runtime.core.backends.base import Runner
 from runtime.core.bundle import Bundle, load_bundle
 from runtime.core.motion import RowMotion, Trajectory
 from runtime.core.pixels import quantize
-from runtime.core.profiles import BuildProfile
-from runtime.core.refine import GraphFunction, RefineResult, RefineSettings, graph_function
+from runtime.core.refine import GraphFunction, RefineResult, RefineSettings, graph_function, refine_trajectory
 from runtime.core.tiling import (
     DEFAULT_N_ITER,
     MIN_MARGIN,
@@ -49,6 +53,50 @@ from runtime.core.tiling import (
 DEFAULT_TILE_SIDE = 1024
 #: Smallest tile side: room for a core of half a tile between two margins of `MIN_MARGIN`.
 MIN_TILE_SIDE = 4 * MIN_MARGIN
+#: The nets' graphs, loaded at the Deblurrer's precision.
+NET_ROLES = ("trajectory", "restoration", "sequence")
+
+
+def refine_roles(precision: str) -> tuple[str, ...]:
+    """The graphs a refining Deblurrer loads in FP32 beside the nets (see precisions.FP32_ONLY_ROLES): the refine
+    graph, and an FP32 sequence graph for the loss-only evaluations unless the nets' one is already FP32."""
+    return ("refine",) if precision == "fp32" else ("refine", "sequence")
+
+
+def _focal_length(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"focal length must be a positive number of pixels, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class RestoreSettings:
+    """How a Deblurrer restores an image.
+
+    `focal_length` is in pixels of the frames passed (None: the longer side, as the reference). `sigma` is the
+    noise level given to the restoration (None: the bundle's). Images whose longer side exceeds `tile_side` are
+    restored in overlapping tiles of at most `tile_side` px, and the graphs that only warp (sequence, refine) run
+    in tiles of at most 512 px (`WARP_TILE_SIDE`; see `runtime.core.tiling`); None never tiles.
+    `estimation_side` runs the trajectory net on a copy of each image shrunk (area-averaged) to at most that many
+    px on its longer side, with the focal length scaled to match: rotations do not depend on resolution, and a
+    net predicts best at blur sizes in pixels like those it was trained on (README "Large images"); None runs it
+    at full resolution, as the reference does. It must be at least the bundle's smallest input, which the
+    Deblurrer checks.
+    """
+
+    focal_length: float | None = None
+    sigma: float | None = None
+    tile_side: int | None = DEFAULT_TILE_SIDE
+    estimation_side: int | None = None
+
+    def __post_init__(self) -> None:
+        _focal_length(self.focal_length)
+        if self.sigma is not None and not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise ValueError(f"sigma (the noise level) must be a finite number >= 0, got {self.sigma}")
+        if self.tile_side is not None and not self.tile_side >= MIN_TILE_SIDE:
+            raise ValueError(
+                f"tile side must be at least {MIN_TILE_SIDE} px (or None: never tile), got {self.tile_side}"
+            )
 
 
 def _eight_bit_frames(run: GraphFunction) -> GraphFunction:
@@ -88,79 +136,55 @@ class DeblurResult:
 
 
 class Deblurrer:
-    """Deblur frames with a bundle on one backend (`auto`: the fastest available, printed once).
+    """Deblur frames with a bundle on one backend (`auto`: the fastest available, said once through `log`).
 
-    `focal_length` is in pixels of the frames you pass (default: the longer side, as the reference). `sigma` is
-    the noise level given to the restoration (default: the bundle's). Frames whose longer side exceeds
-    `tile_side` are restored in overlapping tiles of at most `tile_side` px, and the graphs that only warp
-    (sequence, refine) run in tiles of at most 512 px (`WARP_TILE_SIDE`; see `runtime.core.tiling`); None never
-    tiles. `rebuild` builds TensorRT engines that are missing or were built for another GPU or TensorRT release
-    (with `profile`, else the profile they were built with) before loading them. `threads` sets onnxruntime's
-    intra-op threads (default: one per core). `refine` turns on trajectory refinement after the trajectory net
-    (`runtime.core.refine`; the bundle needs its `refine` graph). `precision` is fp32, fp16 (TensorRT engines) or a
-    variant the bundle holds (`calibration.int8`: int8-cpu, int8-tensorrt); a variant that failed its accuracy gate
-    is refused unless `force_precision`. `estimation_side` runs the trajectory net on a copy of each image shrunk
-    (area-averaged) to at most that many px on its longer side, with the focal length scaled to match: rotations
-    do not depend on resolution, and a net predicts best at blur sizes in pixels like those it was trained on
-    (README "Large images"); None runs it at full resolution, as the reference does.
+    `backend` says where the graphs run, `restore` how each image is restored, `refine` (None: not at all) how
+    each trajectory is then refined on the reblur error of the restored image (`runtime.core.refine`; the bundle
+    needs its `refine` graph). A precision whose variant failed its accuracy gate is refused unless
+    `backend.force_precision`. `log` is told the backend `auto` chose and any tiling warning.
     """
 
     def __init__(
         self,
         bundle: str | Path | Bundle,
-        backend: str = "auto",
-        focal_length: float | None = None,
-        precision: str = "fp32",
-        sigma: float | None = None,
-        tile_side: int | None = DEFAULT_TILE_SIDE,
-        profile: BuildProfile | None = None,
-        log: Callable[[str], object] = print,
-        rebuild: bool = False,
-        threads: int | None = None,
+        backend: BackendSettings = BackendSettings(),
+        restore: RestoreSettings = RestoreSettings(),
         refine: RefineSettings | None = None,
-        force_precision: bool = False,
-        estimation_side: int | None = None,
+        log: Callable[[str], object] = print,
     ) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.focal_length = _focal_length(focal_length)
-        self.sigma = self.bundle.default_sigma if sigma is None else float(sigma)
-        if not (math.isfinite(self.sigma) and self.sigma >= 0):
-            raise ValueError(f"sigma (the noise level) must be a finite number >= 0, got {sigma}")
-        if tile_side is not None and not tile_side >= MIN_TILE_SIDE:
-            raise ValueError(f"tile side must be at least {MIN_TILE_SIDE} px (or None: never tile), got {tile_side}")
-        self.tile_side = tile_side
-        #: Tile side of the graphs that only warp (None: never tiled).
-        self._warp_tile_side = None if tile_side is None else min(tile_side, WARP_TILE_SIDE)
-        self.min_side = int(self.bundle.manifest.get("min_side", 32))
-        if estimation_side is not None and not estimation_side >= self.min_side:
-            raise ValueError(
-                f"estimation side must be at least {self.min_side} px, the bundle's smallest input (or None), "
-                f"got {estimation_side}"
-            )
-        self.estimation_side = estimation_side
-        architecture = self.bundle.manifest.get("architecture", {}).get("restoration", {})
-        self.n_iter = int(architecture.get("n_iter", DEFAULT_N_ITER))
-        self.log = log
+        self.backend_settings = backend
+        self.restore_settings = restore
         self.refine = refine
-        failure = self.bundle.gate_failure(precision)
-        if failure is not None and not force_precision:
+        self.log = log
+        self._sigma = self.bundle.default_sigma if restore.sigma is None else float(restore.sigma)
+        #: Tile side of the graphs that only warp (None: never tiled).
+        self._warp_tile_side = None if restore.tile_side is None else min(restore.tile_side, WARP_TILE_SIDE)
+        self._min_side = int(self.bundle.manifest.get("min_side", 32))
+        if restore.estimation_side is not None and not restore.estimation_side >= self._min_side:
+            raise ValueError(
+                f"estimation side must be at least {self._min_side} px, the bundle's smallest input (or None), "
+                f"got {restore.estimation_side}"
+            )
+        architecture = self.bundle.manifest.get("architecture", {}).get("restoration", {})
+        self._n_iter = int(architecture.get("n_iter", DEFAULT_N_ITER))
+        failure = self.bundle.gate_failure(backend.precision)
+        if failure is not None and not backend.force_precision:
             raise ValueError(f"{failure}; pass --force-precision (force_precision=True) to run them anyway")
         if refine is not None and "refine" not in self.bundle.manifest["graphs"]:
             raise ValueError(
                 f"{self.bundle.path}: the bundle has no refine graph; add it with "
                 f"python -m export.refine {self.bundle.path}"
             )
-        self.backend, self._runners = load_runners(
-            self.bundle, ("trajectory", "restoration", "sequence"), backend, precision, profile, log, rebuild, threads
-        )
+        #: The backend the graphs run on (the one `auto` chose).
+        self.backend, self._runners = load_runners(self.bundle, NET_ROLES, backend, log)
         #: The refinement's graphs (refine, sequence), in FP32 whatever the nets' precision.
         self._refine_runners: dict[str, Runner] = {}
         if refine is not None:
-            # On the backend chosen for the nets, in FP32 whatever their precision (see engines.FP32_ONLY_ROLES);
-            # the refinement's loss-only evaluations take an FP32 sequence graph too.
-            roles = ("refine",) if precision == "fp32" else ("refine", "sequence")
+            # On the backend chosen for the nets, in FP32 whatever their precision.
+            fp32 = replace(backend, name=self.backend, precision="fp32")
             try:
-                _, fp32_runners = load_runners(self.bundle, roles, self.backend, "fp32", profile, log, rebuild, threads)
+                _, fp32_runners = load_runners(self.bundle, refine_roles(backend.precision), fp32, log)
             except BaseException:
                 self.close()
                 raise
@@ -332,7 +356,8 @@ class Deblurrer:
         """The intrinsics of a `(1, 3, H, W)` batch: this image's focal length, else the Deblurrer's."""
         height, width = batch.shape[-2:]
         focal = _focal_length(focal_length)
-        return camera_model.intrinsics(height, width, focal if focal is not None else self.focal_length)
+        focal = focal if focal is not None else self.restore_settings.focal_length
+        return camera_model.intrinsics(height, width, focal)
 
     def _estimate(self, batch: np.ndarray, camera: np.ndarray) -> np.ndarray:
         """The trajectory net's poses `(1, P, 3)` for a `(1, 3, H, W)` batch (shrunk to `estimation_side`)."""
@@ -349,9 +374,10 @@ class Deblurrer:
     def _estimation_size(self, height: int, width: int) -> tuple[int, int]:
         """`(width, height)` the trajectory net sees: at most `estimation_side` on the longer side, never less than
         the bundle's smallest input on the shorter, never enlarged."""
-        if self.estimation_side is None:
+        side = self.restore_settings.estimation_side
+        if side is None:
             return width, height
-        factor = max(self.estimation_side / max(height, width), self.min_side / min(height, width))
+        factor = max(side / max(height, width), self._min_side / min(height, width))
         if factor >= 1:
             return width, height
         return round(width * factor), round(height * factor)
@@ -385,7 +411,7 @@ class Deblurrer:
         """Restore in the motion's horizontal bands (and in tiles across a wide image), each with its middle row's
         trajectory."""
         height, width = batch.shape[-2:]
-        tile = self.tile_side or max(height, width)
+        tile = self.restore_settings.tile_side or max(height, width)
 
         def trajectory_of(part: Tile) -> np.ndarray:
             return self._poses(motion.trajectory_at(middle_row_fraction(part, height)))
@@ -425,9 +451,10 @@ class Deblurrer:
         """The restored batch and the number of tiles it took (tiled when larger than `tile_side`, each tile told
         to `progress` as `STAGE: tile K/N`)."""
         height, width = batch.shape[-2:]
-        if self.tile_side is not None and max(height, width) > self.tile_side:
+        tile_side = self.restore_settings.tile_side
+        if tile_side is not None and max(height, width) > tile_side:
             extent = blur_extent_px(poses[0], camera, height, width)
-            return self._restore_tiled(batch, lambda _: poses, camera, self.tile_side, extent, progress, stage)
+            return self._restore_tiled(batch, lambda _: poses, camera, tile_side, extent, progress, stage)
         return self._restore_batch(batch, poses, camera), 1
 
     def _restore_tiled(
@@ -458,11 +485,20 @@ class Deblurrer:
         run_refine = self._refine_function(self._refine_runners["refine"])
         run_sequence = self._sequence_function(self._refine_runners["sequence"], ("reblurred",))
         latent = np.clip(restored, 0, 1)
-        return self.refine.refine(run_refine, blurry, latent, trajectory, camera, self.bundle.n_positions, run_sequence)
+        return refine_trajectory(
+            run_refine,
+            blurry,
+            latent,
+            trajectory,
+            camera,
+            self.refine,
+            n_positions=self.bundle.n_positions,
+            run_sequence=run_sequence,
+        )
 
     def _margin(self, extent_px: float, tile_side: int) -> int:
         """The tile margin for this blur, capped to what the tile side allows (said once when it is)."""
-        margin, cap = tile_margin(extent_px, self.n_iter), max_margin(tile_side)
+        margin, cap = tile_margin(extent_px, self._n_iter), max_margin(tile_side)
         if margin > cap:
             if not self._margin_warned:
                 self.log(
@@ -479,7 +515,7 @@ class Deblurrer:
             blurry=blurry,
             trajectory=trajectory,
             intrinsics=np.asarray(camera, np.float32).reshape(1, 3, 3),
-            sigma=np.array([self.sigma], np.float32),
+            sigma=np.array([self._sigma], np.float32),
         )["restored"]
 
     def _run(self, role: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -496,8 +532,8 @@ class Deblurrer:
         return np.ascontiguousarray(poses[None])
 
     def _check_size(self, height: int, width: int) -> None:
-        if min(height, width) < self.min_side:
-            raise ValueError(f"image is {width}x{height}; the bundle needs at least {self.min_side} px on each side")
+        if min(height, width) < self._min_side:
+            raise ValueError(f"image is {width}x{height}; the bundle needs at least {self._min_side} px on each side")
 
     def _input_batch(self, height: int, width: int) -> np.ndarray:
         """A `(1, 3, H, W)` float32 input buffer, reused while the frame size stays the same."""
@@ -507,7 +543,7 @@ class Deblurrer:
 
 
 def add_estimation_argument(parser: argparse.ArgumentParser) -> None:
-    """`--estimation-side PX`: the Deblurrer's `estimation_side`, for the commands that make one."""
+    """`--estimation-side PX`: `RestoreSettings.estimation_side`, for the commands that make a Deblurrer."""
     parser.add_argument(
         "--estimation-side",
         type=int,
@@ -521,12 +557,6 @@ def _widest_blur(motion: RowMotion, camera: np.ndarray, height: int, width: int)
     """The largest blur extent (px) of the rows' trajectories, sampled at the band boundaries."""
     fractions = np.linspace(0.0, 1.0, motion.bands + 1)
     return max(blur_extent_px(motion.trajectory_at(float(f)), camera, height, width) for f in fractions)
-
-
-def _focal_length(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"focal length must be a positive number of pixels, got {value}")
-    return value
 
 
 def _describe(value: object) -> str:

@@ -3,9 +3,9 @@
 The `refine` graph (`export.refine`) returns the reblur loss `mean (PMBM(latent, trajectory) - blurry)^2` and its
 exact gradient with respect to the `(P, 3)` rotations; this loop needs nothing else, so it runs on any backend:
 
-    runners = load_runners(bundle, ("refine", "sequence"), "ort-cpu")[1]
+    runners = load_runners(bundle, ("refine", "sequence"), BackendSettings("ort-cpu"))[1]
     run_refine, run_sequence = graph_function(runners["refine"]), graph_function(runners["sequence"])
-    result = refine_trajectory(run_refine, blurry, restored, trajectory, camera, steps=30, run_sequence=run_sequence)
+    result = refine_trajectory(run_refine, blurry, restored, trajectory, camera, run_sequence=run_sequence)
 
 The sequence graph is optional: when given, full-resolution evaluations that need no gradient (the start and the
 result when all steps run at coarse levels, as by default) take the reblurred image from it, about a third of the
@@ -66,45 +66,48 @@ class RefineResult:
     coarse_history: list[list[float]] = field(default_factory=list)
 
 
+def _schedule(scales: Sequence[float], steps: int | Sequence[int]) -> list[tuple[float, int]]:
+    """(scale, steps) per level, coarse to fine, checked."""
+    factors = [float(factor) for factor in scales]
+    if not factors or factors != sorted(set(factors)) or not all(0 < f <= 1 for f in factors):
+        raise ValueError(f"scales must be increasing, distinct, in (0, 1], got {list(scales)}")
+    counts = [steps] * len(factors) if isinstance(steps, int | np.integer) else list(steps)
+    if len(counts) != len(factors) or not all(_is_count(count) for count in counts):
+        raise ValueError(f"steps must be an integer >= 0 (or one per scale), got {steps!r}")
+    return list(zip(factors, (int(count) for count in counts), strict=True))
+
+
+def _check_step_size_and_smoothness(step_size: float, smoothness: float) -> None:
+    if not (isinstance(step_size, int | float) and math.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"step size must be a positive number of pixels, got {step_size!r}")
+    if not (isinstance(smoothness, int | float) and math.isfinite(smoothness) and smoothness >= 0):
+        raise ValueError(f"smoothness must be a finite number >= 0, got {smoothness!r}")
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and int(value) >= 0
+
+
 @dataclass(frozen=True)
 class RefineSettings:
-    """How `Deblurrer` refines each trajectory estimate (see `refine_trajectory` for the meaning of each)."""
+    """How a trajectory is refined (`refine_trajectory`), checked when made.
+
+    Adam runs `steps` steps of `step_size` px (at the focal length); `smoothness` >= 0 weighs the prior
+    `sum_i |t_(i+1) - t_i|^2` (radians^2) added to the objective. Coarse to fine: `scales` lists resolutions,
+    increasing, as fractions of the image size (e.g. `(0.25, 1.0)`); `steps` is then one count per scale (or one
+    count for every scale). `rerun` is the Deblurrer's: restore again with the refined trajectory (else its
+    restored image is the one refinement started from).
+    """
 
     steps: int | tuple[int, ...] = DEFAULT_STEPS
     step_size: float = DEFAULT_STEP_SIZE
     smoothness: float = 0.0
     scales: tuple[float, ...] = DEFAULT_SCALES
-    #: Restore again with the refined trajectory (else the restored image is the one refinement started from).
     rerun: bool = False
 
     def __post_init__(self) -> None:
         _schedule(self.scales, self.steps)
         _check_step_size_and_smoothness(self.step_size, self.smoothness)
-
-    def refine(
-        self,
-        run_refine: GraphFunction,
-        blurry: npt.ArrayLike,
-        latent: npt.ArrayLike,
-        trajectory: npt.ArrayLike,
-        camera: npt.ArrayLike,
-        n_positions: int | None = None,
-        run_sequence: GraphFunction | None = None,
-    ) -> RefineResult:
-        """`refine_trajectory` with these settings."""
-        return refine_trajectory(
-            run_refine,
-            blurry,
-            latent,
-            trajectory,
-            camera,
-            steps=self.steps,
-            step_size=self.step_size,
-            smoothness=self.smoothness,
-            n_positions=n_positions,
-            scales=self.scales,
-            run_sequence=run_sequence,
-        )
 
 
 def add_refine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -172,28 +175,24 @@ def refine_trajectory(
     latent: npt.ArrayLike,
     trajectory: npt.ArrayLike,
     camera: npt.ArrayLike,
-    steps: int | Sequence[int] = DEFAULT_STEPS,
-    step_size: float = DEFAULT_STEP_SIZE,
-    smoothness: float = 0.0,
+    settings: RefineSettings = RefineSettings(),
+    *,
     mask: npt.ArrayLike | None = None,
     n_positions: int | None = None,
-    scales: Sequence[float] = (1.0,),
     run_sequence: GraphFunction | None = None,
 ) -> RefineResult:
-    """Refine a `(P, 3)` trajectory (radians) so that `latent` blurred by it matches `blurry`.
+    """Refine a `(P, 3)` trajectory (radians) so that `latent` blurred by it matches `blurry`, as `settings` say.
 
     Images are HxWx3 float32 RGB in [0, 1] (or `(1, 3, H, W)`), `camera` the `(3, 3)` intrinsics in pixels of
-    these images, `mask` an optional HxW validity map (1 = use the pixel). Adam runs `steps` steps of
-    `step_size` px (at the focal length); `smoothness` >= 0 weighs the prior `sum_i |t_(i+1) - t_i|^2` (radians^2)
-    added to the objective. The best iterate by objective among those whose reblur loss does not exceed the
-    starting one is returned. `n_positions`, when given, is the pose count the graph expects.
+    these images, `mask` an optional HxW validity map (1 = use the pixel). The best iterate by objective (reblur
+    loss plus the smoothness prior) among those whose reblur loss does not exceed the starting one is returned.
+    `n_positions`, when given, is the pose count the graph expects.
 
-    Coarse to fine: `scales` lists resolutions, increasing, as fractions of the image size (e.g. `(0.25, 1.0)`);
-    `steps` is then one count per scale (or one count for every scale). Each coarse level starts from the best
-    iterate of the one before, on area-averaged images with the intrinsics scaled to match. Whatever the
-    levels, the result is judged by the full-resolution loss (evaluated at least at the start and at the last
-    coarse level's best), so it is never worse than the start. `run_sequence` (the bundle's sequence graph), when
-    given and no steps run at full resolution, computes those two full-resolution losses for less.
+    Each coarse level starts from the best iterate of the one before, on area-averaged images with the intrinsics
+    scaled to match. Whatever the levels, the result is judged by the full-resolution loss (evaluated at least at
+    the start and at the last coarse level's best), so it is never worse than the start. `run_sequence` (the
+    bundle's sequence graph), when given and no steps run at full resolution, computes those two full-resolution
+    losses for less.
     """
     images = _images(blurry, "blurry"), _images(latent, "latent")
     if images[0].shape != images[1].shape:
@@ -202,9 +201,9 @@ def refine_trajectory(
     poses = _trajectory(trajectory, n_positions)
     intrinsics = _camera(camera)
     weights = _mask(mask, height, width)
-    _check_step_size_and_smoothness(step_size, smoothness)
+    smoothness, step_size = settings.smoothness, settings.step_size
 
-    levels = _levels(scales, steps, height, width)
+    levels = _levels(settings.scales, settings.steps, height, width)
     full_inputs = {"blurry": images[0], "latent": images[1], "intrinsics": intrinsics, "mask": weights}
 
     def prior(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -327,17 +326,6 @@ def _adam(
     return outcome
 
 
-def _schedule(scales: Sequence[float], steps: int | Sequence[int]) -> list[tuple[float, int]]:
-    """(scale, steps) per level, coarse to fine, checked."""
-    factors = [float(factor) for factor in scales]
-    if not factors or factors != sorted(set(factors)) or not all(0 < f <= 1 for f in factors):
-        raise ValueError(f"scales must be increasing, distinct, in (0, 1], got {list(scales)}")
-    counts = [steps] * len(factors) if isinstance(steps, int | np.integer) else list(steps)
-    if len(counts) != len(factors) or not all(_is_count(count) for count in counts):
-        raise ValueError(f"steps must be an integer >= 0 (or one per scale), got {steps!r}")
-    return list(zip(factors, (int(count) for count in counts), strict=True))
-
-
 def _levels(scales: Sequence[float], steps: int | Sequence[int], height: int, width: int) -> list[tuple[float, int]]:
     """`_schedule` for this image: a level that would be smaller than `MIN_LEVEL_SIDE` px on a side is raised to
     that size (levels that meet are merged, their steps added), so small images refine at the coarsest useful
@@ -348,17 +336,6 @@ def _levels(scales: Sequence[float], steps: int | Sequence[int], height: int, wi
         level = max(factor, smallest)
         merged[level] = merged.get(level, 0) + count
     return list(merged.items())
-
-
-def _check_step_size_and_smoothness(step_size: float, smoothness: float) -> None:
-    if not (isinstance(step_size, int | float) and math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"step size must be a positive number of pixels, got {step_size!r}")
-    if not (isinstance(smoothness, int | float) and math.isfinite(smoothness) and smoothness >= 0):
-        raise ValueError(f"smoothness must be a finite number >= 0, got {smoothness!r}")
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and int(value) >= 0
 
 
 def _resized(inputs: dict[str, np.ndarray], factor: float) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ from runtime.core.backends.base import BackendError
 from runtime.core.camera import scale_intrinsics
 from runtime.core.deblurrer import Deblurrer, DeblurResult
 from runtime.core.motion import KnownMotion, MotionError
-from runtime.io import pictures as visualize
+from runtime.io import pictures
 from runtime.io.lens import Lens, undistort
 from runtime.io.media import (
     ExifFocalLength,
@@ -188,7 +188,7 @@ def _image(
     undistorted = None if lens is None else lens.model
     _write_trajectory(target, result, rgb.shape[:2], deblurrer, focal_length_source, trajectory_source, undistorted)
     write_image(target / "kernels.png", _kernel_overlay(rgb, result))
-    plot = visualize.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
+    plot = pictures.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
     write_image(target / "trajectory.png", plot)
     if options.sequence:
         _write_sequence(target, frames)
@@ -203,7 +203,7 @@ def _kernel_overlay(rgb: np.ndarray, result: DeblurResult) -> np.ndarray:
     preview = _scaled(to_file_pixels(rgb), factor)
     camera = scale_intrinsics(result.intrinsics, factor)
     motion = result.row_motion.trajectory_at if result.row_motion else result.trajectory
-    return visualize.kernel_field(preview, motion, camera)
+    return pictures.kernel_field(preview, motion, camera)
 
 
 def _write_sequence(target: Path, frames_rgb: np.ndarray) -> None:
@@ -308,7 +308,7 @@ def _write_trajectory(
         "rolling_shutter": result.row_motion is not None,
         "backend": deblurrer.backend,
         # The --estimation-side setting (null: the trajectory net saw the image at full resolution).
-        "estimation_side_px": deblurrer.estimation_side,
+        "estimation_side_px": deblurrer.restore_settings.estimation_side,
         "timings_s": result.timings,
         "tiles": result.tiles,
         "refinement": refinement_record(result),

@@ -8,12 +8,21 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from runtime.core.backends import add_backend_arguments
+from runtime.core.backends import BackendSettings, add_backend_arguments, backend_settings, tensorrt
 from runtime.core.backends.base import BackendError
-from runtime.core.bundle import BundleError, load_bundle
-from runtime.core.deblurrer import DEFAULT_TILE_SIDE, Deblurrer, add_estimation_argument
+from runtime.core.backends.tensorrt_build import rebuild_stale
+from runtime.core.bundle import Bundle, BundleError, load_bundle
+from runtime.core.deblurrer import (
+    DEFAULT_TILE_SIDE,
+    NET_ROLES,
+    Deblurrer,
+    RestoreSettings,
+    add_estimation_argument,
+    refine_roles,
+)
 from runtime.core.motion import (
     CAMERA_AXES,
     GyroMotion,
@@ -63,6 +72,29 @@ def known_motion(args: argparse.Namespace, n_poses: int) -> KnownMotion | None:
         stated = "" if args.readout_time is not None or not log.readout_s else " (the log states one; --readout-time 0)"
         raise ValueError(f"--refine refines one trajectory; a rolling shutter's readout gives one per row{stated}")
     return GyroMotion(args.gyro, log, n_poses, start, duration, readout, frame_times)
+
+
+def rebuild_engines(bundle: Bundle, backend: BackendSettings, refining: bool, log: Callable[[str], object]) -> Bundle:
+    """`--rebuild`: where TensorRT can run, build the engines a Deblurrer with these settings loads that are missing
+    or were built for another GPU, TensorRT or graph (with the settings' profile, else the one each was built
+    with); returns the re-read bundle.
+
+    Elsewhere nothing is built: `auto` then runs on another backend, and `tensorrt` is refused as it loads. A build
+    that fails is that refusal under `tensorrt`; under `auto` it is said through `log` and another backend runs.
+    """
+    if backend.name not in ("auto", "tensorrt") or tensorrt.unavailable_reason() is not None:
+        return bundle
+    loads: list[tuple[str, tuple[str, ...]]] = [(backend.precision, NET_ROLES)]
+    if refining and "refine" in bundle.manifest["graphs"]:  # else the Deblurrer says the graph is missing
+        loads.append(("fp32", refine_roles(backend.precision)))
+    try:
+        for precision, roles in loads:
+            bundle = rebuild_stale(bundle, list(roles), precision, backend.profile, log)
+    except BackendError as error:
+        if backend.name == "tensorrt":
+            raise BackendError(f"backend tensorrt cannot run here: {error}") from None
+        log(f"tensorrt engines not rebuilt: {error}")
+    return bundle
 
 
 def exposure(text: str) -> tuple[float, float]:
@@ -195,21 +227,14 @@ def main(argv: list[str] | None = None) -> int:
             max_frames=args.max_frames,
             motion=known_motion(args, loaded.n_positions),
         )
-        profile = load_build_profile(args.profile) if args.profile else None
-        deblurrer = Deblurrer(
-            loaded,
-            args.backend,
-            precision=args.precision,
-            sigma=args.sigma,
-            tile_side=args.tile_side or None,
-            profile=profile,
-            log=lambda text: print(text, file=sys.stderr),
-            rebuild=args.rebuild,
-            threads=args.threads,
-            refine=refine_settings(args),
-            force_precision=args.force_precision,
-            estimation_side=args.estimation_side,
+        backend = backend_settings(args, load_build_profile(args.profile) if args.profile else None)
+        restore = RestoreSettings(
+            sigma=args.sigma, tile_side=args.tile_side or None, estimation_side=args.estimation_side
         )
+        refine = refine_settings(args)
+        if args.rebuild:
+            loaded = rebuild_engines(loaded, backend, refine is not None, _stderr)
+        deblurrer = Deblurrer(loaded, backend, restore, refine, log=_stderr)
     except (BundleError, BackendError, ProfileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -236,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def _one_line(text: str) -> str:

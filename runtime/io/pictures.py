@@ -1,40 +1,43 @@
-"""Pictures of an estimated camera shake: the local blur kernels over the photo, and the trajectory as a plot.
+"""Pictures of an estimated camera shake: the local blur kernels over the photo, the trajectory as a plot, and
+labelled images side by side.
 
 Pure functions returning uint8 BGR images (OpenCV's convention, ready for `cv2.imwrite`). Drawn with numpy and
-OpenCV only, so the runtime stays light (no matplotlib, no torch).
+OpenCV only (`runtime.io.drawing`), so the runtime stays light (no matplotlib, no torch).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from runtime.core.camera import intrinsics, point_paths
-
-FloatArray = npt.NDArray[np.float64]
-ImageArray = npt.NDArray[np.uint8]
-Colour = tuple[int, int, int]
+from runtime.io.drawing import (
+    FONT,
+    INK,
+    PITCH_YAW_ROLL,
+    START,
+    Axes,
+    Colour,
+    FloatArray,
+    ImageArray,
+    draw_frame,
+    draw_legend,
+    draw_polyline,
+    draw_text,
+    nice_ticks,
+    padded_range,
+)
 
 #: Kernels are never magnified beyond this: a sub-pixel shake is drawn small rather than blown up from noise.
 MAX_MAGNIFICATION = 25.0
 #: The largest kernel's reach, as a fraction of its patch's half-width.
 KERNEL_FILL = 0.85
 
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-PITCH_YAW_ROLL: tuple[tuple[str, Colour], ...] = (
-    ("pitch", (178, 114, 0)),  # blue     (colour-blind safe palette, BGR)
-    ("yaw", (0, 94, 213)),  # vermillion
-    ("roll", (115, 158, 0)),  # green
-)
-INK: Colour = (40, 40, 40)
-GRID: Colour = (225, 225, 225)
 PATH: Colour = (140, 50, 90)
-START: Colour = (60, 160, 0)
 END: Colour = (40, 40, 220)
 
 
@@ -181,31 +184,6 @@ def _corner_label(canvas: ImageArray, text: str) -> None:
 # --- trajectory plot ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Axes:
-    """A plotting rectangle (figure pixels) and the data ranges it shows; `y_down` for image-style axes."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-    x_range: tuple[float, float]
-    y_range: tuple[float, float]
-    y_down: bool = False
-
-    def to_px(self, x: npt.ArrayLike, y: npt.ArrayLike) -> FloatArray:
-        """Data coordinates -> figure pixels `(N, 2)`."""
-        (x0, x1), (y0, y1) = self.x_range, self.y_range
-        px = self.left + (np.asarray(x, dtype=np.float64) - x0) / (x1 - x0) * (self.right - self.left)
-        fraction = (np.asarray(y, dtype=np.float64) - y0) / (y1 - y0)
-        py = (
-            self.top + fraction * (self.bottom - self.top)
-            if self.y_down
-            else self.bottom - fraction * (self.bottom - self.top)
-        )
-        return np.stack(np.broadcast_arrays(px, py), axis=-1).reshape(-1, 2)
-
-
 def trajectory_plot(
     trajectory: npt.ArrayLike,
     focal_length_px: float,
@@ -224,7 +202,7 @@ def trajectory_plot(
     figure = np.full((height, width, 3), 255, np.uint8)
     image_h, image_w = image_size
     title = f"Camera shake: {len(poses)} poses, f = {focal_length_px:.0f} px, image {image_w}x{image_h}"
-    _text(figure, title, (width // 2, round(24 * scale)), 0.62 * scale, INK, anchor="centre", bold=True)
+    draw_text(figure, title, (width // 2, round(24 * scale)), 0.62 * scale, INK, anchor="centre", bold=True)
 
     top, bottom = round(70 * scale), height - round(80 * scale)
     split = width // 2
@@ -243,42 +221,42 @@ def _angle_panel(figure: ImageArray, angles: FloatArray, rect: tuple[int, int, i
     left, top, right, bottom = rect
     count = len(angles)
     x_range = (0.0, float(max(count - 1, 1)))
-    y_range = _padded_range(np.append(angles.ravel(), 0.0), pad=0.08, minimum_span=0.02)
-    axes = _Axes(left, top, right, bottom, x_range, y_range)
-    x_ticks = _nice_ticks(*x_range, count=max(2, (right - left) // round(60 * scale)), integer=True)
-    y_ticks = _nice_ticks(*y_range, count=max(2, (bottom - top) // round(45 * scale)))
-    _draw_frame(figure, axes, x_ticks, y_ticks, "pose index", "angle (deg)", "Rotation per pose", scale)
-    _polyline(figure, axes.to_px([x_range[0], x_range[1]], [0.0, 0.0]), (120, 120, 120), max(1, round(scale)))
+    y_range = padded_range(np.append(angles.ravel(), 0.0), pad=0.08, minimum_span=0.02)
+    axes = Axes(left, top, right, bottom, x_range, y_range)
+    x_ticks = nice_ticks(*x_range, count=max(2, (right - left) // round(60 * scale)), integer=True)
+    y_ticks = nice_ticks(*y_range, count=max(2, (bottom - top) // round(45 * scale)))
+    draw_frame(figure, axes, x_ticks, y_ticks, "pose index", "angle (deg)", "Rotation per pose", scale)
+    draw_polyline(figure, axes.to_px([x_range[0], x_range[1]], [0.0, 0.0]), (120, 120, 120), max(1, round(scale)))
     index = np.arange(count)
     for column, (_, colour) in enumerate(PITCH_YAW_ROLL):
-        _polyline(figure, axes.to_px(index, angles[:, column]), colour, max(2, round(2 * scale)))
-    _legend(figure, [(name, colour, "line") for name, colour in PITCH_YAW_ROLL], (right, top), scale)
+        draw_polyline(figure, axes.to_px(index, angles[:, column]), colour, max(2, round(2 * scale)))
+    draw_legend(figure, [(name, colour, "line") for name, colour in PITCH_YAW_ROLL], (right, top), scale)
 
 
 def _centre_panel(figure: ImageArray, path: FloatArray, rect: tuple[int, int, int, int], scale: float) -> None:
     """The image centre's path in pixels, equal aspect, start dot and end arrow, extent written below."""
     left, top, right, bottom = rect
     x_range, y_range = _equal_aspect_ranges(path, right - left, bottom - top)
-    axes = _Axes(left, top, right, bottom, x_range, y_range, y_down=True)
+    axes = Axes(left, top, right, bottom, x_range, y_range, y_down=True)
     ticks = max(2, min(right - left, bottom - top) // round(55 * scale))
-    x_ticks = _nice_ticks(*x_range, count=ticks)
-    y_ticks = _nice_ticks(*y_range, count=ticks)
-    _draw_frame(figure, axes, x_ticks, y_ticks, "x (px)", "y (px)", "Path of the image centre", scale)
+    x_ticks = nice_ticks(*x_range, count=ticks)
+    y_ticks = nice_ticks(*y_range, count=ticks)
+    draw_frame(figure, axes, x_ticks, y_ticks, "x (px)", "y (px)", "Path of the image centre", scale)
     crosshair = (120, 120, 120)
-    _polyline(figure, axes.to_px(list(x_range), [0.0, 0.0]), crosshair, 1)
-    _polyline(figure, axes.to_px([0.0, 0.0], list(y_range)), crosshair, 1)
+    draw_polyline(figure, axes.to_px(list(x_range), [0.0, 0.0]), crosshair, 1)
+    draw_polyline(figure, axes.to_px([0.0, 0.0], list(y_range)), crosshair, 1)
 
     points = axes.to_px(path[:, 0], path[:, 1])
-    _polyline(figure, points, PATH, max(2, round(2 * scale)))
+    draw_polyline(figure, points, PATH, max(2, round(2 * scale)))
     for point in points:
         cv2.circle(figure, _fixed(point), round(2.5 * scale * 16), PATH, -1, cv2.LINE_AA, 4)
     cv2.circle(figure, _fixed(points[0]), round(6 * scale * 16), START, -1, cv2.LINE_AA, 4)
     _end_marker(figure, points, 13 * scale)
-    _legend(figure, [("start", START, "dot"), ("end", END, "arrow")], (right, top), scale)
+    draw_legend(figure, [("start", START, "dot"), ("end", END, "arrow")], (right, top), scale)
 
     extent = path.max(axis=0) - path.min(axis=0)
     note = f"extent {extent[0]:.1f} px (x) by {extent[1]:.1f} px (y)"
-    _text(figure, note, ((left + right) // 2, bottom + round(68 * scale)), 0.48 * scale, INK, anchor="centre")
+    draw_text(figure, note, ((left + right) // 2, bottom + round(68 * scale)), 0.48 * scale, INK, anchor="centre")
 
 
 def _end_marker(figure: ImageArray, points: FloatArray, length: float) -> None:
@@ -296,274 +274,19 @@ def _end_marker(figure: ImageArray, points: FloatArray, length: float) -> None:
     cv2.fillPoly(figure, [np.round(triangle * 16).astype(np.int32)], END, cv2.LINE_AA, 4)
 
 
-# --- plot helpers ------------------------------------------------------------------------------------------------
-
-
-def _padded_range(values: FloatArray, pad: float, minimum_span: float) -> tuple[float, float]:
-    """`[min, max]` of `values` widened by `pad` of its span; a (near) constant gets a span of `minimum_span`."""
-    low, high = float(np.min(values)), float(np.max(values))
-    span = high - low
-    if span < minimum_span:
-        middle = (low + high) / 2
-        return middle - minimum_span / 2, middle + minimum_span / 2
-    return low - pad * span, high + pad * span
-
-
 def _equal_aspect_ranges(path: FloatArray, width_px: int, height_px: int) -> tuple[tuple[float, float], ...]:
     """Data ranges holding `path` and the origin, padded, with the same pixels per unit on both axes."""
-    x_low, x_high = _padded_range(np.append(path[:, 0], 0.0), pad=0.12, minimum_span=2.0)
-    y_low, y_high = _padded_range(np.append(path[:, 1], 0.0), pad=0.12, minimum_span=2.0)
+    x_low, x_high = padded_range(np.append(path[:, 0], 0.0), pad=0.12, minimum_span=2.0)
+    y_low, y_high = padded_range(np.append(path[:, 1], 0.0), pad=0.12, minimum_span=2.0)
     units_per_px = max((x_high - x_low) / width_px, (y_high - y_low) / height_px)
     x_mid, y_mid = (x_low + x_high) / 2, (y_low + y_high) / 2
     half_w, half_h = units_per_px * width_px / 2, units_per_px * height_px / 2
     return (x_mid - half_w, x_mid + half_w), (y_mid - half_h, y_mid + half_h)
 
 
-def _nice_ticks(low: float, high: float, count: int, integer: bool = False) -> list[float]:
-    """About `count` round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) within `[low, high]`."""
-    raw = (high - low) / max(count, 1)
-    power = 10.0 ** math.floor(math.log10(raw))
-    step = next(power * m for m in (1, 2, 2.5, 5, 10) if power * m >= raw)
-    if integer:
-        step = max(1.0, round(step))
-    first = math.ceil(low / step - 1e-9) * step
-    return [float(v) for v in np.arange(first, high + step * 1e-9, step)]
-
-
-def _tick_label(value: float, ticks: Sequence[float]) -> str:
-    """A tick value with just enough decimals to tell the ticks apart, and no '-0'."""
-    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
-    decimals = 0
-    while decimals < 6 and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6:
-        decimals += 1
-    text = f"{value:.{decimals}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
-
-
-def _draw_frame(
-    figure: ImageArray,
-    axes: _Axes,
-    x_ticks: Sequence[float],
-    y_ticks: Sequence[float],
-    x_label: str,
-    y_label: str,
-    title: str,
-    scale: float,
-) -> None:
-    """Grid lines, the axes box, tick marks and labels, axis labels and a panel title."""
-    tick_len, font = max(3, round(5 * scale)), 0.42 * scale
-    for value in x_ticks:
-        ((px, _),) = axes.to_px([value], [axes.y_range[0]])
-        x = round(px)
-        cv2.line(figure, (x, axes.top), (x, axes.bottom), GRID, 1)
-        cv2.line(figure, (x, axes.bottom), (x, axes.bottom + tick_len), INK, 1)
-        _text(figure, _tick_label(value, x_ticks), (x, axes.bottom + tick_len + round(16 * scale)), font, INK, "centre")
-    for value in y_ticks:
-        ((_, py),) = axes.to_px([axes.x_range[0]], [value])
-        y = round(py)
-        cv2.line(figure, (axes.left, y), (axes.right, y), GRID, 1)
-        cv2.line(figure, (axes.left - tick_len, y), (axes.left, y), INK, 1)
-        _text(figure, _tick_label(value, y_ticks), (axes.left - tick_len - 4, y + round(5 * scale)), font, INK, "right")
-    cv2.rectangle(figure, (axes.left, axes.top), (axes.right, axes.bottom), INK, 1)
-    middle_x, middle_y = (axes.left + axes.right) // 2, (axes.top + axes.bottom) // 2
-    _text(figure, x_label, (middle_x, axes.bottom + round(40 * scale)), 0.48 * scale, INK, "centre")
-    _vertical_text(figure, y_label, (axes.left - round(62 * scale), middle_y), 0.48 * scale)
-    _text(figure, title, (middle_x, axes.top - round(14 * scale)), 0.55 * scale, INK, "centre", bold=True)
-
-
-def _legend(
-    figure: ImageArray, entries: Sequence[tuple[str, Colour, str]], corner: tuple[int, int], scale: float
-) -> None:
-    """A boxed legend in the top-right corner of a plot; each entry is (name, colour, 'line' | 'dot' | 'arrow')."""
-    font, thickness = 0.45 * scale, 1
-    row_h, sample_w, pad = round(20 * scale), round(26 * scale), round(8 * scale)
-    text_w = max(cv2.getTextSize(name, FONT, font, thickness)[0][0] for name, _, _ in entries)
-    box_w, box_h = pad * 3 + sample_w + text_w, pad * 2 + row_h * len(entries) - round(4 * scale)
-    right, top = corner[0] - round(6 * scale), corner[1] + round(6 * scale)
-    left = right - box_w
-    cv2.rectangle(figure, (left, top), (right, top + box_h), (255, 255, 255), -1)
-    cv2.rectangle(figure, (left, top), (right, top + box_h), (170, 170, 170), 1)
-    for row, (name, colour, kind) in enumerate(entries):
-        y = top + pad + row * row_h + round(7 * scale)
-        x0, x1 = left + pad, left + pad + sample_w
-        if kind == "line":
-            cv2.line(figure, (x0, y), (x1, y), colour, max(2, round(2 * scale)), cv2.LINE_AA)
-        elif kind == "dot":
-            cv2.circle(figure, ((x0 + x1) // 2, y), round(5 * scale), colour, -1, cv2.LINE_AA)
-        else:
-            size = 11 * scale
-            tip = np.array([(x0 + x1) / 2 + size / 2, y])
-            triangle = np.stack([tip, tip + [-size, 0.45 * size], tip + [-size, -0.45 * size]])
-            cv2.fillPoly(figure, [np.round(triangle * 16).astype(np.int32)], colour, cv2.LINE_AA, 4)
-        _text(figure, name, (x1 + pad, y + round(5 * scale)), font, INK)
-
-
 def _fixed(point: FloatArray) -> tuple[int, int]:
     """A float point as OpenCV 4-bit fixed point (for `shift=4`), for sub-pixel antialiased drawing."""
     return round(float(point[0]) * 16), round(float(point[1]) * 16)
-
-
-def _polyline(figure: ImageArray, points: FloatArray, colour: Colour, thickness: int) -> None:
-    """An antialiased open polyline through float pixel points."""
-    fixed = np.round(np.asarray(points) * 16).astype(np.int32).reshape(-1, 1, 2)
-    cv2.polylines(figure, [fixed], False, colour, thickness, cv2.LINE_AA, 4)
-
-
-def _text(
-    figure: ImageArray,
-    text: str,
-    origin: tuple[int, int],
-    font_scale: float,
-    colour: Colour,
-    anchor: str = "left",
-    bold: bool = False,
-) -> None:
-    """Antialiased text whose baseline starts at (anchor 'left'), is centred on, or ends at ('right') `origin`."""
-    thickness = max(1, round(font_scale * (2.6 if bold else 1.9)))
-    text_w = cv2.getTextSize(text, FONT, font_scale, thickness)[0][0]
-    x = origin[0] - {"left": 0, "centre": text_w // 2, "right": text_w}[anchor]
-    cv2.putText(figure, text, (x, origin[1]), FONT, font_scale, colour, thickness, cv2.LINE_AA)
-
-
-def _vertical_text(figure: ImageArray, text: str, centre: tuple[int, int], font_scale: float) -> None:
-    """Dark text reading bottom to top, centred on `centre` (drawn upright, rotated, then darkened in)."""
-    thickness = max(1, round(font_scale * 1.9))
-    (text_w, text_h), baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
-    upright = np.full((text_h + baseline + 4, text_w + 4, 3), 255, np.uint8)
-    cv2.putText(upright, text, (2, text_h + 2), FONT, font_scale, INK, thickness, cv2.LINE_AA)
-    rotated = cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    rows, cols = rotated.shape[:2]
-    top, left = centre[1] - rows // 2, centre[0] - cols // 2
-    r0, c0 = max(top, 0), max(left, 0)
-    r1, c1 = min(top + rows, figure.shape[0]), min(left + cols, figure.shape[1])
-    if r0 < r1 and c0 < c1:
-        region = figure[r0:r1, c0:c1]
-        np.minimum(region, rotated[r0 - top : r1 - top, c0 - left : c1 - left], out=region)
-
-
-# --- benchmark charts --------------------------------------------------------------------------------------------
-
-
-def latency_chart(bars: Sequence[tuple[str, float]], title: str = "end-to-end latency (median), ms") -> ImageArray:
-    """A horizontal bar chart of `(label, seconds)` pairs; each bar but the fastest says how many times slower."""
-    if not bars:
-        raise ValueError("no latencies to draw")
-    row_h, label_w, bar_w, margin = 30, 360, 460, 12
-    height = margin * 3 + 24 + row_h * len(bars)
-    figure = np.full((height, label_w + bar_w + 3 * margin + 120, 3), 255, np.uint8)
-    _text(figure, title, (margin, margin + 16), 0.55, INK, bold=True)
-    longest = max(seconds for _, seconds in bars)
-    fastest = min(seconds for _, seconds in bars)
-    for index, (label, seconds) in enumerate(bars):
-        top = margin * 2 + 24 + index * row_h
-        _text(figure, label, (label_w, top + 20), 0.45, INK, anchor="right")
-        length = max(1, round(bar_w * seconds / longest))
-        colour = START if seconds == fastest else PITCH_YAW_ROLL[0][1]
-        cv2.rectangle(figure, (label_w + margin, top + 4), (label_w + margin + length, top + row_h - 6), colour, -1)
-        note = f"{seconds * 1e3:.0f} ms" + ("" if seconds == fastest else f" ({seconds / fastest:.1f}x)")
-        _text(figure, note, (label_w + 2 * margin + length, top + 20), 0.45, INK)
-    return figure
-
-
-# --- sensitivity chart -------------------------------------------------------------------------------------------
-
-
-def sensitivity_chart(
-    series: Sequence[tuple[str, Sequence[tuple[float, float, str]]]], title: str, size: tuple[int, int] = (520, 820)
-) -> ImageArray:
-    """Restored PSNR gain (dB) against trajectory error (px): one line per `(name, [(error, gain, label), ...])`
-    joining its points in the given order, each point labelled, with the zero-gain line (no better than the blurry
-    input) drawn dark."""
-    points = [(error, gain) for _, line in series for error, gain, _ in line]
-    if not points:
-        raise ValueError("no points to draw")
-    height, width = size
-    scale = min(height / 520, width / 820)
-    figure = np.full((height, width, 3), 255, np.uint8)
-    errors, gains = np.array(points).T
-    x_range = (0.0, _padded_range(np.append(errors, 0.0), pad=0.08, minimum_span=1.0)[1])
-    y_range = _padded_range(np.append(gains, 0.0), pad=0.12, minimum_span=1.0)
-    axes = _Axes(
-        round(96 * scale), round(60 * scale), width - round(30 * scale), height - round(70 * scale), x_range, y_range
-    )
-    x_ticks, y_ticks = _nice_ticks(*x_range, count=6), _nice_ticks(*y_range, count=6)
-    _draw_frame(figure, axes, x_ticks, y_ticks, "trajectory error (px)", "PSNR gain over blurry (dB)", title, scale)
-    _polyline(figure, axes.to_px(list(x_range), [0.0, 0.0]), INK, max(1, round(scale)))
-    colours = [colour for _, colour in PITCH_YAW_ROLL]
-    for (_, line), colour in zip(series, colours, strict=False):
-        pixels = axes.to_px([error for error, _, _ in line], [gain for _, gain, _ in line])
-        _polyline(figure, pixels, colour, max(2, round(2 * scale)))
-        for (x, y), (_, _, label) in zip(pixels, line, strict=True):
-            cv2.circle(figure, (round(x), round(y)), round(4 * scale), colour, -1, cv2.LINE_AA)
-            _text(figure, label, (round(x) + round(6 * scale), round(y) - round(6 * scale)), 0.38 * scale, colour)
-    _legend(
-        figure,
-        [(name, colour, "line") for (name, _), colour in zip(series, colours, strict=False)],
-        (axes.right, axes.top),
-        scale,
-    )
-    return figure
-
-
-# --- gyroscope sync chart ----------------------------------------------------------------------------------------
-
-
-def sync_chart(
-    offsets_s: npt.ArrayLike, mismatches_rad: npt.ArrayLike, best_s: float, size: tuple[int, int] = (420, 760)
-) -> ImageArray:
-    """How well a video's frame-to-frame rotations match a gyroscope log's at each clock offset searched (mean
-    angle, mrad, against the offset, ms), the best offset marked; offsets the log cannot cover are left out."""
-    offsets, mismatches = np.asarray(offsets_s, np.float64) * 1000, np.asarray(mismatches_rad, np.float64) * 1000
-    shown = np.isfinite(mismatches)
-    if not shown.any():
-        raise ValueError("no finite mismatch to draw")
-    offsets, mismatches = offsets[shown], mismatches[shown]
-    x_range = _padded_range(offsets, pad=0.02, minimum_span=1.0)
-    y_range = (0.0, _padded_range(mismatches, pad=0.08, minimum_span=0.1)[1])
-    figure, axes, scale = _gyroscope_canvas(size, x_range, y_range)
-    x_ticks, y_ticks = _nice_ticks(*x_range, count=7), _nice_ticks(*y_range, count=5)
-    title = f"gyroscope vs video: best offset {best_s * 1000:+.1f} ms"
-    _draw_frame(figure, axes, x_ticks, y_ticks, "offset (ms)", "rotation mismatch (mrad)", title, scale)
-    _polyline(figure, axes.to_px(offsets, mismatches), PITCH_YAW_ROLL[0][1], max(2, round(2 * scale)))
-    _polyline(figure, axes.to_px([best_s * 1000] * 2, list(y_range)), START, max(1, round(scale)))
-    return figure
-
-
-def drift_chart(
-    window_times_s: npt.ArrayLike,
-    window_offsets_s: npt.ArrayLike,
-    offset_s: float,
-    rate: float,
-    size: tuple[int, int] = (420, 760),
-) -> ImageArray:
-    """The offset found in each window of a video (ms, dots) against the video time (s), and the line fitted
-    through them (`offset_s + rate * t`), titled with the drift in ppm."""
-    times, offsets = np.asarray(window_times_s, np.float64), np.asarray(window_offsets_s, np.float64) * 1000
-    x_range = (0.0, _padded_range(times, pad=0.08, minimum_span=1.0)[1])
-    line = (offset_s * 1000, (offset_s + rate * x_range[1]) * 1000)
-    y_range = _padded_range(np.concatenate([offsets, line]), pad=0.15, minimum_span=0.5)
-    figure, axes, scale = _gyroscope_canvas(size, x_range, y_range)
-    x_ticks, y_ticks = _nice_ticks(*x_range, count=7), _nice_ticks(*y_range, count=5)
-    title = f"gyroscope vs video: clock drift {rate * 1e6:+.0f} ppm"
-    _draw_frame(figure, axes, x_ticks, y_ticks, "video time (s)", "offset (ms)", title, scale)
-    _polyline(figure, axes.to_px(list(x_range), list(line)), PITCH_YAW_ROLL[0][1], max(2, round(2 * scale)))
-    for x, y in axes.to_px(times, offsets):
-        cv2.circle(figure, (round(x), round(y)), round(5 * scale), START, -1, cv2.LINE_AA)
-    return figure
-
-
-def _gyroscope_canvas(
-    size: tuple[int, int], x_range: tuple[float, float], y_range: tuple[float, float]
-) -> tuple[ImageArray, _Axes, float]:
-    """A white figure of `size` (H, W), its plot area over the ranges, and the scale of its text and lines (1 at
-    the gyroscope charts' default 420x760)."""
-    height, width = size
-    scale = min(height / 420, width / 760)
-    figure = np.full((height, width, 3), 255, np.uint8)
-    axes = _Axes(
-        round(96 * scale), round(60 * scale), width - round(30 * scale), height - round(70 * scale), x_range, y_range
-    )
-    return figure, axes, scale
 
 
 # --- side by side ------------------------------------------------------------------------------------------------

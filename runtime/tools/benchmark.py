@@ -51,16 +51,15 @@ import numpy as np
 import onnxruntime
 
 from runtime.core import camera as camera_model
-from runtime.core.backends import NAMES, load_runners
+from runtime.core.backends import NAMES, BackendSettings, load_runners
 from runtime.core.backends.base import BackendError, Runner
 from runtime.core.backends.ort import session_options
 from runtime.core.backends.ort_warps import averaged_warp_model, deform_warps
 from runtime.core.bundle import Bundle, BundleError, load_bundle
-from runtime.core.deblurrer import Deblurrer
-from runtime.core.refine import RefineSettings, graph_function
+from runtime.core.deblurrer import Deblurrer, RestoreSettings
+from runtime.core.refine import RefineSettings, graph_function, refine_trajectory
 from runtime.io import media
-from runtime.io import pictures as visualize
-from runtime.tools import comparison
+from runtime.tools import charts, comparison
 
 GRAPHS = ("trajectory", "restoration", "sequence")
 #: Timed when the bundle has it (older bundles do not).
@@ -522,7 +521,7 @@ def _refinement_work(runners: Mapping[str, Runner], feed: Mapping[str, np.ndarra
     run_refine, run_sequence = graph_function(runners[REFINE_GRAPH]), graph_function(runners["sequence"])
 
     def work() -> None:
-        REFINE_SETTINGS.refine(run_refine, blurry, latent, start, camera, run_sequence=run_sequence)
+        refine_trajectory(run_refine, blurry, latent, start, camera, REFINE_SETTINGS, run_sequence=run_sequence)
 
     return work
 
@@ -602,10 +601,11 @@ def run_benchmark(
             macs[size][role] = count
 
     times: dict[tuple[int, int], dict[str, tuple[float, ...]]] = {}
-    name, runners = load_runners(bundle, graphs, backend, log=log, threads=threads)
+    name, runners = load_runners(bundle, graphs, BackendSettings(backend, threads=threads), log)
+    whole = RestoreSettings(tile_side=None)
     try:
         with (
-            Deblurrer(bundle, name, tile_side=None, log=log, threads=threads) as deblurrer,
+            Deblurrer(bundle, BackendSettings(name, threads=threads), whole, log=log) as deblurrer,
             tempfile.TemporaryDirectory(prefix="blur2seq-benchmark-") as directory,
         ):
             warps = warp_sessions(bundle.n_positions, threads)
@@ -774,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
             media.write_bytes(args.json, (json.dumps(report, indent=2) + "\n").encode())
         if args.plot and (args.backends or args.precisions):
             bars = [(f"{c.height}x{c.width} {row.label}", row.median_s) for c in comparisons for row in c.rows]
-            chart = visualize.latency_chart([(label, seconds) for label, seconds in bars if seconds is not None])
+            chart = charts.latency_chart([(label, seconds) for label, seconds in bars if seconds is not None])
             media.write_image(args.plot, chart)
     except (OSError, media.MediaError) as error:
         print(f"error: {error}", file=sys.stderr)

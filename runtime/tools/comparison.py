@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
+from runtime.core.backends import BackendSettings
 from runtime.core.backends.base import BackendError
 from runtime.core.bundle import Bundle
 from runtime.core.camera import intrinsics
-from runtime.core.deblurrer import Deblurrer
+from runtime.core.deblurrer import Deblurrer, RestoreSettings
 from runtime.tools import metrics
 
 Log = Callable[[str], object]
@@ -222,9 +223,8 @@ def _load_and_measure(
 ) -> tuple[Deblurrer, float | None, np.ndarray]:
     """Load a configuration here (for the timed rounds) and measure it once in a fresh process: (the Deblurrer,
     its peak memory in MiB, its restored image)."""
-    deblurrer = Deblurrer(
-        bundle, backend, precision=precision, threads=threads, tile_side=None, log=lambda _: None, force_precision=True
-    )
+    settings = BackendSettings(backend, precision, force_precision=True, threads=threads)
+    deblurrer = Deblurrer(bundle, settings, RestoreSettings(tile_side=None), log=lambda _: None)
     try:
         memory, output = measure_in_fresh_process(bundle.path, backend, precision, threads, image)
     except BaseException:
@@ -242,11 +242,12 @@ def measure_in_fresh_process(
         "import sys\n"
         "import numpy as np\n"
         "from runtime.tools.comparison import memory_mib\n"
-        "from runtime.core.deblurrer import Deblurrer\n"
+        "from runtime.core.backends import BackendSettings\n"
+        "from runtime.core.deblurrer import Deblurrer, RestoreSettings\n"
         "image = np.load(sys.argv[5])\n"
         "before = memory_mib('VmHWM')\n"
-        "with Deblurrer(sys.argv[1], sys.argv[2], precision=sys.argv[3], threads=int(sys.argv[4]), tile_side=None,\n"
-        "               log=lambda _: None, force_precision=True) as deblurrer:\n"
+        "backend = BackendSettings(sys.argv[2], sys.argv[3], force_precision=True, threads=int(sys.argv[4]))\n"
+        "with Deblurrer(sys.argv[1], backend, RestoreSettings(tile_side=None), log=lambda _: None) as deblurrer:\n"
         "    np.save(sys.argv[6], deblurrer.restore(image).restored)\n"
         "after = memory_mib('VmHWM')\n"
         "print(-1 if before is None or after is None else after - before)\n"

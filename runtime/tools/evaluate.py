@@ -35,12 +35,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.core.backends import add_backend_arguments
+from runtime.core.backends import BackendSettings, add_backend_arguments, backend_settings
 from runtime.core.backends.base import BackendError
 from runtime.core.bundle import BundleError, load_bundle
-from runtime.core.deblurrer import Deblurrer, add_estimation_argument
+from runtime.core.deblurrer import Deblurrer, RestoreSettings, add_estimation_argument
 from runtime.core.refine import RefineSettings, add_refine_arguments, refine_settings
-from runtime.io import pictures as visualize
+from runtime.io import pictures
 from runtime.io.media import MediaError, make_outdir, read_image, to_file_pixels, write_bytes, write_image
 from runtime.tools import metrics
 from runtime.tools.pairs import Pair, PairsError, read_pairs
@@ -364,7 +364,7 @@ def before_after(
     blurry: np.ndarray, restored: np.ndarray, sharp: np.ndarray, psnr_blurry: float, psnr_restored: float
 ) -> np.ndarray:
     """Blurry | restored | sharp side by side (uint8 BGR), each labelled, PSNRs in the labels."""
-    return visualize.side_by_side(
+    return pictures.side_by_side(
         [
             (to_file_pixels(blurry), f"blurry {_number(psnr_blurry, 1)} dB"),
             (to_file_pixels(restored), f"restored {_number(psnr_restored, 1)} dB"),
@@ -379,7 +379,6 @@ def evaluate_pairs(
     out: Path | None = None,
     progress: Callable[[str], object] | None = None,
     pairs_dir: str = "",
-    precision: str = "fp32",
 ) -> Evaluation:
     """Evaluate every pair with one Deblurrer (refined and unrefined when it refines); a pair that fails is
     recorded with its reason and the rest go on.
@@ -388,7 +387,11 @@ def evaluate_pairs(
     """
     progress = progress or _stderr
     evaluation = Evaluation(
-        str(deblurrer.bundle.path), deblurrer.backend, precision, pairs_dir, estimation_side=deblurrer.estimation_side
+        str(deblurrer.bundle.path),
+        deblurrer.backend,
+        deblurrer.backend_settings.precision,
+        pairs_dir,
+        estimation_side=deblurrer.restore_settings.estimation_side,
     )
     inputs = {path.resolve() for pair in pairs for path in (pair.blurry, pair.sharp)}
     warmed = False
@@ -432,20 +435,16 @@ def write_reports(evaluation: Evaluation, out: Path) -> None:
 def evaluate(
     bundle: str | Path,
     pairs_dir: str | Path,
-    backend: str = "auto",
+    backend: BackendSettings = BackendSettings(),
     out: str | Path | None = None,
     limit: int | None = None,
-    precision: str = "fp32",
     progress: Callable[[str], object] | None = None,
     refine: RefineSettings | None = None,
-    force_precision: bool = False,
-    threads: int | None = None,
     estimation_side: int | None = None,
 ) -> Evaluation:
     """Evaluate a bundle on a pairs folder: the API behind the command (reports written when `out` is given).
-    With `refine`, each estimate is also refined and both sets of figures are reported. `force_precision` runs a
-    precision that failed its accuracy gate; `threads` sets the backend's CPU threads; `estimation_side` is the
-    Deblurrer's.
+    With `refine`, each estimate is also refined and both sets of figures are reported. `estimation_side` is
+    `RestoreSettings.estimation_side`.
 
     Raises BundleError, PairsError, BackendError or MediaError (one line each) when the run cannot start.
     """
@@ -456,17 +455,9 @@ def evaluate(
     out = Path(out) if out is not None else None
     if out is not None:
         make_outdir(out)
-    with Deblurrer(
-        loaded,
-        backend,
-        precision=precision,
-        log=progress,
-        force_precision=force_precision,
-        threads=threads,
-        refine=refine,
-        estimation_side=estimation_side,
-    ) as deblurrer:
-        evaluation = evaluate_pairs(deblurrer, pairs, out, progress, str(pairs_dir), precision)
+    restore = RestoreSettings(estimation_side=estimation_side)
+    with Deblurrer(loaded, backend, restore, refine, log=progress) as deblurrer:
+        evaluation = evaluate_pairs(deblurrer, pairs, out, progress, str(pairs_dir))
     if out is not None:
         write_reports(evaluation, Path(out))
     return evaluation
@@ -509,13 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = evaluate(
             args.engine,
             args.pairs,
-            args.backend,
+            backend_settings(args),
             args.out,
             args.limit,
-            args.precision,
             refine=refine,
-            force_precision=args.force_precision,
-            threads=args.threads,
             estimation_side=args.estimation_side,
         )
     except (BundleError, PairsError, BackendError, MediaError, ValueError) as error:

@@ -34,13 +34,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.core.backends import add_backend_arguments
+from runtime.core.backends import BackendSettings, add_backend_arguments, backend_settings
 from runtime.core.backends.base import BackendError
 from runtime.core.bundle import BundleError, load_bundle
 from runtime.core.deblurrer import Deblurrer
-from runtime.io import pictures as visualize
 from runtime.io.media import MediaError, make_outdir, read_image, write_bytes, write_image
-from runtime.tools import metrics
+from runtime.tools import charts, metrics
 from runtime.tools.evaluate import (
     Pair,
     PairsError,
@@ -168,7 +167,7 @@ class Sensitivity:
                 line = [(p.trajectory_error_px, p.psnr_gain, f"{kind[0]}={p.value:g}") for p in points]
                 series.append((names[kind], line))
         title = f"{Path(self.bundle).name}: restored PSNR gain vs trajectory error ({len(self.pairs)} pairs)"
-        return visualize.sensitivity_chart(series, title)
+        return charts.sensitivity_chart(series, title)
 
 
 def _mean(values: Any) -> float:
@@ -233,12 +232,9 @@ def sensitivity(
     pairs_dir: str | Path,
     blends: Sequence[float] = DEFAULT_BLENDS,
     scales: Sequence[float] = (),
-    backend: str = "auto",
+    backend: BackendSettings = BackendSettings(),
     out: str | Path | None = None,
     limit: int | None = None,
-    precision: str = "fp32",
-    force_precision: bool = False,
-    threads: int | None = None,
     progress: Callable[[str], object] | None = None,
 ) -> Sensitivity:
     """Sweep a bundle's restoration over trajectories between the truth and its estimate (and scaled estimates) on
@@ -254,10 +250,8 @@ def sensitivity(
     out = Path(out) if out is not None else None
     if out is not None:
         make_outdir(out)
-    with Deblurrer(
-        loaded, backend, precision=precision, log=progress, threads=threads, force_precision=force_precision
-    ) as deblurrer:
-        report = Sensitivity(str(loaded.path), deblurrer.backend, precision, str(pairs_dir))
+    with Deblurrer(loaded, backend, log=progress) as deblurrer:
+        report = Sensitivity(str(loaded.path), deblurrer.backend, backend.precision, str(pairs_dir))
         for index, pair in enumerate(pairs, 1):
             label = f"[{index}/{len(pairs)}] {pair.name}"
             try:
@@ -323,12 +317,9 @@ def main(argv: list[str] | None = None) -> int:
             args.pairs,
             args.blends,
             args.scales,
-            args.backend,
+            backend_settings(args),
             args.out,
             args.limit,
-            args.precision,
-            args.force_precision,
-            args.threads,
         )
     except (BundleError, PairsError, BackendError, MediaError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -38,9 +38,9 @@ from runtime.core.motion import (
 )
 from runtime.io.lens import Lens, undistort_points
 from runtime.io.media import MediaError, VideoReader, write_bytes, write_image
-from runtime.io.pictures import drift_chart, sync_chart
 from runtime.io.presets import CameraPreset, read_camera_preset
 from runtime.io.progress import Progress
+from runtime.tools.charts import drift_chart, sync_chart
 
 #: Features tracked between consecutive frames, and the fewest a frame pair needs to count.
 MAX_FEATURES = 400

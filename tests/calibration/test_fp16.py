@@ -16,7 +16,7 @@ from calibration.gate import Sample
 from export.graphs import GRAPHS, example_inputs
 from export.lint import lint_model_versions, resolve_versions
 from export.refine import export_refine
-from runtime.core.backends import load_runners
+from runtime.core.backends import BackendSettings, load_runners
 from runtime.core.bundle import load_bundle
 from runtime.core.deblurrer import Deblurrer
 from runtime.core.refine import RefineSettings, graph_function, refine_trajectory
@@ -160,8 +160,8 @@ def test_a_bundle_gets_a_gated_fp16_variant_the_runtime_runs(small_bundle, tmp_p
     assert entry["gate"]["psnr_vs_fp32"] > 40 and entry["conversion"]["float32_nodes"]["restoration"] > 0
     rgb = smooth_rgb(48, 64, seed=5)
     with (
-        Deblurrer(bundle, "ort-cpu", log=lambda _: None) as fp32,
-        Deblurrer(bundle, "ort-cpu", precision="fp16", log=lambda _: None) as half,
+        Deblurrer(bundle, BackendSettings("ort-cpu"), log=lambda _: None) as fp32,
+        Deblurrer(bundle, BackendSettings("ort-cpu", "fp16"), log=lambda _: None) as half,
     ):
         expected, got = fp32.restore(rgb), half.restore(rgb)
     assert 0 < np.abs(got.restored - expected.restored).max() < 1e-2
@@ -172,15 +172,19 @@ def test_a_bundle_gets_a_gated_fp16_variant_the_runtime_runs(small_bundle, tmp_p
     # relative 1e-4 with the FP16 sequence graph, 2e-7 with the FP32 one).
     export_refine(bundle, log=lambda _: None)
     with (
-        Deblurrer(bundle, "ort-cpu", log=lambda _: None) as fp32,
-        Deblurrer(bundle, "ort-cpu", precision="fp16", refine=RefineSettings(steps=3), log=lambda _: None) as half,
+        Deblurrer(bundle, BackendSettings("ort-cpu"), log=lambda _: None) as fp32,
+        Deblurrer(
+            bundle, BackendSettings("ort-cpu", "fp16"), refine=RefineSettings(steps=3), log=lambda _: None
+        ) as half,
     ):
         plain = half.restore(rgb, refine=False)
         latent = np.clip(plain.restored, 0, 1)
         blurry = fp32.sequence(latent, 1.2 * plain.trajectory, plain.intrinsics)[1]
         refined = half.refine_result(blurry, plain)
-    run = graph_function(load_runners(load_bundle(bundle), ("refine",), "ort-cpu", log=lambda _: None)[1]["refine"])
-    start = refine_trajectory(run, blurry, latent, plain.trajectory, plain.intrinsics, steps=0)
+    cpu = BackendSettings("ort-cpu")
+    run = graph_function(load_runners(load_bundle(bundle), ("refine",), cpu, log=lambda _: None)[1]["refine"])
+    unrefined = RefineSettings(steps=0, scales=(1.0,))
+    start = refine_trajectory(run, blurry, latent, plain.trajectory, plain.intrinsics, unrefined)
     assert refined.refinement is not None
     assert refined.refinement.loss_before == pytest.approx(start.loss_before, rel=1e-5)
 

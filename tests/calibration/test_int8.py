@@ -14,6 +14,7 @@ import pytest
 from calibration import int8
 from export.lint import lint_path
 from models.make_pairs import make_pairs
+from runtime.core.backends import BackendSettings
 from runtime.core.bundle import load_bundle
 from runtime.core.deblurrer import Deblurrer
 from tests.runtime.conftest import smooth_bgr8, smooth_rgb
@@ -65,8 +66,8 @@ def test_the_cpu_variant_is_recorded_and_runs(cpu_variant, images):
     assert calibration["activations"] == "uint8 asymmetric"
     rgb = smooth_rgb(48, 64, seed=3)
     with (
-        Deblurrer(bundle, "ort-cpu", log=lambda _: None) as fp32,
-        Deblurrer(bundle, "ort-cpu", precision="int8-cpu", log=lambda _: None) as reduced,
+        Deblurrer(bundle, BackendSettings("ort-cpu"), log=lambda _: None) as fp32,
+        Deblurrer(bundle, BackendSettings("ort-cpu", "int8-cpu"), log=lambda _: None) as reduced,
     ):
         expected, got = fp32.restore(rgb), reduced.restore(rgb)
     assert np.isfinite(got.restored).all() and not np.array_equal(got.restored, expected.restored)
@@ -116,6 +117,7 @@ def test_the_tensorrt_variant_has_zero_zero_points_a_cache_and_passes_the_lint(s
     assert lint_path(bundle, "8.5") == []
 
 
+@pytest.mark.slow
 def test_a_failed_gate_is_refused_at_run_time_and_says_which_groups_matter(small_bundle, images, pairs, tmp_path):
     bundle, entry = calibrated(
         small_bundle, tmp_path, images, samples=2, pairs=pairs, max_loss_db=-1.0, keep_float=("p/m_head",)
@@ -127,8 +129,9 @@ def test_a_failed_gate_is_refused_at_run_time_and_says_which_groups_matter(small
     assert {row["keep_float"] for row in rows} >= set(groups) - {"p/m_head"}
     assert [row["psnr_vs_fp32"] for row in rows] == sorted((row["psnr_vs_fp32"] for row in rows), reverse=True)
     with pytest.raises(ValueError, match="int8-cpu graphs failed their accuracy gate .*--force-precision"):
-        Deblurrer(bundle, "ort-cpu", precision="int8-cpu", log=lambda _: None)
-    with Deblurrer(bundle, "ort-cpu", precision="int8-cpu", force_precision=True, log=lambda _: None) as forced:
+        Deblurrer(bundle, BackendSettings("ort-cpu", "int8-cpu"), log=lambda _: None)
+    forced_settings = BackendSettings("ort-cpu", "int8-cpu", force_precision=True)
+    with Deblurrer(bundle, forced_settings, log=lambda _: None) as forced:
         assert np.isfinite(forced.restore(smooth_rgb(48, 64)).restored).all()
     head = [node for node in onnx.load(str(bundle / entry["graphs"]["restoration"])).graph.node
             if int8.layer_group(node.name) == "p/m_head" and node.op_type == "Conv"]  # fmt: skip

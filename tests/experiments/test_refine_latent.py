@@ -20,6 +20,7 @@ def test_every_latent_is_refined_and_reported(small_bundle, pairs, tmp_path, cap
         assert f"| {label} |" in stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEMO_BUNDLE.is_dir(), reason="no demo bundle shipped in runtime/bundles/demo")
 def test_the_true_sharp_image_brings_the_refinement_closest_to_the_truth(held_out_pair):
     """The demo bundle on a real pair: refining against the sharp image beats the estimate's own latent."""

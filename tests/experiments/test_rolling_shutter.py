@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments.rolling_shutter import READOUTS_S, gains, main
+from runtime.core.backends import BackendSettings
 from runtime.core.deblurrer import Deblurrer
 from runtime.io.deblur import DEMO_BUNDLE
 
@@ -27,6 +28,7 @@ def test_every_readout_time_is_restored_both_ways_and_reported(small_bundle, pai
         assert f"| {readout} |" in stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEMO_BUNDLE.is_dir(), reason="no demo bundle shipped in runtime/bundles/demo")
 def test_the_demo_bundle_needs_the_readout_time_under_a_rolling_shutter():
     """A held-out photo (scikit-image's `chelsea`, 256 px, f = 512 px) under one of the experiment's made-up hand
@@ -35,7 +37,7 @@ def test_the_demo_bundle_needs_the_readout_time_under_a_rolling_shutter():
     against +1.60 dB, 30 ms +3.31 against +0.67 dB."""
     skimage_data = pytest.importorskip("skimage.data")
     sharp = skimage_data.chelsea()[:256, 100:356].astype(np.float32) / 255
-    with Deblurrer(DEMO_BUNDLE, "ort-cpu", log=lambda _: None) as deblurrer:
+    with Deblurrer(DEMO_BUNDLE, BackendSettings("ort-cpu"), log=lambda _: None) as deblurrer:
         figures = gains(deblurrer, sharp, 512.0, seed=2)
     assert figures["0 ms"]["with_readout_db"] == figures["0 ms"]["without_readout_db"] > 3.0
     for readout in ("20 ms", "30 ms"):

@@ -25,7 +25,7 @@ def run(bundle, role, inputs):
 @pytest.mark.parametrize("batch, height, width", SHAPES)
 @pytest.mark.parametrize("spec", GRAPHS, ids=lambda spec: spec.role)
 def test_onnxruntime_matches_pytorch(small_bundle, small_nets, spec, batch, height, width):
-    """Tolerances: trajectory 1e-5 rad, restored 1e-4, frames and reblurred 1e-5 (issue 3)."""
+    """Tolerances: trajectory 1e-5 rad, restored 1e-4, frames and reblurred 1e-5."""
     inputs = example_inputs(spec, batch, height, width, n_positions=25, seed=batch * height)
     with torch.no_grad():
         expected = spec.build(*small_nets)(*inputs.values())

@@ -83,7 +83,7 @@ def test_batched_images_equal_one_at_a_time():
 
 
 def test_displacement_matches_the_authors_offsets(case_b):
-    """Tolerance 1e-4 px (issue 2); measured 4.6e-5 px."""
+    """Tolerance 1e-4 px; measured 4.6e-5 px."""
     ours = geometry.displacement_field(
         torch.from_numpy(case_b["trajectory"]), torch.from_numpy(case_b["intrinsics"]), 120, 88
     )

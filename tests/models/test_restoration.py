@@ -75,7 +75,7 @@ def test_gradients_reach_the_trajectory(small_net):
 
 @pytest.mark.parametrize("geometry_from", ["trajectory", "offsets"])
 def test_parity_with_the_authors_network(case_b, geometry_from):
-    """Tolerance max 5e-4, mean 5e-6 (issue 2); measured 1.08e-4 / 6.3e-7 from either the trajectory (our
+    """Tolerance max 5e-4, mean 5e-6; measured 1.08e-4 / 6.3e-7 from either the trajectory (our
     geometry) or the authors' displacement fields. The gap is the reference's zero leak at the border."""
     net = load_restoration_net(OFFICIAL / "case_b_restoration_state.pt")
     blurry, sigma = torch.from_numpy(case_b["blurred"]), torch.from_numpy(case_b["sigma"])

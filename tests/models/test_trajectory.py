@@ -51,7 +51,7 @@ def test_reference_order_is_batched():
 
 
 def test_parity_with_the_authors_network(case_b):
-    """Tolerance 1e-5 rad (issue 2); measured 5.8e-11. Sort order identical."""
+    """Tolerance 1e-5 rad; measured 5.8e-11. Sort order identical."""
     net = load_trajectory_net(OFFICIAL / "case_b_trajectory_state.pt")
     with torch.no_grad():
         positions = net(torch.from_numpy(case_b["blurry_input"]), torch.from_numpy(case_b["f"]))

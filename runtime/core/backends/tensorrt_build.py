@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime.core import engines
+from runtime.core.backends import tensorrt as runner
 from runtime.core.backends.base import BackendError
 from runtime.core.backends.fp32_island import GraphNode, geometry_island
-from runtime.core.backends import tensorrt as runner
 from runtime.core.bundle import Bundle, BundleError, load_bundle, write_manifest
 from runtime.core.precisions import ENGINE_PRECISIONS, FP32_ONLY_ROLES, engine_source, variant_command
 from runtime.core.profiles import BuildProfile, ProfileError, ShapeRange, load_build_profile

@@ -6,10 +6,11 @@ import onnx
 import onnxruntime
 import pytest
 
+from runtime.core.backends import BackendSettings
 from runtime.core.backends.base import BackendError
 from runtime.core.backends.ort_warps import deform_warps
 from runtime.core.bundle import load_bundle
-from runtime.core.deblurrer import Deblurrer
+from runtime.core.deblurrer import Deblurrer, RestoreSettings
 from runtime.core.motion import RowMotion
 from runtime.core.pixels import quantize
 from runtime.core.refine import RefineSettings
@@ -17,6 +18,7 @@ from runtime.core.tiling import middle_row_fraction, tiles
 from tests.runtime.conftest import bundle_without_refine, smooth_bgr8, smooth_rgb
 
 HEIGHT, WIDTH = 60, 84  # not multiples of 8: the prior pads
+CPU = BackendSettings("ort-cpu")
 
 
 def plain_session(bundle, role: str) -> onnxruntime.InferenceSession:
@@ -46,7 +48,7 @@ def onnxruntime_reference(bundle, rgb: np.ndarray, focal: float | None = None, s
 
 @pytest.fixture(scope="module")
 def deblurrer(small_bundle):
-    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
+    with Deblurrer(small_bundle, CPU, log=lambda _: None) as deblurrer:
         yield deblurrer
 
 
@@ -154,12 +156,12 @@ def test_images_and_trajectories_the_nets_cannot_take_are_refused(deblurrer, cal
 )
 def test_bad_settings_are_refused(small_bundle, settings, message):
     with pytest.raises(ValueError, match=message):
-        Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, **settings)
+        Deblurrer(small_bundle, CPU, RestoreSettings(**settings), log=lambda _: None)
 
 
 def test_the_focal_length_is_honoured(small_bundle, deblurrer, frame):
     rgb = frame[..., ::-1].astype(np.float32) / np.float32(255)
-    with Deblurrer(small_bundle, "ort-cpu", focal_length=500.0, log=lambda _: None) as long_lens:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(focal_length=500.0), log=lambda _: None) as long_lens:
         result = long_lens.restore(rgb)
     assert np.array_equal(result.intrinsics, camera(HEIGHT, WIDTH, 500.0))
     trajectory, restored = onnxruntime_reference(small_bundle, rgb, focal=500.0)
@@ -172,7 +174,7 @@ def test_the_focal_length_is_honoured(small_bundle, deblurrer, frame):
 
 def test_the_trajectory_alone_is_the_one_a_restoration_reports(small_bundle, frame):
     rgb = frame[..., ::-1].astype(np.float32) / np.float32(255)
-    with Deblurrer(small_bundle, "ort-cpu", focal_length=500.0, log=lambda _: None) as deblurrer:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(focal_length=500.0), log=lambda _: None) as deblurrer:
         result = deblurrer.restore(rgb)
         trajectory, intrinsics = deblurrer.estimate_trajectory(rgb)
         assert np.array_equal(trajectory, result.trajectory) and np.array_equal(intrinsics, result.intrinsics)
@@ -191,7 +193,7 @@ def test_the_trajectory_alone_is_the_one_a_restoration_reports(small_bundle, fra
 )
 def test_the_trajectory_net_can_run_on_a_shrunk_copy(small_bundle, height, width, seen):
     rgb = smooth_rgb(height, width)
-    with Deblurrer(small_bundle, "ort-cpu", estimation_side=64, log=pytest.fail) as shrinking:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(estimation_side=64), log=pytest.fail) as shrinking:
         trajectory, intrinsics = shrinking.estimate_trajectory(rgb, focal_length=300.0)
         result = shrinking.restore(rgb, focal_length=300.0)
     shrunk = cv2.resize(rgb, seen, interpolation=cv2.INTER_AREA) if seen != (width, height) else rgb
@@ -242,7 +244,7 @@ def test_one_motion_for_every_row_restores_and_reblurs_as_the_plain_trajectory(s
     height, width = 200, 96
     sharp = smooth_rgb(height, width, seed=5)
     motion = RowMotion(lambda _: recorded_trajectory, bands=4)
-    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
+    with Deblurrer(small_bundle, CPU, log=lambda _: None) as deblurrer:
         cam = camera(height, width)
         blurry = deblurrer.reblur(sharp, recorded_trajectory * 3, cam)
         assert (
@@ -264,7 +266,7 @@ def test_each_band_is_blurred_and_restored_with_its_rows_motion(small_bundle, re
     sharp = smooth_rgb(height, width, seed=6)
     motion = RowMotion(lambda fraction: recorded_trajectory * (1 + 4 * fraction), bands=4)
     parts = tiles(height, width, max(height, width), 64, motion.bands)
-    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
+    with Deblurrer(small_bundle, CPU, log=lambda _: None) as deblurrer:
         cam = camera(height, width)
         reblurred = deblurrer.reblur(sharp, motion, cam)
         restored = deblurrer.restore(reblurred, trajectory=motion).restored
@@ -285,7 +287,7 @@ def test_each_band_is_blurred_and_restored_with_its_rows_motion(small_bundle, re
 
 def test_a_rolling_shutter_result_is_not_refined(small_bundle, recorded_trajectory):
     image = smooth_rgb(HEIGHT, WIDTH)
-    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, refine=RefineSettings(steps=2)) as refining:
+    with Deblurrer(small_bundle, CPU, log=lambda _: None, refine=RefineSettings(steps=2)) as refining:
         result = refining.restore(image, trajectory=RowMotion(lambda _: recorded_trajectory, 2))
         assert result.refinement is None
         with pytest.raises(ValueError, match="one trajectory per row"):
@@ -293,7 +295,7 @@ def test_a_rolling_shutter_result_is_not_refined(small_bundle, recorded_trajecto
 
 
 def test_a_closed_deblurrer_says_so(small_bundle, frame):
-    deblurrer = Deblurrer(small_bundle, "ort-cpu", log=lambda _: None)
+    deblurrer = Deblurrer(small_bundle, CPU, log=lambda _: None)
     deblurrer.close()
     with pytest.raises(BackendError, match="used after close"):
         deblurrer(frame)
@@ -312,7 +314,7 @@ def shaken(deblurrer, recorded_trajectory):
 
 def test_refinement_refines_the_trajectory_and_says_how_much(small_bundle, deblurrer, shaken):
     blurry, start = shaken
-    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, refine=RefineSettings(steps=8)) as refining:
+    with Deblurrer(small_bundle, CPU, log=lambda _: None, refine=RefineSettings(steps=8)) as refining:
         result = refining.restore(blurry, trajectory=start)
     refinement = result.refinement
     assert refinement is not None and refinement.steps_run == 8 and refinement.stopped == "steps"
@@ -327,7 +329,7 @@ def test_refinement_refines_the_trajectory_and_says_how_much(small_bundle, deblu
 def test_the_rerun_restores_with_the_refined_trajectory(small_bundle, deblurrer, shaken):
     blurry, start = shaken
     settings = RefineSettings(steps=(4, 4), scales=(0.5, 1.0), rerun=True)
-    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, refine=settings) as refining:
+    with Deblurrer(small_bundle, CPU, log=lambda _: None, refine=settings) as refining:
         result = refining.restore(blurry, trajectory=start)
         frame_result = refining(smooth_bgr8(HEIGHT, WIDTH))  # frames are refined too
     assert result.refinement is not None and "restoration_rerun" in result.timings
@@ -340,7 +342,7 @@ def test_a_result_restored_without_refinement_can_be_refined_afterwards(small_bu
     """restore(refine=False) then refine_result gives what one refining restore gives, with one restoration."""
     blurry, start = shaken
     settings = RefineSettings(steps=(4, 4), scales=(0.5, 1.0), rerun=True)
-    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None, refine=settings) as refining:
+    with Deblurrer(small_bundle, CPU, log=lambda _: None, refine=settings) as refining:
         plain = refining.restore(blurry, trajectory=start, refine=False)
         refined = refining.refine_result(blurry, plain)
         at_once = refining.restore(blurry, trajectory=start)
@@ -364,8 +366,8 @@ def test_only_a_refining_deblurrer_refines_results(deblurrer, shaken):
 def test_refinement_needs_the_refine_graph(small_bundle, tmp_path):
     bundle = bundle_without_refine(small_bundle, tmp_path)
     with pytest.raises(ValueError, match="has no refine graph; add it with python -m export.refine"):
-        Deblurrer(bundle, "ort-cpu", log=lambda _: None, refine=RefineSettings())
-    with Deblurrer(bundle, "ort-cpu", log=lambda _: None) as plain:  # without refinement it runs
+        Deblurrer(bundle, CPU, log=lambda _: None, refine=RefineSettings())
+    with Deblurrer(bundle, CPU, log=lambda _: None) as plain:  # without refinement it runs
         assert plain.restore(smooth_rgb(HEIGHT, WIDTH)).refinement is None
 
 

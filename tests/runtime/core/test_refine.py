@@ -5,13 +5,18 @@ import numpy as np
 import pytest
 
 from runtime.core import camera as camera_model
-from runtime.core.backends import load_runners
+from runtime.core.backends import BackendSettings, load_runners
 from runtime.core.bundle import load_bundle
-from runtime.core.refine import RefineResult, graph_function, refine_trajectory
+from runtime.core.refine import RefineResult, RefineSettings, graph_function, refine_trajectory
 from runtime.tools.metrics import trajectory_error
 from tests.runtime.conftest import smooth_rgb
 
 H, W, P = 80, 96, 25
+
+
+def settings(**knobs) -> RefineSettings:
+    """Refinement settings that refine at full resolution unless `knobs` give the scales."""
+    return RefineSettings(**{"scales": (1.0,), **knobs})
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +26,9 @@ def runners(small_bundle, tmp_path_factory):
     bundle = tmp_path_factory.mktemp("refine-runtime") / "small"
     shutil.copytree(small_bundle, bundle)
     export_refine(bundle, log=lambda _: None)
-    _, loaded = load_runners(load_bundle(bundle), ("sequence", "refine"), "ort-cpu", log=lambda _: None)
+    _, loaded = load_runners(
+        load_bundle(bundle), ("sequence", "refine"), BackendSettings("ort-cpu"), log=lambda _: None
+    )
     yield loaded
     for runner in loaded.values():
         runner.close()
@@ -51,7 +58,7 @@ def pair(runners):
 def test_refinement_lowers_the_loss_and_the_trajectory_error(runners, pair):
     sharp, blurry, truth, camera = pair
     start = truth + np.random.default_rng(0).normal(0, 0.004, truth.shape).astype(np.float32)
-    result = refine_trajectory(graph_function(runners["refine"]), blurry, sharp, start, camera, steps=30)
+    result = refine_trajectory(graph_function(runners["refine"]), blurry, sharp, start, camera, settings(steps=30))
     assert isinstance(result, RefineResult) and result.steps_run == 30 and result.stopped == "steps"
     assert result.trajectory.shape == (P, 3) and result.trajectory.dtype == np.float32
     assert len(result.history) == 31 and result.history[0] == result.loss_before
@@ -69,14 +76,14 @@ def test_coarse_to_fine(runners):
     sharp, blurry, truth, camera = blurred_pair(runners, np.clip(sharp, 0, 1))
     start = truth + np.random.default_rng(1).normal(0, 0.012, truth.shape).astype(np.float32)
     run = graph_function(runners["refine"])
-    result = refine_trajectory(run, blurry, sharp, start, camera, steps=(20, 3), scales=(0.5, 1.0))
+    result = refine_trajectory(run, blurry, sharp, start, camera, settings(steps=(20, 3), scales=(0.5, 1.0)))
     assert result.steps_run == 23 and len(result.coarse_history) == 1 and len(result.coarse_history[0]) == 21
     assert len(result.history) == 5 and result.history[0] == result.loss_before
     assert min(result.coarse_history[0]) < result.coarse_history[0][0]
     assert result.loss_after < 0.5 * result.loss_before
     assert trajectory_error(result.trajectory, truth, H, W) < 0.8 * trajectory_error(start, truth, H, W)
     # Coarse only: the full resolution is still evaluated (start and the coarse level's best).
-    coarse = refine_trajectory(run, blurry, sharp, start, camera, steps=10, scales=(0.5,))
+    coarse = refine_trajectory(run, blurry, sharp, start, camera, settings(steps=10, scales=(0.5,)))
     assert len(coarse.history) == 2 and coarse.loss_after <= coarse.loss_before
 
 
@@ -95,9 +102,11 @@ def test_the_sequence_graph_takes_the_full_resolution_losses_when_no_step_runs_t
     sharp, blurry, truth, camera = pair
     start = truth + np.random.default_rng(2).normal(0, 0.004, truth.shape).astype(np.float32)
     refine_alone = CountingGraph(runners["refine"])
-    alone = refine_trajectory(refine_alone, blurry, sharp, start, camera, steps=10, scales=(0.5,))
+    alone = refine_trajectory(refine_alone, blurry, sharp, start, camera, settings(steps=10, scales=(0.5,)))
     refine, sequence = CountingGraph(runners["refine"]), CountingGraph(runners["sequence"])
-    both = refine_trajectory(refine, blurry, sharp, start, camera, steps=10, scales=(0.5,), run_sequence=sequence)
+    both = refine_trajectory(
+        refine, blurry, sharp, start, camera, settings(steps=10, scales=(0.5,)), run_sequence=sequence
+    )
     # The two full-resolution evaluations (start, result) move from the refine graph to the sequence graph.
     assert refine_alone.widths.count(W) == 2 and W not in refine.widths and len(sequence.widths) == 2
     np.testing.assert_array_equal(both.trajectory, alone.trajectory)
@@ -106,7 +115,9 @@ def test_the_sequence_graph_takes_the_full_resolution_losses_when_no_step_runs_t
     assert both.loss_after < both.loss_before
     # With steps at full resolution every evaluation there needs the gradient: the sequence graph is not used.
     unused = CountingGraph(runners["sequence"])
-    refine_trajectory(graph_function(runners["refine"]), blurry, sharp, start, camera, steps=2, run_sequence=unused)
+    refine_trajectory(
+        graph_function(runners["refine"]), blurry, sharp, start, camera, settings(steps=2), run_sequence=unused
+    )
     assert unused.widths == []
 
 
@@ -121,7 +132,7 @@ def test_the_mask_and_chw_inputs_are_accepted(runners, pair):
         sharp.transpose(2, 0, 1)[None],
         start,
         camera,
-        steps=5,
+        settings(steps=5),
         mask=mask,
         n_positions=P,
     )
@@ -131,7 +142,9 @@ def test_the_mask_and_chw_inputs_are_accepted(runners, pair):
 def test_the_result_is_never_worse_than_the_start(runners, pair):
     sharp, blurry, truth, camera = pair
     # At the truth the loss is ~0; huge steps only make it worse, so the start must come back.
-    result = refine_trajectory(graph_function(runners["refine"]), blurry, sharp, truth, camera, steps=3, step_size=20)
+    result = refine_trajectory(
+        graph_function(runners["refine"]), blurry, sharp, truth, camera, settings(steps=3, step_size=20)
+    )
     assert result.loss_after == result.loss_before
     assert max(result.history[1:]) > result.loss_before
     np.testing.assert_array_equal(result.trajectory, truth)
@@ -160,7 +173,7 @@ def images():
 def test_a_nan_step_stops_the_loop_and_keeps_the_best_finite_iterate():
     blurry, latent, camera = images()
     graph = FakeGraph(np.zeros((P, 3)), nan_from=4)
-    result = refine_trajectory(graph, blurry, latent, np.full((P, 3), 0.01), camera, steps=10, step_size=0.05)
+    result = refine_trajectory(graph, blurry, latent, np.full((P, 3), 0.01), camera, settings(steps=10, step_size=0.05))
     assert result.stopped == "non-finite" and result.steps_run == 2 and len(result.history) == 3
     assert result.loss_after == min(result.history) < result.loss_before
     assert np.isfinite(result.trajectory).all()
@@ -174,9 +187,11 @@ def test_the_smoothness_prior_smooths():
 
     jagged = np.zeros((P, 3))
     jagged[::2] = 0.01
-    result = refine_trajectory(constant, blurry, latent, jagged, camera, steps=20, step_size=0.05, smoothness=1.0)
+    result = refine_trajectory(
+        constant, blurry, latent, jagged, camera, settings(steps=20, step_size=0.05, smoothness=1.0)
+    )
     assert np.abs(np.diff(result.trajectory, axis=0)).sum() < np.abs(np.diff(jagged, axis=0)).sum()
-    unchanged = refine_trajectory(constant, blurry, latent, jagged, camera, steps=20, step_size=0.05)
+    unchanged = refine_trajectory(constant, blurry, latent, jagged, camera, settings(steps=20, step_size=0.05))
     np.testing.assert_array_equal(unchanged.trajectory, jagged.astype(np.float32))
 
 
@@ -206,13 +221,17 @@ def test_the_smoothness_prior_smooths():
 )
 def test_bad_input_gives_a_clear_error(change, message):
     blurry, latent, camera = images()
-    arguments = {"blurry": blurry, "latent": latent, "trajectory": np.zeros((P, 3)), "camera": camera, **change}
+    knobs = {name: value for name, value in change.items() if name in ("steps", "step_size", "smoothness", "scales")}
+    given = {name: value for name, value in change.items() if name not in knobs}
+    arguments = {"blurry": blurry, "latent": latent, "trajectory": np.zeros((P, 3)), "camera": camera, **given}
     with pytest.raises(ValueError, match=message):
-        refine_trajectory(FakeGraph(np.zeros((P, 3))), **arguments)
+        refine_trajectory(FakeGraph(np.zeros((P, 3))), **arguments, settings=settings(**knobs))
 
 
 def test_levels_too_small_for_the_image_are_raised_to_the_smallest_useful_size():
     blurry, latent, camera = images()  # 40x40: a level is at least 16 px, so 0.4 of the image
     graph = FakeGraph(np.zeros((P, 3)))
-    result = refine_trajectory(graph, blurry, latent, np.full((P, 3), 0.01), camera, steps=(3, 2), scales=(0.1, 0.2))
+    result = refine_trajectory(
+        graph, blurry, latent, np.full((P, 3), 0.01), camera, settings(steps=(3, 2), scales=(0.1, 0.2))
+    )
     assert len(result.coarse_history) == 1 and len(result.coarse_history[0]) == 1 + 3 + 2  # one merged level

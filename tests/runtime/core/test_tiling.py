@@ -5,13 +5,15 @@ import pytest
 
 from runtime.core import deblurrer as deblurrer_module
 from runtime.core import tiling
-from runtime.core.backends import load_runners
+from runtime.core.backends import BackendSettings, load_runners
 from runtime.core.bundle import load_bundle
 from runtime.core.camera import intrinsics
-from runtime.core.deblurrer import Deblurrer
+from runtime.core.deblurrer import Deblurrer, RestoreSettings
 from runtime.core.refine import RefineSettings, graph_function
 from runtime.io.media import quantize
 from tests.runtime.conftest import smooth_rgb
+
+CPU = BackendSettings("ort-cpu")
 
 
 def check_spans(spans, length: int, tile: int) -> None:
@@ -118,11 +120,11 @@ def test_tiled_restoration_equals_the_whole_image(small_bundle, recorded_traject
     height, width, focal = 264, 288, 1150.0
     camera = intrinsics(height, width, focal)
     extent = tiling.blur_extent_px(recorded_trajectory, camera, height, width)
-    with Deblurrer(small_bundle, "ort-cpu", tile_side=None, log=lambda _: None) as whole:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(tile_side=None), log=lambda _: None) as whole:
         _, blurry = whole.sequence(smooth_rgb(height, width), recorded_trajectory, camera)
         expected = whole.restore(blurry, focal, recorded_trajectory)
     said = []
-    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, log=pytest.fail) as tiled:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(tile_side=256), log=pytest.fail) as tiled:
         result = tiled.restore(blurry, focal, recorded_trajectory, progress=said.append)
         tiled.restore(smooth_rgb(240, 256), focal, recorded_trajectory, progress=pytest.fail)  # one tile: nothing
     assert said == [f"restoring: tile {number}/4" for number in range(1, 5)]
@@ -143,7 +145,7 @@ def test_a_margin_the_tiles_cannot_hold_is_capped_and_said_once(small_bundle, re
     monkeypatch.setattr(deblurrer_module, "restore_tiled", restore_tiled)
     said = []
     image = smooth_rgb(264, 288)
-    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, log=said.append) as deblurrer:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(tile_side=256), log=said.append) as deblurrer:
         for _ in range(2):
             deblurrer.restore(image, 5000.0, recorded_trajectory)  # an 85 px blur: margins of 256 px
     assert calls == [(256, 64), (256, 64)]
@@ -190,10 +192,10 @@ def spy_on_warp_graphs(monkeypatch) -> list[tuple[int, int]]:
 
 def test_the_sequence_in_tiles_equals_the_whole_image(small_bundle, recorded_trajectory, wide_shake, monkeypatch):
     image, camera = wide_shake
-    with Deblurrer(small_bundle, "ort-cpu", tile_side=None, log=pytest.fail) as whole:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(tile_side=None), log=pytest.fail) as whole:
         frames, reblurred = whole.sequence(image, recorded_trajectory, camera)
     sizes = spy_on_warp_graphs(monkeypatch)
-    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, log=pytest.fail) as tiled:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(tile_side=256), log=pytest.fail) as tiled:
         tiled_frames, tiled_reblurred = tiled.sequence(image, recorded_trajectory, camera)
         reblurred_alone = tiled.reblur(image, recorded_trajectory, camera)
     frame_error, reblur_error = np.abs(tiled_frames - frames).max(), np.abs(tiled_reblurred - reblurred).max()
@@ -202,7 +204,7 @@ def test_the_sequence_in_tiles_equals_the_whole_image(small_bundle, recorded_tra
     assert tiled_frames.shape == frames.shape and reblurred_alone.shape == reblurred.shape == (*WIDE, 3)
     assert frame_error <= 1e-4 and reblur_error <= 1e-4  # float rounding of positions far from the centre
     assert np.array_equal(reblurred_alone, tiled_reblurred)
-    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, log=pytest.fail) as tiled:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(tile_side=256), log=pytest.fail) as tiled:
         eight_bit, eight_bit_reblurred = tiled.sequence(image, recorded_trajectory, camera, eight_bit=True)
     # Rounded tile by tile to what the float frames round to; the mean stays float.
     assert eight_bit.dtype == np.uint8 and np.array_equal(eight_bit, quantize(tiled_frames))
@@ -211,7 +213,7 @@ def test_the_sequence_in_tiles_equals_the_whole_image(small_bundle, recorded_tra
 
 def test_the_refine_graph_in_tiles_gives_the_whole_loss_and_gradient(small_bundle, recorded_trajectory, wide_shake):
     image, camera = wide_shake
-    runners = load_runners(load_bundle(small_bundle), ("refine", "sequence"), "ort-cpu")[1]
+    runners = load_runners(load_bundle(small_bundle), ("refine", "sequence"), CPU)[1]
     run_refine = graph_function(runners["refine"])
     camera_input = camera[None].astype(np.float32)
     sequence_inputs = {"sharp": as_batch(image), "trajectory": recorded_trajectory[None], "intrinsics": camera_input}
@@ -237,14 +239,15 @@ def test_the_refine_graph_in_tiles_gives_the_whole_loss_and_gradient(small_bundl
     assert nothing_counts["loss"][0] == 0 and not nothing_counts["gradient"].any()
 
 
+@pytest.mark.slow
 def test_refinement_runs_its_graphs_in_tiles(small_bundle, recorded_trajectory, wide_shake, monkeypatch):
     image, camera = wide_shake
     settings = RefineSettings(steps=3, scales=(1.0,))
-    with Deblurrer(small_bundle, "ort-cpu", tile_side=None, refine=settings, log=pytest.fail) as whole:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(tile_side=None), refine=settings, log=pytest.fail) as whole:
         blurry = whole.reblur(image, recorded_trajectory, camera)
         expected = whole.restore(blurry, 1150.0, recorded_trajectory * 0.8)
     sizes = spy_on_warp_graphs(monkeypatch)
-    with Deblurrer(small_bundle, "ort-cpu", tile_side=256, refine=settings, log=pytest.fail) as tiled:
+    with Deblurrer(small_bundle, CPU, RestoreSettings(tile_side=256), refine=settings, log=pytest.fail) as tiled:
         result = tiled.restore(blurry, 1150.0, recorded_trajectory * 0.8)
     assert all(max(size) <= 256 for size in sizes) and len(sizes) >= 3 * 4
     assert result.refinement.loss_before == pytest.approx(expected.refinement.loss_before, rel=1e-4)

@@ -5,8 +5,6 @@ import csv
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,8 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.core.backends import backends
+from runtime.core.backends import BackendSettings, backends
+from runtime.core.backends.base import BackendError
+from runtime.core.bundle import load_bundle
+from runtime.core.deblurrer import NET_ROLES
 from runtime.core.motion import gyro_trajectory, read_gyro_log, read_trajectory
+from runtime.io import deblur
 from runtime.io.deblur import main
 from tests.runtime.conftest import smooth_bgr8, write_trajectory_file
 
@@ -228,6 +230,47 @@ def test_an_unavailable_backend_is_named(small_bundle, inputs, tmp_path):
     assert stderr.startswith("error: backend tensorrt cannot run here: ")
 
 
+def test_rebuild_without_tensorrt_builds_nothing_and_refuses_only_the_tensorrt_backend(small_bundle, inputs, tmp_path):
+    if next(b for b in backends() if b.name == "tensorrt").unavailable_reason() is None:
+        pytest.skip("TensorRT runs here")
+    code, _, stderr = run("--engine", small_bundle, "--rebuild", "-o", tmp_path / "auto", inputs / "photo.png")
+    assert code == 0, stderr
+    assert "rebuilding" not in stderr and "not rebuilt" not in stderr and "backend: ort-cpu (auto)" in stderr
+    arguments = ("--rebuild", "--backend", "tensorrt", "-o", tmp_path / "tensorrt", inputs / "photo.png")
+    code, _, stderr = run("--engine", small_bundle, *arguments)
+    assert code == 2 and len(stderr.splitlines()) == 1
+    assert stderr.startswith("error: backend tensorrt cannot run here: ")
+
+
+def test_rebuild_asks_for_the_engines_the_deblurrer_loads(small_bundle, monkeypatch):
+    """Where TensorRT runs: the nets at their precision, the refinement's graphs in FP32. A build that fails is the
+    tensorrt backend's refusal; under auto it is said and another backend runs."""
+    monkeypatch.setattr(deblur.tensorrt, "unavailable_reason", lambda: None)
+    asked, said = [], []
+
+    def rebuild_stale(bundle, roles, precision, profile, log):
+        asked.append((precision, tuple(roles)))
+        return bundle
+
+    monkeypatch.setattr(deblur, "rebuild_stale", rebuild_stale)
+    bundle = load_bundle(small_bundle)
+    assert deblur.rebuild_engines(bundle, BackendSettings("auto", "fp16"), True, pytest.fail) is bundle
+    assert asked == [("fp16", NET_ROLES), ("fp32", ("refine", "sequence"))]
+    asked.clear()
+    deblur.rebuild_engines(bundle, BackendSettings("tensorrt"), False, pytest.fail)
+    deblur.rebuild_engines(bundle, BackendSettings("ort-cpu"), True, pytest.fail)
+    assert asked == [("fp32", NET_ROLES)]
+
+    def failing(bundle, roles, precision, profile, log):
+        raise BackendError("no engine to rebuild from")
+
+    monkeypatch.setattr(deblur, "rebuild_stale", failing)
+    with pytest.raises(BackendError, match="^backend tensorrt cannot run here: no engine to rebuild from$"):
+        deblur.rebuild_engines(bundle, BackendSettings("tensorrt"), False, pytest.fail)
+    assert deblur.rebuild_engines(bundle, BackendSettings("auto"), False, said.append) is bundle
+    assert said == ["tensorrt engines not rebuilt: no engine to rebuild from"]
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -355,19 +398,10 @@ def test_a_photos_exif_focal_length_is_used_unless_an_option_gives_one(small_bun
     assert (description("c")["focal_length_px"], description("c")["focal_length_source"]) == (300.0, "--focal-length")
 
 
-def test_the_runtime_runs_without_torch(small_bundle, inputs, tmp_path):
-    arguments = ["--engine", str(small_bundle), "-o", str(tmp_path / "out"), str(inputs / "photo.png")]
-    code = (
-        "import sys\n"
-        "import runtime, runtime.io.deblur, runtime.core.deblurrer, runtime.io.batch, runtime.core.tiling, runtime.io.pictures\n"
-        "assert 'torch' not in sys.modules, 'importing the runtime imported torch'\n"
-        f"rc = runtime.io.deblur.main({arguments!r})\n"
-        "assert 'torch' not in sys.modules, 'running the runtime imported torch'\n"
-        "sys.exit(rc)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "backend: ort-cpu (auto)" in done.stderr  # auto says what it picked
+def test_auto_says_which_backend_it_picked(small_bundle, inputs, tmp_path):
+    code, _, stderr = run("--engine", small_bundle, "-o", tmp_path / "out", inputs / "photo.png")
+    assert code == 0, stderr
+    assert "backend: ort-cpu (auto)" in stderr
     assert (tmp_path / "out" / "photo" / "restored.png").is_file()
 
 

@@ -8,7 +8,6 @@ import pytest
 
 from runtime.core.backends import backends
 from runtime.core.bundle import load_bundle
-from runtime.io import pictures as visualize
 from runtime.tools import benchmark, comparison
 
 
@@ -65,10 +64,3 @@ def test_the_command_compares_plots_and_writes_json(small_bundle, tmp_path, caps
     assert "| ort-cpu fp32 |" in capsys.readouterr().out
     assert benchmark.main([*arguments, "--backends", "cuda"]) == 2
     assert "--backends: unknown cuda" in capsys.readouterr().err
-
-
-def test_a_latency_chart_draws_a_bar_per_configuration():
-    chart = visualize.latency_chart([("fast", 0.1), ("slow", 0.3)])
-    assert chart.dtype == np.uint8 and chart.ndim == 3
-    with pytest.raises(ValueError, match="no latencies"):
-        visualize.latency_chart([])

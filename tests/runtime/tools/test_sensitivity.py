@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from runtime.core.backends import BackendSettings
 from runtime.core.deblurrer import Deblurrer
 from runtime.io.deblur import DEMO_BUNDLE
 from runtime.io.media import read_image
@@ -54,10 +55,12 @@ def test_a_whole_sweep(small_bundle, pairs, tmp_path):
 
 
 def test_blend_zero_restores_with_the_true_trajectory(small_bundle, pairs):
-    report = sensitivity(small_bundle, pairs, blends=(0.0,), backend="ort-cpu", limit=1, progress=lambda _: None)
+    report = sensitivity(
+        small_bundle, pairs, blends=(0.0,), backend=BackendSettings("ort-cpu"), limit=1, progress=lambda _: None
+    )
     pair = read_pairs(pairs)[0]
     blurry, sharp = read_image(pair.blurry).rgb, read_image(pair.sharp).rgb
-    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
+    with Deblurrer(small_bundle, BackendSettings("ort-cpu"), log=lambda _: None) as deblurrer:
         restored = deblurrer.restore(blurry, pair.focal_length, pair.trajectory.astype(np.float32)).restored
     (point,) = report.pairs[0].points
     assert point.psnr_restored == pytest.approx(metrics.psnr(np.clip(restored, 0, 1), sharp), abs=1e-6)
@@ -97,7 +100,9 @@ def test_a_missing_pairs_file_is_refused(small_bundle, tmp_path):
 def test_the_demo_restoration_gains_most_with_the_true_trajectory(held_out_pair):
     """Real content, a recorded shake, the shipped nets: the true trajectory restores best, and the gain falls as
     the trajectory moves towards the estimate."""
-    report = sensitivity(DEMO_BUNDLE, held_out_pair, blends=(0.0, 0.5, 1.0), backend="ort-cpu", progress=lambda _: None)
+    report = sensitivity(
+        DEMO_BUNDLE, held_out_pair, blends=(0.0, 0.5, 1.0), backend=BackendSettings("ort-cpu"), progress=lambda _: None
+    )
     truth, half, estimate = (point.psnr_gain for point in report.mean())
     assert truth > 1.0 and truth > half > estimate
 

@@ -1,5 +1,5 @@
-"""`runtime.tools.sync`: the rotation between frames from tracked features, and a video's clock offset against a gyroscope
-log, found on a made-up shaky video whose frames are motion-blurred as a camera blurs them."""
+"""`runtime.tools.sync`: the rotation between frames from tracked features, and a video's clock offset against a
+gyroscope log, found on a made-up shaky video whose frames are motion-blurred as a camera blurs them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from runtime.core.backends import BackendSettings
 from runtime.core.camera import intrinsics
 from runtime.core.deblurrer import Deblurrer
 from runtime.core.motion import AXES_SPECS, GyroLog, axes_matrix, exponential, exposure_motion, read_frame_times
@@ -73,7 +74,7 @@ def shaky_video(small_bundle, tmp_path_factory) -> Path:
     texture, log = _texture(), _shake()
     video = tmp_path_factory.mktemp("sync") / "shaky.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
-    with Deblurrer(small_bundle, "ort-cpu", log=lambda _: None) as deblurrer:
+    with Deblurrer(small_bundle, BackendSettings("ort-cpu"), log=lambda _: None) as deblurrer:
         for number in range(60):
             middle = number / FPS + TRUE_OFFSET_S
             sharp = np.repeat(_view(texture, log.orientation_at(middle))[..., None], 3, axis=2)
@@ -169,6 +170,7 @@ def test_under_a_rolling_shutter_the_offset_found_is_the_middle_rows(tmp_path):
     assert abs(sync.offset_s - TRUE_OFFSET_S) < 0.002
 
 
+@pytest.mark.slow
 def test_a_drifting_clock_is_found_and_each_frame_gets_its_exposure_start(tmp_path):
     """20 s at 30 fps (no blur) of a log whose clock runs 300 ppm fast against the video's: `--drift 5` finds the
     drift from four windows, and `--frame-times-out` writes each frame's exposure start in the log's clock (its

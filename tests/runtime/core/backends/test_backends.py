@@ -1,12 +1,13 @@
 """Choosing a backend: `auto` takes the fastest that runs here and says why the others did not."""
 
+import re
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import pytest
 
-from runtime.core.backends import NAMES, backends, load_runners
+from runtime.core.backends import NAMES, BackendSettings, backends, load_runners
 from runtime.core.backends.base import BackendError
 from runtime.core.backends.ort import ORT_CPU
 from runtime.core.bundle import load_bundle
@@ -24,13 +25,14 @@ def bundle(small_bundle):
 )
 def test_auto_takes_the_cpu_here_and_says_why(bundle):
     said = []
-    name, runners = load_runners(bundle, ROLES, "auto", log=said.append)
+    name, runners = load_runners(bundle, ROLES, BackendSettings("auto"), log=said.append)
     assert name == "ort-cpu" and set(runners) == set(ROLES)
     assert all(runner.backend == "ort-cpu" for runner in runners.values())
     assert len(said) == 1 and said[0].startswith("backend: ort-cpu (auto); skipped ")
-    skipped = said[0].split("; skipped ", 1)[1].split("; ")
-    assert [reason.split(":")[0] for reason in skipped] == ["tensorrt", "ort-tensorrt", "ort-cuda"]
-    assert all(len(reason.split(": ", 1)[1]) > 10 for reason in skipped)  # each with its reason
+    # Each skipped backend by name with its reason (a reason may itself hold "; ").
+    skipped = re.split(r"(?:; skipped |; )(tensorrt|ort-tensorrt|ort-cuda): ", said[0])[1:]
+    assert skipped[0::2] == ["tensorrt", "ort-tensorrt", "ort-cuda"]
+    assert all(len(reason) > 10 for reason in skipped[1::2])
     assert "has no CUDAExecutionProvider" in said[0]
     for runner in runners.values():
         runner.close()
@@ -41,18 +43,18 @@ def test_an_explicit_backend_that_cannot_run_here_is_named(bundle, name):
     if next(b for b in backends() if b.name == name).unavailable_reason() is None:
         pytest.skip(f"{name} is available here")
     with pytest.raises(BackendError, match=f"^backend {name} cannot run here: .+") as error:
-        load_runners(bundle, ROLES, name, log=pytest.fail)
+        load_runners(bundle, ROLES, BackendSettings(name), log=pytest.fail)
     assert "\n" not in str(error.value)
 
 
 def test_an_unknown_backend_is_refused_with_the_choices(bundle):
     with pytest.raises(BackendError, match="unknown backend 'cuda': choose one of auto, tensorrt, .*ort-cpu"):
-        load_runners(bundle, ROLES, "cuda")
+        load_runners(bundle, ROLES, BackendSettings("cuda"))
 
 
 def test_onnxruntime_runs_only_the_precisions_the_bundle_holds(bundle):
     with pytest.raises(BackendError, match="ort-cpu runs the bundle's ONNX graphs, which it holds at fp32; for fp16"):
-        load_runners(bundle, ROLES, "ort-cpu", precision="fp16")
+        load_runners(bundle, ROLES, BackendSettings("ort-cpu", "fp16"))
 
 
 def test_a_runner_says_what_went_wrong_in_one_line(bundle):
@@ -69,16 +71,16 @@ def test_a_runner_says_what_went_wrong_in_one_line(bundle):
 
 
 def test_the_onnxruntime_thread_count_reaches_every_session(bundle):
-    _, runners = load_runners(bundle, ROLES, "ort-cpu", threads=1)
+    _, runners = load_runners(bundle, ROLES, BackendSettings("ort-cpu", threads=1))
     assert {role: r.session.get_session_options().intra_op_num_threads for role, r in runners.items()} == {
         role: 1 for role in ROLES
     }
     with pytest.raises(BackendError, match="threads must be at least 1"):
-        load_runners(bundle, ROLES, "ort-cpu", threads=0)
+        load_runners(bundle, ROLES, BackendSettings("ort-cpu", threads=0))
 
 
 def test_onnxruntime_sessions_do_not_spin_between_runs(bundle):
-    _, runners = load_runners(bundle, ROLES, "ort-cpu", threads=2)
+    _, runners = load_runners(bundle, ROLES, BackendSettings("ort-cpu", threads=2))
     for runner in runners.values():
         entries = runner.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
         assert entries == "0"
@@ -143,7 +145,7 @@ def test_openvino_runs_the_graphs_as_onnxruntime_does(bundle, openvino_available
     from runtime.tools.benchmark import graph_feeds
 
     feeds = graph_feeds(bundle, 48, 64)
-    name, runners = load_runners(bundle, ROLES, "openvino", precision=precision, log=pytest.fail)
+    name, runners = load_runners(bundle, ROLES, BackendSettings("openvino", precision), log=pytest.fail)
     assert name == "openvino"
     for role in ROLES:
         expected = ORT_CPU.load(bundle, role, "fp32").run(feeds[role])
@@ -159,4 +161,4 @@ def test_openvino_runs_the_graphs_as_onnxruntime_does(bundle, openvino_available
 
 def test_openvino_refuses_a_precision_the_bundle_lacks(bundle, openvino_available):
     with pytest.raises(BackendError, match="openvino runs fp32, bf16 for this bundle, not int8-cpu"):
-        load_runners(bundle, ROLES, "openvino", precision="int8-cpu", log=pytest.fail)
+        load_runners(bundle, ROLES, BackendSettings("openvino", "int8-cpu"), log=pytest.fail)
