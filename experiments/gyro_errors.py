@@ -1,4 +1,4 @@
-"""What a gyroscope's errors cost known-motion deblurring: the README table in "Known camera motion".
+"""What a gyroscope's errors cost known-motion deblurring: the table in `docs/known-motion.md`.
 
     python -m experiments.gyro_errors --engine runtime/bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
 

@@ -1,4 +1,4 @@
-"""Can one photo tell a gyroscope log's clock offset? The README's finding in "Known camera motion".
+"""Can one photo tell a gyroscope log's clock offset? The finding in `docs/known-motion.md`.
 
     python -m experiments.offset_from_photo --engine runtime/bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
 

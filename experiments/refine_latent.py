@@ -1,5 +1,5 @@
-"""Which latent image lets trajectory refinement find the true trajectory: the README table "Refinement works when
-the latent image is good" (section "Trajectory refinement").
+"""Which latent image lets trajectory refinement find the true trajectory: the table in
+`docs/refinement.md` ("When refinement helps").
 
     python -m experiments.refine_latent --engine runtime/bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
 
@@ -32,7 +32,7 @@ from runtime.io.media import read_image
 from runtime.tools import metrics
 from runtime.tools.pairs import Pair
 
-#: 30 Adam steps at half resolution, then 30 at full, as in the README's held-out refinement.
+#: 30 Adam steps at half resolution, then 30 at full, as in the held-out refinement of `docs/refinement.md`.
 SETTINGS = RefineSettings(steps=30, scales=(0.5, 1.0))
 ROUNDS = 3
 LATENTS = {

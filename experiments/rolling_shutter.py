@@ -1,5 +1,5 @@
-"""What a rolling shutter costs gyroscope deblurring, and what restoring in bands gives back: the README table in
-"Known camera motion".
+"""What a rolling shutter costs gyroscope deblurring, and what restoring in bands gives back: the table in
+`docs/known-motion.md`.
 
     python -m experiments.rolling_shutter --engine runtime/bundles/demo --pairs pairs/heldout [--out DIR] [--limit N]
 

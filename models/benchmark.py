@@ -32,7 +32,7 @@ import torch
 from models import geometry, pmbm
 from models.restoration import RestorationNet
 from models.trajectory import TrajectoryNet, order_poses
-from runtime.tools.benchmark import warp_feed
+from runtime.tools.feeds import warp_feed
 
 
 def timed_runs(work: Callable[[], object], repeats: int) -> list[float]:

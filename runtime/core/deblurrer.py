@@ -79,7 +79,7 @@ class RestoreSettings:
     in tiles of at most 512 px (`WARP_TILE_SIDE`; see `runtime.core.tiling`); None never tiles.
     `estimation_side` runs the trajectory net on a copy of each image shrunk (area-averaged) to at most that many
     px on its longer side, with the focal length scaled to match: rotations do not depend on resolution, and a
-    net predicts best at blur sizes in pixels like those it was trained on (README "Large images"); None runs it
+    net predicts best at blur sizes in pixels like those it was trained on (`docs/tiling-and-memory.md`); None runs it
     at full resolution, as the reference does. It must be at least the bundle's smallest input, which the
     Deblurrer checks.
     """

@@ -32,7 +32,7 @@ TABLE = (
     Precision("fp32", "full precision, every backend", engine=True, openvino_hint="f32"),
     Precision(
         "fp16",
-        "TensorRT engines (geometry kept FP32); onnxruntime GPU backends and TensorRT 11 run the fp16 variant",
+        "TensorRT engines (geometry kept FP32), or the fp16 variant on onnxruntime GPU backends and TensorRT 11",
         engine=True,
         engine_source={"strong": "fp16"},
         made_by="python -m calibration.fp16 {bundle} --pairs PAIRS",

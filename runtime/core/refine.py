@@ -11,8 +11,8 @@ The sequence graph is optional: when given, full-resolution evaluations that nee
 result when all steps run at coarse levels, as by default) take the reblurred image from it, about a third of the
 cost of a refine-graph run.
 
-Adam rather than Gauss-Newton/Levenberg-Marquardt: measured to end lower at less cost (README, "Trajectory
-refinement"), and it needs only the gradient. The best iterate is kept: the result's reblur loss is never above
+Adam rather than Gauss-Newton/Levenberg-Marquardt: the graph returns the loss and its gradient, all Adam needs
+(`docs/refinement.md` says why not the others). The best iterate is kept: the result's reblur loss is never above
 the starting one, and a step that gives a non-finite loss or gradient ends the loop with the best finite iterate.
 """
 
@@ -40,7 +40,7 @@ DEFAULT_STEP_SIZE = 0.25
 #: Default resolution: a quarter of the image. The refine graph costs about a quarter of the demo restoration per
 #: run at full size, so full-resolution steps would cost several restorations; at a quarter, 30 steps and the two
 #: full-resolution evaluations (start and result, through the sequence graph) cost less than one (0.96 of one at
-#: 512x512 on onnxruntime's CPU provider: `python -m runtime.benchmark`, README).
+#: 512x512 on onnxruntime's CPU provider: `python -m runtime.benchmark`, `docs/refinement.md`).
 DEFAULT_SCALES = (0.25,)
 #: Smallest side of a coarse level, in pixels.
 MIN_LEVEL_SIDE = 16

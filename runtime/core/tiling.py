@@ -45,7 +45,7 @@ MIN_MARGIN = 64
 WARP_MARGIN_PX = 2
 #: Tile side for the warp graphs (sequence, refine) on large images. onnxruntime's CPU provider ran the demo
 #: sequence graph at 1.2-1.4 us per pixel up to 512x512 and 3.3-4.5 us at 1024x1024, where it took 4.7 GB
-#: (0.9 GB at 512x512; `README.md`, "Large images").
+#: (0.9 GB at 512x512; `docs/tiling-and-memory.md`).
 WARP_TILE_SIDE = 512
 #: Fewest rows in the core of a band (`tiles`), so that every band's window still holds the bundles' 32 px.
 MIN_BAND_ROWS = 4 * ALIGN

@@ -14,11 +14,11 @@ on onnxruntime's CPU provider in both its forms: GridSample + mean as the bundle
 the CPU provider rewrites it into (`runtime.core.backends.ort_warps`). Inputs are a deterministic smooth synthetic
 image, the default intrinsics, a small fixed trajectory (~0.01 rad) and the bundle's sigma.
 
-The work is counted, without torch or onnx, from an onnxruntime profile of one run of each graph per size:
-multiply-accumulates of every Conv, ConvTranspose, MatMul and Gemm node, with the shapes it actually ran at. That
-profiled session runs the graphs as the bundle stores them (no graph optimisation, no weight pre-packing), so the
-count is the bundle's own, not that of onnxruntime's rewritten graph (which pads channels to its block size).
-GFLOP = 2 x GMAC; GFLOP/s divides that by the stage's median time.
+The work is counted (`runtime.tools.macs`), without torch or onnx, from an onnxruntime profile of one run of each
+graph per size: multiply-accumulates of every Conv, ConvTranspose, MatMul and Gemm node, with the shapes it actually
+ran at. That profiled session runs the graphs as the bundle stores them (no graph optimisation, no weight
+pre-packing), so the count is the bundle's own, not that of onnxruntime's rewritten graph (which pads channels to
+its block size). GFLOP = 2 x GMAC; GFLOP/s divides that by the stage's median time.
 
 With `--backends` or `--precisions`, every configuration that can run is then compared end to end at each size
 (`runtime.tools.comparison`): latency, throughput, peak memory, accuracy against FP32, the PyTorch reference, the
@@ -30,60 +30,35 @@ These machines are noisy: compare figures within one run (ratios), not across ru
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
-import math
 import os
-import platform
 import shlex
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 import onnxruntime
 
-from runtime.core import camera as camera_model
 from runtime.core.backends import NAMES, BackendSettings, load_runners
 from runtime.core.backends.base import BackendError, Runner
 from runtime.core.backends.ort import session_options
 from runtime.core.backends.ort_warps import averaged_warp_model, deform_warps
 from runtime.core.bundle import Bundle, BundleError, load_bundle
 from runtime.core.deblurrer import Deblurrer, RestoreSettings
-from runtime.core.refine import RefineSettings, graph_function, refine_trajectory
+from runtime.core.refine import graph_function, refine_trajectory
 from runtime.io import media
 from runtime.tools import charts, comparison
+from runtime.tools.benchmark_report import BenchmarkResult, SizeResult, StageResult
+from runtime.tools.benchmark_stages import GRAPHS, REFINE_GRAPH, REFINE_SETTINGS, STAGES
+from runtime.tools.feeds import graph_feeds, synthetic_image, warp_feed
+from runtime.tools.machine import load_average, machine_facts
+from runtime.tools.macs import MacCount, profile_macs
 
-GRAPHS = ("trajectory", "restoration", "sequence")
-#: Timed when the bundle has it (older bundles do not).
-REFINE_GRAPH = "refine"
-#: The refinement the benchmark times: what `--refine` does by default.
-REFINE_SETTINGS = RefineSettings()
-#: Every stage reported, in table order, with its label.
-STAGES = {
-    "trajectory": "trajectory graph",
-    "restoration": "restoration graph",
-    "sequence": "sequence graph",
-    "refine": "refine graph (one run)",
-    "refinement": f"refinement ({REFINE_SETTINGS.steps} steps at scales {REFINE_SETTINGS.scales})",
-    "warp_gridsample": "one blur operator alone: GridSample + mean (onnxruntime CPU)",
-    "warp_deformconv": "one blur operator alone: DeformConv (onnxruntime CPU)",
-    "warp_torch": "one blur operator alone: PyTorch grid_sample + mean (with --torch-reference)",
-    "io": "I/O (PNG decode + encode)",
-    "end_to_end": "end to end (Deblurrer call + sequence)",
-}
-#: Operators whose multiply-accumulates are counted; everything else is treated as free.
-COUNTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 DEFAULT_SIZES = ((256, 256), (512, 512))
-#: Amplitude of the synthetic trajectory, radians.
-TRAJECTORY_RAD = 0.01
 
 Log = Callable[[str], object]
 
@@ -97,347 +72,7 @@ def _prefixed(log: Log, prefix: str) -> Log:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Counting multiply-accumulates from an onnxruntime profile
-
-
-@dataclass(frozen=True)
-class MacCount:
-    """Multiply-accumulates of one graph run, by operator type, as recorded by onnxruntime's profiler."""
-
-    by_op: dict[str, int]
-    #: Nodes of a counted type whose shapes the profile lacked (so the total is a lower bound when > 0).
-    uncounted: int = 0
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_op.values())
-
-    @property
-    def gmac(self) -> float:
-        return self.total / 1e9
-
-
-def _shapes(entries: object) -> list[tuple[int, ...]]:
-    """The profile's `[{"float": [1, 3, 8, 8]}, ...]` as shape tuples."""
-    if not isinstance(entries, list):
-        return []
-    return [tuple(int(side) for side in next(iter(entry.values()))) for entry in entries if entry]
-
-
-def node_macs(op: str, inputs: Sequence[tuple[int, ...]], outputs: Sequence[tuple[int, ...]]) -> int | None:
-    """Multiply-accumulates of one node from its input and output shapes; None when the shapes are not enough.
-
-    Conv: output elements x (Cin/group x kH x kW), the weight's shape past its first axis. ConvTranspose: input
-    elements x (Cout/group x kH x kW), likewise. MatMul: output elements x K (A's last axis). Gemm: output
-    elements x K, with K = size(A) / M whether or not A is transposed.
-    """
-    if not outputs:
-        return None
-    out = math.prod(outputs[0])
-    if op == "Conv" and len(inputs) >= 2:
-        return out * math.prod(inputs[1][1:])
-    if op == "ConvTranspose" and len(inputs) >= 2:
-        return math.prod(inputs[0]) * math.prod(inputs[1][1:])
-    if op == "MatMul" and len(inputs) >= 2 and inputs[0]:
-        return out * inputs[0][-1]
-    if op == "Gemm" and len(inputs) >= 2 and outputs[0]:
-        return out * (math.prod(inputs[0]) // outputs[0][0])
-    return None
-
-
-def macs_from_trace(events: Iterable[Mapping[str, Any]]) -> list[MacCount]:
-    """One `MacCount` per `session.run` in an onnxruntime profile trace (its list of events), in run order."""
-    events = list(events)
-    runs = sorted(
-        (int(e["ts"]), int(e["ts"]) + int(e["dur"]))
-        for e in events
-        if e.get("cat") == "Session" and e.get("name") == "model_run"
-    )
-    starts = [start for start, _ in runs]
-    counts: list[dict[str, int]] = [dict.fromkeys(COUNTED_OPS, 0) for _ in runs]
-    uncounted = [0] * len(runs)
-    for event in events:
-        args = event.get("args", {})
-        op = args.get("op_name")
-        if event.get("cat") != "Node" or op not in COUNTED_OPS or not event.get("name", "").endswith("_kernel_time"):
-            continue
-        index = bisect.bisect_right(starts, int(event["ts"])) - 1
-        if index < 0 or int(event["ts"]) > runs[index][1]:
-            continue
-        macs = node_macs(op, _shapes(args.get("input_type_shape")), _shapes(args.get("output_type_shape")))
-        if macs is None:
-            uncounted[index] += 1
-        else:
-            counts[index][op] += macs
-    return [MacCount(by_op, missing) for by_op, missing in zip(counts, uncounted, strict=True)]
-
-
-def _trace_threads(events: Iterable[Mapping[str, Any]]) -> int | None:
-    """The intra-op pool size seen in a trace: the calling thread plus the pool's other threads."""
-    sizes = [
-        1 + len(stats["sub_threads"])
-        for e in events
-        if isinstance(stats := e.get("args", {}).get("thread_scheduling_stats"), dict) and "sub_threads" in stats
-    ]
-    return max(sizes) if sizes else None
-
-
-def profile_macs(graph: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[list[MacCount], int | None]:
-    """Run an ONNX graph once per feed on onnxruntime's CPU provider with profiling on; count its work per run.
-
-    Graph optimisation and weight pre-packing are off: the former rewrites convolutions into onnxruntime's
-    blocked layout (channels padded to the block size), the latter drops pre-packed weights from the recorded
-    inputs (ConvTranspose, Gemm, MatMul). Also returns the intra-op thread count the session used (None if unseen).
-    """
-    with tempfile.TemporaryDirectory(prefix="blur2seq-profile-") as directory:
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(directory) / "profile")
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.add_session_config_entry("session.disable_prepacking", "1")
-        session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-        try:
-            for feed in feeds:
-                session.run(None, dict(feed))
-        finally:
-            trace = Path(session.end_profiling())
-            del session
-        events = json.loads((trace if trace.is_absolute() else Path(directory) / trace.name).read_text())
-    counts = macs_from_trace(events)
-    if len(counts) != len(feeds):
-        raise RuntimeError(f"{graph}: the onnxruntime profile holds {len(counts)} runs, {len(feeds)} were made")
-    return counts, _trace_threads(events)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """Wall times of one stage (seconds, each timed run) and the multiply-accumulates it does (None: not counted)."""
-
-    stage: str
-    times_s: tuple[float, ...]
-    gmac: float | None = None
-
-    @property
-    def median_s(self) -> float:
-        return statistics.median(self.times_s)
-
-    @property
-    def min_s(self) -> float:
-        return min(self.times_s)
-
-    @property
-    def max_s(self) -> float:
-        return max(self.times_s)
-
-    @property
-    def gflop_per_s(self) -> float | None:
-        """Achieved GFLOP/s at the median (2 FLOP per multiply-accumulate)."""
-        return None if self.gmac is None else 2 * self.gmac / self.median_s
-
-
-@dataclass(frozen=True)
-class SizeResult:
-    """Every stage at one image size, and the per-graph counts behind the GMAC column."""
-
-    height: int
-    width: int
-    stages: tuple[StageResult, ...]
-    macs: dict[str, MacCount] = field(default_factory=dict)
-
-    def stage(self, name: str) -> StageResult:
-        return next(stage for stage in self.stages if stage.stage == name)
-
-
-@dataclass(frozen=True)
-class BenchmarkResult:
-    """A whole benchmark run: the setting, the machine and the figures per size."""
-
-    bundle: str
-    architecture: dict[str, Any]
-    backend: str
-    threads: str
-    warmup: int
-    repeats: int
-    machine: dict[str, Any]
-    sizes: tuple[SizeResult, ...]
-    command: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything, JSON-ready: raw times per run as well as the summaries."""
-        return {
-            "command": self.command,
-            "bundle": self.bundle,
-            "architecture": self.architecture,
-            "backend": self.backend,
-            "threads": self.threads,
-            "warmup": self.warmup,
-            "repeats": self.repeats,
-            "machine": self.machine,
-            "mac_counting": "Conv, ConvTranspose, MatMul, Gemm from an onnxruntime profile; GFLOP = 2 x GMAC",
-            "sizes": [
-                {
-                    "height": size.height,
-                    "width": size.width,
-                    "stages": [
-                        {
-                            "stage": stage.stage,
-                            "label": STAGES[stage.stage],
-                            "times_s": list(stage.times_s),
-                            "median_s": stage.median_s,
-                            "min_s": stage.min_s,
-                            "max_s": stage.max_s,
-                            "gmac": stage.gmac,
-                            "gflop": None if stage.gmac is None else 2 * stage.gmac,
-                            "gflop_per_s": stage.gflop_per_s,
-                        }
-                        for stage in size.stages
-                    ],
-                    "macs_by_op": {role: count.by_op for role, count in size.macs.items()},
-                    "uncounted_nodes": {role: count.uncounted for role, count in size.macs.items()},
-                }
-                for size in self.sizes
-            ],
-        }
-
-    def to_markdown(self) -> str:
-        """A header with the setting and machine, then one table per size."""
-        machine = self.machine
-        lines = [
-            "# Blur2Seq runtime benchmark",
-            "",
-            f"- command: `{self.command}`" if self.command else "- command: (called from Python)",
-            f"- bundle: `{self.bundle}` ({_architecture_text(self.architecture)})",
-            f"- machine: {machine['cpu_count']} CPUs ({machine['usable_cpus']} usable), {machine['cpu_model']}, "
-            f"{machine['platform']}",
-            f"- load average (1, 5, 15 min): {machine['load_average']} at start, "
-            f"{machine.get('load_average_end', 'unknown')} at end (the end figure includes this benchmark)",
-            f"- software: Python {machine['python']}, onnxruntime {machine['onnxruntime']}, numpy "
-            f"{machine['numpy']}, OpenCV {machine['opencv']}",
-            f"- backend: {self.backend}; intra-op threads: {self.threads}; {self.warmup} warm-up, "
-            f"{self.repeats} timed rounds (every stage once per round, interleaved); times in ms",
-            "- GMAC: multiply-accumulates of Conv, ConvTranspose, MatMul and Gemm as profiled by onnxruntime "
-            "(GridSample, the blur model's warps, is not counted); GFLOP/s = 2 x GMAC / median",
-        ]
-        for size in self.sizes:
-            lines += [
-                "",
-                f"## {size.height}x{size.width} (height x width)",
-                "",
-                "| stage | median ms | min ms | max ms | GMAC | GFLOP/s |",
-                "|---|---:|---:|---:|---:|---:|",
-            ]
-            for stage in size.stages:
-                gmac = "-" if stage.gmac is None else f"{stage.gmac:.2f}" if stage.gmac >= 1 else f"{stage.gmac:.4f}"
-                rate = "-" if stage.gflop_per_s is None else f"{stage.gflop_per_s:.1f}"
-                lines.append(
-                    f"| {STAGES[stage.stage]} | {stage.median_s * 1e3:.1f} | {stage.min_s * 1e3:.1f} | "
-                    f"{stage.max_s * 1e3:.1f} | {gmac} | {rate} |"
-                )
-            missing = {role: count.uncounted for role, count in size.macs.items() if count.uncounted}
-            if missing:
-                lines += ["", f"Nodes the profile gave no shapes for (GMAC is a lower bound): {missing}"]
-        return "\n".join(lines) + "\n"
-
-
-def _architecture_text(architecture: Mapping[str, Any]) -> str:
-    parts = []
-    for role, settings in architecture.items():
-        if isinstance(settings, Mapping):
-            parts.append(role + " " + " ".join(f"{key}={value}" for key, value in settings.items()))
-    return "; ".join(parts) or "architecture not recorded"
-
-
-def machine_facts() -> dict[str, Any]:
-    """What the figures depend on: CPUs, their model, the OS and library versions, and how busy the machine was."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "cpu_model": model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "load_average": load_average(),
-    }
-
-
-def load_average() -> str:
-    """The 1-, 5- and 15-minute load averages: above the CPU count, other work competed for the cores."""
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Inputs and timing
-
-
-def synthetic_image(height: int, width: int) -> np.ndarray:
-    """A deterministic smooth HxWx3 float32 RGB image in [0, 1]: crossed waves and a gradient, like a photo."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    y /= max(height - 1, 1)
-    x /= max(width - 1, 1)
-    channels = [
-        0.5 + 0.3 * np.sin(2 * np.pi * (1.5 * x + 0.7 * y) + phase) + 0.15 * np.cos(2 * np.pi * 3.1 * y * x + phase)
-        for phase in (0.0, 1.3, 2.6)
-    ]
-    return np.clip(np.dstack(channels), 0, 1).astype(np.float32)
-
-
-def synthetic_trajectory(n_positions: int, amplitude: float = TRAJECTORY_RAD) -> np.ndarray:
-    """A small smooth camera-shake path `(P, 3)` float32 radians (pitch, yaw, roll) within +-`amplitude`."""
-    t = np.linspace(-1.0, 1.0, n_positions)
-    return (amplitude * np.stack([t, np.sin(np.pi * t), 0.3 * t * t], axis=1)).astype(np.float32)
-
-
-def graph_feeds(bundle: Bundle, height: int, width: int) -> dict[str, dict[str, np.ndarray]]:
-    """The inputs of each bundle graph at one size: synthetic image, default intrinsics, small trajectory, sigma."""
-    batch = np.ascontiguousarray(synthetic_image(height, width).transpose(2, 0, 1)[None])
-    camera = camera_model.intrinsics(height, width)[None].astype(np.float32)
-    trajectory = synthetic_trajectory(bundle.n_positions)[None]
-    return {
-        "trajectory": {"image": batch, "focal_length": camera[:, 0, 0].copy()},
-        "restoration": {
-            "blurry": batch,
-            "trajectory": trajectory,
-            "intrinsics": camera,
-            "sigma": np.array([bundle.default_sigma], np.float32),
-        },
-        "sequence": {"sharp": batch, "trajectory": trajectory, "intrinsics": camera},
-        REFINE_GRAPH: {
-            "blurry": batch,
-            "latent": batch,
-            "trajectory": trajectory,
-            "intrinsics": camera,
-            "mask": np.ones((1, 1, height, width), np.float32),
-        },
-    }
-
-
-def warp_feed(height: int, width: int, n_positions: int) -> dict[str, np.ndarray]:
-    """One blur-operator call's inputs: the synthetic image and a grid of where the synthetic trajectory's poses
-    carry each pixel, clipped into the image (the graphs' grids hold in-range positions too)."""
-    rows, columns = np.mgrid[0:height, 0:width]
-    pixels = np.stack([columns.ravel(), rows.ravel()], axis=1)
-    camera = camera_model.intrinsics(height, width)
-    paths = camera_model.point_paths(synthetic_trajectory(n_positions), camera, pixels)  # (P, H*W, 2)
-    x = np.clip(paths[..., 0], 0, width - 1) * (2 / (width - 1)) - 1
-    y = np.clip(paths[..., 1], 0, height - 1) * (2 / (height - 1)) - 1
-    grid = np.stack([x, y], axis=-1).reshape(1, n_positions * height, width, 2).astype(np.float32)
-    return {"image": np.ascontiguousarray(synthetic_image(height, width).transpose(2, 0, 1)[None]), "grid": grid}
+# What each stage runs, and timing
 
 
 def warp_sessions(n_positions: int, threads: int | None) -> dict[str, onnxruntime.InferenceSession]:

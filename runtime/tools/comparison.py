@@ -38,9 +38,9 @@ import onnxruntime
 from runtime.core.backends import BackendSettings
 from runtime.core.backends.base import BackendError
 from runtime.core.bundle import Bundle
-from runtime.core.camera import intrinsics
 from runtime.core.deblurrer import Deblurrer, RestoreSettings
-from runtime.tools import metrics
+from runtime.tools import metrics, traces
+from runtime.tools.feeds import image_feeds, synthetic_trajectory
 
 Log = Callable[[str], object]
 #: Kernels the convolution floor sums (onnxruntime names them by op, fused or quantised).
@@ -278,43 +278,27 @@ def memory_mib(field_name: str) -> float | None:
 def convolution_floor_s(bundle: Bundle, image: np.ndarray, threads: int) -> float | None:
     """Seconds onnxruntime FP32 (fully optimised, `threads` threads) spends in convolution kernels over one run of
     the trajectory and the restoration graph, from its profiler (the second run of each; the first warms up)."""
-    height, width = image.shape[:2]
-    batch = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
-    camera = intrinsics(height, width)[None].astype(np.float32)
-    feeds: dict[str, dict[str, np.ndarray]] = {"trajectory": {"image": batch, "focal_length": camera[:, 0, 0].copy()}}
+    feeds = image_feeds(bundle, image, synthetic_trajectory(bundle.n_positions))
     total_us = 0
     with tempfile.TemporaryDirectory(prefix="blur2seq-floor-") as directory:
         for role in REFERENCE_ROLES:
-            options = onnxruntime.SessionOptions()
-            options.log_severity_level = 3
+            options = traces.profiling_options(Path(directory) / role)
             options.intra_op_num_threads = threads
-            options.enable_profiling = True
-            options.profile_file_prefix = str(Path(directory) / role)
             path = str(bundle.graph_path(role))
             session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             for _ in range(2):
                 outputs = session.run(None, feeds[role])
             if role == "trajectory":
-                sigma = np.array([bundle.default_sigma], np.float32)
-                feeds["restoration"] = {"blurry": batch, "trajectory": outputs[0], "intrinsics": camera, "sigma": sigma}
-            trace = Path(session.end_profiling())
-            total_us += _last_run_convolution_us(json.loads((Path(directory) / trace.name).read_text()))
+                feeds["restoration"]["trajectory"] = outputs[0]
+            events = traces.read_trace(session.end_profiling(), Path(directory))
+            total_us += _last_run_convolution_us(events)
     return total_us / 1e6 if total_us else None
 
 
 def _last_run_convolution_us(events: list[dict[str, Any]]) -> int:
     """Microseconds of convolution kernels inside the last `model_run` of an onnxruntime profile."""
-    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
-    last = max(runs, key=lambda e: int(e["ts"]))
-    start, end = int(last["ts"]), int(last["ts"]) + int(last["dur"])
-    return sum(
-        int(e["dur"])
-        for e in events
-        if e.get("cat") == "Node"
-        and e.get("args", {}).get("op_name") in CONVOLUTION_KERNELS
-        and e.get("name", "").endswith("_kernel_time")
-        and start <= int(e["ts"]) <= end
-    )
+    start, end = traces.run_spans(events)[-1]
+    return sum(int(e["dur"]) for e in traces.kernel_events(events, CONVOLUTION_KERNELS) if start <= int(e["ts"]) <= end)
 
 
 def matmul_peak_gflops(threads: int, side: int = 2048, repeats: int = 5) -> float | None:

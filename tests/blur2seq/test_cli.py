@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from blur2seq import cli
+from tests import conftest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "runtime" / "bundles" / "demo"
 
 
-@pytest.fixture
-def run(capsys) -> Callable[..., tuple[int, str, str]]:
-    """`blur2seq` run in this process on arguments (as strings): (exit code, stdout, stderr)."""
-
-    def run(*arguments: object) -> tuple[int, str, str]:
-        code = cli.main([str(argument) for argument in arguments])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+#: `blur2seq` in this process: (exit code, stdout, stderr).
+run = functools.partial(conftest.run, cli.main)
 
 
-def test_the_help_lists_every_subcommand_with_its_summary(run):
+def test_the_help_lists_every_subcommand_with_its_summary():
     code, out, err = run("--help")
     assert (code, err) == (0, "")
     for command in cli.SUBCOMMANDS:
@@ -42,7 +35,7 @@ def test_each_subcommand_runs_a_module_main(command):
     assert callable(importlib.import_module(command.module).main)
 
 
-def test_a_subcommand_shows_its_modules_own_help(run):
+def test_a_subcommand_shows_its_modules_own_help():
     code, out, _ = run("deblur", "--help")
     assert code == 0 and out.startswith("usage: python -m runtime.deblur ") and "--engine" in out
 
@@ -59,14 +52,14 @@ def test_the_installed_script_runs_deblur_without_torch():
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "False", done.stderr
 
 
-def test_no_subcommand_prints_the_help_and_an_unknown_one_a_line(run):
+def test_no_subcommand_prints_the_help_and_an_unknown_one_a_line():
     code, out, err = run()
     assert (code, out) == (2, "") and err == cli.help_text()
     code, out, err = run("deblr", "photo.jpg")
     assert (code, out) == (2, "") and len(err.splitlines()) == 1 and "'deblr'" in err and "deblur" in err
 
 
-def test_dispatch_passes_the_arguments_and_returns_the_exit_code(run):
+def test_dispatch_passes_the_arguments_and_returns_the_exit_code():
     code, out, _ = run("lint", DEMO / "trajectory.onnx")
     assert code == 0 and out == f"{DEMO / 'trajectory.onnx'}: ok (TensorRT 8.5)\n"
     code, _, err = run("lint", DEMO / "trajectory.onnx", "--trt-version", "7")
@@ -75,7 +68,7 @@ def test_dispatch_passes_the_arguments_and_returns_the_exit_code(run):
     assert code == 2 and "python -m runtime.deblur: error:" in err
 
 
-def test_a_subcommand_of_the_export_extra_without_torch_says_how_to_install_it(run, monkeypatch):
+def test_a_subcommand_of_the_export_extra_without_torch_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if it were not installed
     monkeypatch.delitem(sys.modules, "models.checkpoint", raising=False)
     code, out, err = run("checkpoint", "--help")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import onnx
 import onnxruntime
@@ -150,18 +147,17 @@ def test_a_file_that_is_not_onnx_is_refused_in_one_line(tmp_path):
 # --- the gated bundle variant ------------------------------------------------------------------------------------
 
 
-def test_a_bundle_gets_a_gated_fp16_variant_the_runtime_runs(small_bundle, tmp_path):
-    bundle = Path(shutil.copytree(small_bundle, tmp_path / "bundle"))
+def test_a_bundle_gets_a_gated_fp16_variant_the_runtime_runs(bundle_copy):
     samples = [Sample(smooth_rgb(48, 64, seed=seed), 64.0) for seed in range(2)]
-    entry = add_fp16_variant(bundle, samples, progress=lambda _: None)
-    assert load_bundle(bundle).precisions["fp16"] == entry  # files in the sha256 table
+    entry = add_fp16_variant(bundle_copy, samples, progress=lambda _: None)
+    assert load_bundle(bundle_copy).precisions["fp16"] == entry  # files in the sha256 table
     assert entry["graphs"] == {role: f"{role}.fp16.onnx" for role in ("trajectory", "restoration", "sequence")}
     assert entry["gate"]["measured_on"] == "images" and entry["gate"]["passed"]
     assert entry["gate"]["psnr_vs_fp32"] > 40 and entry["conversion"]["float32_nodes"]["restoration"] > 0
     rgb = smooth_rgb(48, 64, seed=5)
     with (
-        Deblurrer(bundle, BackendSettings("ort-cpu"), log=lambda _: None) as fp32,
-        Deblurrer(bundle, BackendSettings("ort-cpu", "fp16"), log=lambda _: None) as half,
+        Deblurrer(bundle_copy, BackendSettings("ort-cpu"), log=lambda _: None) as fp32,
+        Deblurrer(bundle_copy, BackendSettings("ort-cpu", "fp16"), log=lambda _: None) as half,
     ):
         expected, got = fp32.restore(rgb), half.restore(rgb)
     assert 0 < np.abs(got.restored - expected.restored).max() < 1e-2
@@ -170,11 +166,11 @@ def test_a_bundle_gets_a_gated_fp16_variant_the_runtime_runs(small_bundle, tmp_p
     # size the default level is coarse, so the start's loss comes from the sequence graph. The blurry image is the
     # latent's FP32 blur under a nearby trajectory, so the loss is small and FP16 rounding would show (measured:
     # relative 1e-4 with the FP16 sequence graph, 2e-7 with the FP32 one).
-    export_refine(bundle, log=lambda _: None)
+    export_refine(bundle_copy, log=lambda _: None)
     with (
-        Deblurrer(bundle, BackendSettings("ort-cpu"), log=lambda _: None) as fp32,
+        Deblurrer(bundle_copy, BackendSettings("ort-cpu"), log=lambda _: None) as fp32,
         Deblurrer(
-            bundle, BackendSettings("ort-cpu", "fp16"), refine=RefineSettings(steps=3), log=lambda _: None
+            bundle_copy, BackendSettings("ort-cpu", "fp16"), refine=RefineSettings(steps=3), log=lambda _: None
         ) as half,
     ):
         plain = half.restore(rgb, refine=False)
@@ -182,7 +178,7 @@ def test_a_bundle_gets_a_gated_fp16_variant_the_runtime_runs(small_bundle, tmp_p
         blurry = fp32.sequence(latent, 1.2 * plain.trajectory, plain.intrinsics)[1]
         refined = half.refine_result(blurry, plain)
     cpu = BackendSettings("ort-cpu")
-    run = graph_function(load_runners(load_bundle(bundle), ("refine",), cpu, log=lambda _: None)[1]["refine"])
+    run = graph_function(load_runners(load_bundle(bundle_copy), ("refine",), cpu, log=lambda _: None)[1]["refine"])
     unrefined = RefineSettings(steps=0, scales=(1.0,))
     start = refine_trajectory(run, blurry, latent, plain.trajectory, plain.intrinsics, unrefined)
     assert refined.refinement is not None

@@ -1,8 +1,6 @@
 """INT8 calibration of a small bundle: QDQ graphs for each target, the accuracy gate, the sensitivity report, and
 the runtime's use (and refusal) of the variants."""
 
-import contextlib
-import io
 import shutil
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from models.make_pairs import make_pairs
 from runtime.core.backends import BackendSettings
 from runtime.core.bundle import load_bundle
 from runtime.core.deblurrer import Deblurrer
+from tests.conftest import run
 from tests.runtime.conftest import smooth_bgr8, smooth_rgb
 
 
@@ -146,13 +145,6 @@ def test_layer_groups_are_the_first_two_module_levels():
     assert int8.layer_group("/net/h/mlp/mlp.0/Conv") == "h/mlp"
 
 
-def run(*arguments: object) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = int8.main([str(argument) for argument in arguments])
-    return code, stdout.getvalue(), stderr.getvalue()
-
-
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -162,9 +154,8 @@ def run(*arguments: object) -> tuple[int, str, str]:
         (["--images", "{images}", "--samples", "0"], "samples must be at least 1"),
     ],
 )
-def test_bad_settings_give_one_line_and_exit_2(small_bundle, images, tmp_path, arguments, message):
-    bundle = shutil.copytree(small_bundle, tmp_path / "bundle")
+def test_bad_settings_give_one_line_and_exit_2(bundle_copy, images, tmp_path, arguments, message):
     filled = [argument.format(tmp=tmp_path, images=images) for argument in arguments]
-    code, _, stderr = run(bundle, *filled)
+    code, _, stderr = run(int8.main, bundle_copy, *filled)
     assert code == 2 and message in stderr and stderr.strip().splitlines()[-1].startswith("error: ")
-    assert load_bundle(bundle).precisions == {}  # nothing was added
+    assert load_bundle(bundle_copy).precisions == {}  # nothing was added

@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -17,7 +16,7 @@ from tests.conftest import OFFICIAL, shared_file
 SHAPES = [(1, 64, 64), (1, 75, 53), (2, 48, 72)]  # square; portrait and not a multiple of 8; batch 2
 
 
-def run(bundle, role, inputs):
+def run_graph(bundle, role, inputs):
     session = onnxruntime.InferenceSession(str(bundle / f"{role}.onnx"), providers=["CPUExecutionProvider"])
     return session.run(None, {name: value.numpy() for name, value in inputs.items()})
 
@@ -30,7 +29,7 @@ def test_onnxruntime_matches_pytorch(small_bundle, small_nets, spec, batch, heig
     with torch.no_grad():
         expected = spec.build(*small_nets)(*inputs.values())
     expected = expected if isinstance(expected, tuple) else (expected,)
-    for name, got, want in zip(spec.outputs, run(small_bundle, spec.role, inputs), expected, strict=True):
+    for name, got, want in zip(spec.outputs, run_graph(small_bundle, spec.role, inputs), expected, strict=True):
         assert got.shape == tuple(want.shape)
         assert np.abs(got - want.numpy()).max() <= exporter.TOLERANCES[name], name
 
@@ -76,7 +75,7 @@ def test_an_authors_checkpoint_bundle_reproduces_their_restoration(case_b, tmp_p
     bundle = exporter.export_bundle(
         load_trajectory_net(trajectory_file), load_restoration_net(restoration_file), tmp_path / "b", log=print
     )
-    trajectory = run(
+    trajectory = run_graph(
         bundle,
         "trajectory",
         {"image": torch.from_numpy(case_b["blurry_input"]), "focal_length": torch.from_numpy(case_b["f"])},
@@ -87,7 +86,7 @@ def test_an_authors_checkpoint_bundle_reproduces_their_restoration(case_b, tmp_p
         for name, key in (("blurry", "blurred"), ("trajectory", "trajectory"), ("intrinsics", "intrinsics"))
     }
     inputs["sigma"] = torch.from_numpy(case_b["sigma"]).reshape(1)
-    restored = run(bundle, "restoration", inputs)[0]
+    restored = run_graph(bundle, "restoration", inputs)[0]
     with torch.no_grad():
         reference = load_restoration_net(restoration_file)(*inputs.values()).numpy()
     ours, theirs = np.abs(restored - case_b["restored"]), np.abs(reference - case_b["restored"])
@@ -117,14 +116,12 @@ def test_failed_parity_leaves_no_half_bundle(small_nets, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_existing_bundle_is_replaced_only_when_asked(small_bundle, small_nets, tmp_path):
-    target = tmp_path / "bundle"
-    shutil.copytree(small_bundle, target)
-    (target / "stale.txt").write_text("from an older export")
+def test_an_existing_bundle_is_replaced_only_when_asked(bundle_copy, small_nets, tmp_path):
+    (bundle_copy / "stale.txt").write_text("from an older export")
     with pytest.raises(exporter.ExportError, match="already exists; pass --force"):
-        exporter.export_bundle(*small_nets, target)
-    exporter.export_bundle(*small_nets, target, overwrite=True, log=lambda *_: None)
-    assert not (target / "stale.txt").exists() and load_bundle(target)
+        exporter.export_bundle(*small_nets, bundle_copy)
+    exporter.export_bundle(*small_nets, bundle_copy, overwrite=True, log=lambda *_: None)
+    assert not (bundle_copy / "stale.txt").exists() and load_bundle(bundle_copy)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 

@@ -123,20 +123,16 @@ def test_onnxruntime_matches_pytorch(refined_bundle, batch, height, width):
     assert np.abs(gradient - want.numpy()).max() <= 1e-4 * float(want.abs().max())
 
 
-def test_a_failed_export_leaves_the_bundle_unchanged(small_bundle, tmp_path):
-    bundle = tmp_path / "small"
-    shutil.copytree(small_bundle, bundle)
-    before = (bundle / "manifest.json").read_text()
+def test_a_failed_export_leaves_the_bundle_unchanged(small_bundle, bundle_copy):
+    before = (bundle_copy / "manifest.json").read_text()
     with pytest.raises(ExportError, match="opset 21"):
-        refine.export_refine(bundle, opset=21, log=lambda _: None)
-    assert (bundle / "manifest.json").read_text() == before
-    assert sorted(f.name for f in bundle.iterdir()) == sorted(f.name for f in small_bundle.iterdir())
+        refine.export_refine(bundle_copy, opset=21, log=lambda _: None)
+    assert (bundle_copy / "manifest.json").read_text() == before
+    assert sorted(f.name for f in bundle_copy.iterdir()) == sorted(f.name for f in small_bundle.iterdir())
 
 
-def test_cli(small_bundle, tmp_path, capsys):
+def test_cli(bundle_copy, tmp_path, capsys):
     assert refine.main([str(tmp_path / "nowhere")]) == 2
     assert "not a bundle directory" in capsys.readouterr().err
-    bundle = tmp_path / "small"
-    shutil.copytree(small_bundle, bundle)
-    assert refine.main([str(bundle)]) == 0
-    assert "refine" in json.loads((bundle / "manifest.json").read_text())["graphs"]
+    assert refine.main([str(bundle_copy)]) == 0
+    assert "refine" in json.loads((bundle_copy / "manifest.json").read_text())["graphs"]

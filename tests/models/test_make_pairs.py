@@ -1,7 +1,6 @@
 """`models.make_pairs`: evaluation folders from sharp images and the recorded trajectories in ../shared."""
 
-import contextlib
-import io
+import functools
 import json
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from models import make_pairs
 from models.make_pairs import PairsError, main, pmbm_blur
-from tests.conftest import shared_file
+from tests import conftest
 from tests.runtime.conftest import read_trajectory, smooth_bgr8
 
 CROP = 40
@@ -20,7 +19,7 @@ RECORDED = ("000000000009_0.txt", "000000000110_0.txt")
 
 @pytest.fixture(scope="module")
 def trajectories() -> list[Path]:
-    return [shared_file(f"data/trajectories/{name}") for name in RECORDED]
+    return [conftest.shared_file(f"data/trajectories/{name}") for name in RECORDED]
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +29,8 @@ def image(tmp_path_factory) -> Path:
     return path
 
 
-def run(*arguments: object) -> tuple[int, str]:
-    """`main` in this process: (exit code, stderr)."""
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
-        code = main([str(argument) for argument in arguments])
-    return code, stderr.getvalue()
+#: `python -m models.make_pairs` in this process: (exit code, stdout, stderr).
+run = functools.partial(conftest.run, main)
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -63,7 +58,7 @@ def test_the_trajectory_reader_refuses_bad_files(tmp_path):
 
 
 def test_a_folder_of_pairs(image, trajectories, tmp_path):
-    code, stderr = run("--images", image, "--trajectories", *trajectories, "--out", tmp_path, "--crop", CROP)
+    code, _, stderr = run("--images", image, "--trajectories", *trajectories, "--out", tmp_path, "--crop", CROP)
     assert code == 0, stderr
     entries = json.loads((tmp_path / "pairs.json").read_text())
     assert [entry["name"] for entry in entries] == [f"scene_{Path(name).stem}" for name in RECORDED]
@@ -142,7 +137,7 @@ def test_focal_length_scales(image, trajectories, tmp_path):
 def test_refusals_are_one_line(image, trajectories, tmp_path, change, message):
     arguments = {"--images": image, "--trajectories": trajectories[0], "--crop": CROP, "--out": tmp_path / "out"}
     arguments[change[0]] = change[1]
-    code, stderr = run(*[item for pair in arguments.items() for item in pair])
+    code, _, stderr = run(*[item for pair in arguments.items() for item in pair])
     assert code == 2
     assert stderr.startswith("error: ") and message in stderr and stderr.count("\n") == 1
     assert not (tmp_path / "out" / "pairs.json").exists()
@@ -152,5 +147,5 @@ def test_duplicate_pair_names_are_refused(image, trajectories, tmp_path):
     other = tmp_path / "elsewhere"
     other.mkdir()
     (other / image.name).write_bytes(image.read_bytes())
-    code, stderr = run("--images", image, other / image.name, "--trajectories", trajectories[0], "--out", tmp_path)
+    code, _, stderr = run("--images", image, other / image.name, "--trajectories", trajectories[0], "--out", tmp_path)
     assert code == 2 and "share the pair name scene_000000000009_0" in stderr

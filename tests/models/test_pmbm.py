@@ -3,12 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from models import geometry, pmbm
-
-
-def arc_trajectory(poses: int = 25, extent: float = 0.1) -> torch.Tensor:
-    """A smooth shake: yaw sweeps, pitch bends, a little roll; `(1, P, 3)` rad."""
-    t = torch.linspace(-1, 1, poses)
-    return torch.stack([0.5 * extent * torch.sin(2 * t), extent * t, 0.3 * extent * t**2], dim=-1)[None]
+from tests.models.conftest import arc_trajectory
 
 
 def grids_for(trajectory: torch.Tensor, height: int, width: int, focal: float | None = None) -> pmbm.BlurGrids:

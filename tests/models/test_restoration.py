@@ -6,7 +6,7 @@ from models import geometry, pmbm
 from models.checkpoint import load_restoration_net
 from models.restoration import RestorationNet, ResUNet
 from tests.conftest import OFFICIAL
-from tests.models.test_pmbm import arc_trajectory
+from tests.models.conftest import arc_trajectory
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Helpers for the runtime tests: smooth test pictures and the recorded camera-shake trajectories in ../shared."""
+"""Helpers for the runtime tests: smooth test pictures, short test videos and the recorded camera-shake trajectories
+in ../shared."""
 
 from __future__ import annotations
 
@@ -42,6 +43,26 @@ def smooth_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
 def smooth_bgr8(height: int, width: int, seed: int = 0) -> np.ndarray:
     """The same as uint8 BGR, OpenCV's convention."""
     return np.round(smooth_rgb(height, width, seed)[..., ::-1] * 255).astype(np.uint8)
+
+
+def write_video(path: Path, frames: int = 5, fps: float = 12.0, size: tuple[int, int] = (64, 48)) -> Path:
+    """An mp4 of a smooth picture sliding 2 px a frame; `size` is (width, height)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    for number in range(frames):
+        writer.write(np.roll(smooth_bgr8(size[1], size[0], seed=3), 2 * number, axis=1))
+    writer.release()
+    return path
+
+
+def video_facts(path: Path) -> tuple[int, float, tuple[int, int]]:
+    """(frames decoded, frame rate, (width, height))."""
+    capture = cv2.VideoCapture(str(path))
+    fps, size = capture.get(cv2.CAP_PROP_FPS), (int(capture.get(3)), int(capture.get(4)))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count, fps, size
 
 
 def bundle_without_refine(bundle: Path, directory: Path) -> Path:

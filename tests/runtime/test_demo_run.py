@@ -1,4 +1,4 @@
-"""The README's main command: the shipped demo bundle deblurs the shipped camera-shake photo, without torch."""
+"""The main command of the README: the shipped demo bundle deblurs the shipped camera-shake photo, without torch."""
 
 from __future__ import annotations
 

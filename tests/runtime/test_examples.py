@@ -6,7 +6,7 @@ from pathlib import Path
 
 import cv2
 
-from tests.runtime.io.test_deblur_cli import video_facts, write_video
+from tests.runtime.conftest import video_facts, write_video
 
 ROOT = Path(__file__).resolve().parents[2]
 

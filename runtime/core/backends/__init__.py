@@ -100,7 +100,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="fp32",
-        metavar="{" + ",".join(BY_NAME) + "}",
+        choices=tuple(BY_NAME),
         help=help_text(),
     )
     parser.add_argument(

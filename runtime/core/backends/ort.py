@@ -127,7 +127,7 @@ def session_options(threads: int | None) -> onnxruntime.SessionOptions:
     """The options of every runtime session: quiet, `threads` intra-op threads (None: onnxruntime's default), and
     no spin-waiting between runs. A Deblurrer runs several sessions one after another, and the idle threads of one
     that spin-wait take the cores from the next (demo bundle, 2 threads, end to end at 256x256: 555.9 -> 514.4 ms
-    in `python -m runtime.benchmark`, README "No spin-waiting")."""
+    in `python -m runtime.benchmark`; `docs/architecture.md`)."""
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -1,15 +1,15 @@
 """The blur operator's warps as DeformConv, the form onnxruntime's CPU provider runs fastest.
 
-Every warp in the exported graphs is `models.pmbm.warp_poses`: `GridSample(image, grid) -> Reshape (B, C, P, H,
-W)`, P poses at once; the blur operator then takes the mean over the poses (ReduceMean). onnxruntime's CPU
-GridSample gives each colour channel to one thread and ran a 25-pose blur 3.2-3.3x slower than its DeformConv kernel
-did the same samples (README, "Benchmark"). The mean of P bilinear warps is a depthwise deformable convolution: a
-1 x P kernel of weights 1/P whose tap k samples the image at the position of pose k. The warps kept per pose (the
-sequence graph's frames, the refine graph's derivative samples) are a 1 x 1 deformable convolution of the image
-tiled P times along the channels, with one offset group per pose. So `deform_warps` rewrites both kinds into
-DeformConv (opset 19), with the offsets computed once per grid and kind. The values are the same up to float
-rounding: the grids hold in-range positions (reflected, or clamped for the derivative samples), so zeros padding
-never applies.
+Every warp in the exported graphs is `models.pmbm.warp_poses`: `GridSample(image, grid) -> Reshape (B, C, P, H, W)`,
+P poses at once; the blur operator then takes the mean over the poses (ReduceMean). onnxruntime's CPU GridSample
+gives each colour channel to one thread and ran a 25-pose blur 3.2-3.3x slower than its DeformConv kernel did the
+same samples (`python -m runtime.benchmark`, `docs/benchmarks.md`). The mean of P bilinear warps is a depthwise
+deformable convolution: a 1 x P kernel of weights 1/P whose tap k samples the image at the position of pose k. The
+warps kept per pose (the sequence graph's frames, the refine graph's derivative samples) are a 1 x 1 deformable
+convolution of the image tiled P times along the channels, with one offset group per pose. So `deform_warps`
+rewrites both kinds into DeformConv (opset 19), with the offsets computed once per grid and kind. The values are the
+same up to float rounding: the grids hold in-range positions (reflected, or clamped for the derivative samples), so
+zeros padding never applies.
 
 TensorRT parses DeformConv only from 10.1 and our bundles reach back to 8.5, so the bundle's graphs keep
 GridSample; this rewrite is made in memory when onnxruntime's CPU provider loads a graph.

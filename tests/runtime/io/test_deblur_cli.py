@@ -1,10 +1,8 @@
 """`python -m runtime.deblur` end to end on the CPU backend: every output, every kind of input, every refusal."""
 
-import contextlib
 import csv
-import io
+import functools
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -19,7 +17,8 @@ from runtime.core.deblurrer import NET_ROLES
 from runtime.core.motion import gyro_trajectory, read_gyro_log, read_trajectory
 from runtime.io import deblur
 from runtime.io.deblur import main
-from tests.runtime.conftest import smooth_bgr8, write_trajectory_file
+from tests import conftest
+from tests.runtime.conftest import smooth_bgr8, video_facts, write_trajectory_file, write_video
 
 ROOT = Path(__file__).resolve().parents[3]
 HEIGHT, WIDTH = 48, 64
@@ -27,31 +26,8 @@ IMAGE_OUTPUTS = ("restored.png", "reblurred.png", "trajectory.json", "trajectory
 SEQUENCE_OUTPUTS = ("sequence.gif", "sequence.mp4", *(f"frames/frame_{i:02d}.png" for i in range(25)))
 
 
-def run(*arguments: object) -> tuple[int, str, str]:
-    """`main` in this process: (exit code, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main([str(argument) for argument in arguments])
-    return code, stdout.getvalue(), stderr.getvalue()
-
-
-def write_video(path: Path, frames: int = 5, fps: float = 12.0, size: tuple[int, int] = (WIDTH, HEIGHT)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
-    for number in range(frames):
-        writer.write(np.roll(smooth_bgr8(size[1], size[0], seed=3), 2 * number, axis=1))
-    writer.release()
-    return path
-
-
-def video_facts(path: Path) -> tuple[int, float, tuple[int, int]]:
-    """(frames decoded, frame rate, (width, height))."""
-    capture = cv2.VideoCapture(str(path))
-    fps, size = capture.get(cv2.CAP_PROP_FPS), (int(capture.get(3)), int(capture.get(4)))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count, fps, size
+#: `python -m runtime.deblur` in this process: (exit code, stdout, stderr).
+run = functools.partial(conftest.run, main)
 
 
 def snapshot(folder: Path) -> dict[Path, tuple[bytes, int]]:
@@ -203,14 +179,13 @@ def test_an_output_folder_that_cannot_exist_is_refused(small_bundle, inputs, tmp
     assert stderr.splitlines()[-1] == expected
 
 
-def test_a_tampered_bundle_is_refused_in_one_line(small_bundle, inputs, tmp_path):
-    bundle = Path(shutil.copytree(small_bundle, tmp_path / "bundle"))
-    data = bytearray((bundle / "restoration.onnx").read_bytes())
+def test_a_tampered_bundle_is_refused_in_one_line(bundle_copy, inputs, tmp_path):
+    data = bytearray((bundle_copy / "restoration.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (bundle / "restoration.onnx").write_bytes(bytes(data))
-    code, _, stderr = run("--engine", bundle, "-o", tmp_path / "out", inputs / "photo.png")
+    (bundle_copy / "restoration.onnx").write_bytes(bytes(data))
+    code, _, stderr = run("--engine", bundle_copy, "-o", tmp_path / "out", inputs / "photo.png")
     assert code == 2
-    damaged = bundle / "restoration.onnx"
+    damaged = bundle_copy / "restoration.onnx"
     assert stderr == f"error: {damaged}: sha256 differs from manifest.json: the file was changed or damaged\n"
     assert not (tmp_path / "out").exists()
 
@@ -511,7 +486,7 @@ def test_a_gyroscope_log_gives_photos_and_video_frames_their_motion(small_bundle
         ]
         expected = gyro_trajectory(read_gyro_log(log), start, start + exposure)
         np.testing.assert_allclose(written_poses, expected, rtol=0, atol=1e-9)
-    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):  # argparse: one or the other
+    with pytest.raises(SystemExit):  # argparse: one or the other
         run(*common, "--frame-times", frame_times, "--exposure", "0,0.1", "-o", tmp_path / "d", inputs / "clip.mp4")
 
 

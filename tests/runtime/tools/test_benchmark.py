@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from runtime.tools import benchmark
+from runtime.tools import benchmark, benchmark_stages
+from runtime.tools.benchmark_report import BenchmarkResult
 from tests.runtime.conftest import bundle_without_refine
 
 #: Every stage a run times without `--torch-reference`.
-WITHOUT_TORCH = [stage for stage in benchmark.STAGES if stage != "warp_torch"]
+WITHOUT_TORCH = [stage for stage in benchmark_stages.STAGES if stage != "warp_torch"]
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -52,7 +52,7 @@ def small_restoration_convtranspose_macs(height: int, width: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def result(small_bundle) -> benchmark.BenchmarkResult:
+def result(small_bundle) -> BenchmarkResult:
     return benchmark.run_benchmark(small_bundle, [(64, 64), (128, 128)], repeats=2, warmup=1, log=lambda _: None)
 
 
@@ -67,14 +67,14 @@ def test_every_stage_is_timed_at_every_size(result):
         for role in ("trajectory", "restoration"):
             assert size.stage(role).gmac > 0 and size.stage(role).gflop_per_s > 0
         assert size.stage("io").gmac is None and size.stage("io").gflop_per_s is None
-        total = sum(size.stage(role).gmac for role in benchmark.GRAPHS)
+        total = sum(size.stage(role).gmac for role in benchmark_stages.GRAPHS)
         assert size.stage("end_to_end").gmac == pytest.approx(total)
         assert all(count.uncounted == 0 for count in size.macs.values())
 
 
 def test_the_refinement_is_timed_with_the_default_settings(result):
-    steps = benchmark.REFINE_SETTINGS.steps
-    assert steps == 30 and benchmark.REFINE_SETTINGS.scales == (0.25,)
+    steps = benchmark_stages.REFINE_SETTINGS.steps
+    assert steps == 30 and benchmark_stages.REFINE_SETTINGS.scales == (0.25,)
     for size in result.sizes:
         # Two full-size runs of the refine graph (start and result) and 31 at a quarter of the size.
         assert size.stage("refinement").min_s > 1.5 * size.stage("refine").min_s
@@ -108,57 +108,7 @@ def test_json_and_markdown_hold_every_stage(result):
         assert all(stage["median_s"] > 0 and len(stage["times_s"]) == 2 for stage in size["stages"])
     table = result.to_markdown()
     assert "## 64x64" in table and "## 128x128" in table and "onnxruntime" in table
-    assert all(benchmark.STAGES[stage] in table for stage in WITHOUT_TORCH)
-
-
-def test_profile_counts_match_a_hand_count_on_a_tiny_graph(tmp_path):
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-
-    def weight(name: str, *shape: int) -> TensorProto:
-        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
-
-    nodes = [
-        helper.make_node("Conv", ["x", "w_conv"], ["y"], group=2, pads=[1, 1, 1, 1]),  # (1,4,10,12) -> (1,6,10,12)
-        helper.make_node("ConvTranspose", ["y", "w_up"], ["z"], strides=[2, 2]),  # -> (1,3,20,24)
-        helper.make_node("MatMul", ["a", "w_matmul"], ["m"]),  # (2,5,7) x (7,4) -> (2,5,4)
-        helper.make_node("Gemm", ["g", "w_gemm"], ["n"], transA=1),  # (7,5)^T x (7,3) -> (5,3)
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "counting",
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 10, 12]),
-            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 5, 7]),
-            helper.make_tensor_value_info("g", TensorProto.FLOAT, [7, 5]),
-        ],
-        [
-            helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 20, 24]),
-            helper.make_tensor_value_info("m", TensorProto.FLOAT, [2, 5, 4]),
-            helper.make_tensor_value_info("n", TensorProto.FLOAT, [5, 3]),
-        ],
-        [weight("w_conv", 6, 2, 3, 3), weight("w_up", 6, 3, 2, 2), weight("w_matmul", 7, 4), weight("w_gemm", 7, 3)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    onnx.checker.check_model(model, full_check=True)
-    path = tmp_path / "counting.onnx"
-    onnx.save(model, path)
-    feed = {
-        "x": np.ones((1, 4, 10, 12), np.float32),
-        "a": np.ones((2, 5, 7), np.float32),
-        "g": np.ones((7, 5), np.float32),
-    }
-    counts, _ = benchmark.profile_macs(path, [feed, feed])
-    expected = {
-        "Conv": (1 * 6 * 10 * 12) * (2 * 3 * 3),  # output elements x Cin/group x kH x kW
-        "ConvTranspose": (1 * 6 * 10 * 12) * (3 * 2 * 2),  # input elements x Cout/group x kH x kW
-        "MatMul": (2 * 5 * 4) * 7,
-        "Gemm": (5 * 3) * 7,
-    }
-    assert [count.by_op for count in counts] == [expected, expected]
-    assert counts[0].uncounted == 0 and counts[0].total == sum(expected.values())
+    assert all(benchmark_stages.STAGES[stage] in table for stage in WITHOUT_TORCH)
 
 
 def test_cli_writes_json_and_markdown(small_bundle, tmp_path, capsys):
@@ -200,15 +150,6 @@ def test_a_missing_bundle_gives_one_line_and_exit_2(tmp_path, capsys):
     assert benchmark.main(["--engine", str(tmp_path / "absent")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "not a bundle directory" in error
-
-
-def test_the_warp_stages_sample_the_synthetic_shake_inside_the_image():
-    feed = benchmark.warp_feed(48, 64, 25)
-    assert feed["image"].shape == (1, 3, 48, 64) and feed["grid"].shape == (1, 25 * 48, 64, 2)
-    assert feed["grid"].dtype == np.float32 and np.abs(feed["grid"]).max() <= 1
-    # The poses move the centre pixel apart (about a pixel at this size): the warps interpolate for real.
-    centre = feed["grid"].reshape(25, 48, 64, 2)[:, 24, 32, 0]
-    assert np.ptp(centre) * 63 / 2 > 0.5
 
 
 def test_with_the_torch_reference_pytorch_s_blur_operator_is_timed_beside_the_warps(small_bundle):

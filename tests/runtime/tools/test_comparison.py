@@ -8,13 +8,13 @@ import pytest
 
 from runtime.core.backends import backends
 from runtime.core.bundle import load_bundle
-from runtime.tools import benchmark, comparison
+from runtime.tools import benchmark, comparison, feeds
 
 
 @pytest.fixture(scope="module")
 def compared(small_bundle) -> comparison.Comparison:
     configurations = [("ort-cpu", "fp32"), ("ort-cpu", "bf16"), ("openvino", "fp32")]
-    image = benchmark.synthetic_image(48, 64)
+    image = feeds.synthetic_image(48, 64)
     return comparison.compare(load_bundle(small_bundle), image, configurations, gmac=0.01, threads=1, repeats=2)
 
 

@@ -1,7 +1,6 @@
 """`python -m runtime.evaluate` end to end on pairs made by `models.make_pairs`: reports, numbers, refusals."""
 
-import contextlib
-import io
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from runtime.core.backends import BackendSettings
 from runtime.tools import metrics
 from runtime.tools.evaluate import MEAN_COLUMNS, REFINED_MEAN_COLUMNS, evaluate, main
+from tests import conftest
 from tests.runtime.conftest import CROP, NAMES, smooth_bgr8
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -22,12 +22,8 @@ def copy_of(pairs: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(pairs, tmp_path / "pairs"))
 
 
-def run(*arguments: object) -> tuple[int, str, str]:
-    """`main` in this process: (exit code, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main([str(argument) for argument in arguments])
-    return code, stdout.getvalue(), stderr.getvalue()
+#: `python -m runtime.evaluate` in this process: (exit code, stdout, stderr).
+run = functools.partial(conftest.run, main)
 
 
 def strict_json(path: Path) -> dict:

@@ -1,7 +1,6 @@
 """`python -m runtime.sensitivity`: the restoration swept from the true trajectory to the estimate, on pairs."""
 
-import contextlib
-import io
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -17,15 +16,11 @@ from runtime.io.media import read_image
 from runtime.tools import metrics
 from runtime.tools.pairs import read_pairs
 from runtime.tools.sensitivity import main, sensitivity
+from tests import conftest
 from tests.runtime.conftest import NAMES
 
-
-def run(*arguments: object) -> tuple[int, str, str]:
-    """`main` in this process: (exit code, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main([str(argument) for argument in arguments])
-    return code, stdout.getvalue(), stderr.getvalue()
+#: `python -m runtime.sensitivity` in this process: (exit code, stdout, stderr).
+run = functools.partial(conftest.run, main)
 
 
 def test_a_whole_sweep(small_bundle, pairs, tmp_path):

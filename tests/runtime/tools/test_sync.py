@@ -3,8 +3,6 @@ gyroscope log, found on a made-up shaky video whose frames are motion-blurred as
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from runtime.io.deblur import main as deblur_main
 from runtime.io.lens import Lens
 from runtime.io.presets import CameraPreset
 from runtime.tools.sync import FrameRotation, axes_report, find_offset, frame_rotation, main, video_rotations
+from tests.conftest import run
 from tests.runtime.conftest import distort
 
 FOCAL, HEIGHT, WIDTH, FPS = 400.0, 240, 320, 30.0
@@ -85,21 +84,12 @@ def shaky_video(small_bundle, tmp_path_factory) -> Path:
     return video
 
 
-def _run(arguments: list[str]) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(arguments)
-    return code, stdout.getvalue(), stderr.getvalue()
-
-
 def test_a_blurred_shaky_videos_offset_is_found_within_a_millisecond(shaky_video, tmp_path):
     """The CLI finds the offset and draws the search."""
     log = _shake()
     gyro = tmp_path / "gyro.csv"
     np.savetxt(gyro, np.column_stack([log.times_s, log.angular_velocity]), delimiter=",")
-    code, stdout, stderr = _run(
-        [str(shaky_video), "--gyro", str(gyro), "--focal-length", str(FOCAL), "--plot", str(tmp_path / "s.png")]
-    )
+    code, stdout, stderr = run(main, shaky_video, "--gyro", gyro, "--focal-length", FOCAL, "--plot", tmp_path / "s.png")
     assert code == 0, stderr
     offset_ms = float(stdout.split()[1])
     assert abs(offset_ms - 1000 * TRUE_OFFSET_S) < 1.0
@@ -120,7 +110,7 @@ def test_the_gyroscopes_mount_is_found_with_the_offset(shaky_video, tmp_path):
     header = "GYROFLOW IMU LOG\nversion,1.3\nid,test\norientation,YxZ\nframe_readout_time,10\ntscale,0.001\n"
     header += "gscale,0.0001\nt,gx,gy,gz"
     np.savetxt(gyro, table, fmt="%d", delimiter=",", header=header, comments="")
-    code, stdout, stderr = _run([str(shaky_video), "--gyro", str(gyro), "--focal-length", str(FOCAL), "--find-axes"])
+    code, stdout, stderr = run(main, shaky_video, "--gyro", gyro, "--focal-length", FOCAL, "--find-axes")
     assert code == 0, stderr
     assert abs(float(stdout.split()[1]) - 1000 * TRUE_OFFSET_S) < 1.0
     assert f"axes {mount} " in stdout and "not a clear answer" not in stdout
@@ -129,7 +119,7 @@ def test_the_gyroscopes_mount_is_found_with_the_offset(shaky_video, tmp_path):
     assert f"--gyro-axes {mount} --exposure" in stdout
     start = float(stdout.split("START = ")[1].split()[0])  # the top row's: half the log's 10 ms readout earlier
     assert abs(start - (TRUE_OFFSET_S - 0.005)) < 0.001 and "read out 5 ms after the top one" in stdout
-    code, _, stderr = _run([str(shaky_video), "--gyro", str(gyro), "--find-axes", "--gyro-axes", "x,-y,-z"])
+    code, _, stderr = run(main, shaky_video, "--gyro", gyro, "--find-axes", "--gyro-axes", "x,-y,-z")
     assert code == 2 and "leave out --gyro-axes" in stderr
 
 
@@ -189,9 +179,7 @@ def test_a_drifting_clock_is_found_and_each_frame_gets_its_exposure_start(tmp_pa
     common = [str(video), "--gyro", str(gyro), "--camera", str(preset)]
     timing = ["--exposure-time", "0.01", "--readout-time", "0.004"]
     plot = tmp_path / "drift.png"
-    code, stdout, stderr = _run(
-        [*common, "--drift", "5", "--frame-times-out", str(frames), *timing, "--plot", str(plot)]
-    )
+    code, stdout, stderr = run(main, *common, "--drift", "5", "--frame-times-out", frames, *timing, "--plot", plot)
     assert code == 0, stderr
     found_ppm = float(stdout.split("clock drift ")[1].split()[0])
     assert abs(found_ppm - 300) < 30, stdout  # measured +302
@@ -207,7 +195,7 @@ def test_a_drifting_clock_is_found_and_each_frame_gets_its_exposure_start(tmp_pa
         (["--drift", "0"], "--drift must be a positive number of seconds"),
         (["--drift", "25"], "fewer than two windows of 25 s"),
     ]:
-        code, _, stderr = _run([*common, *arguments])
+        code, _, stderr = run(main, *common, *arguments)
         lines = [line for line in stderr.splitlines() if not line.startswith("frame ")]
         assert code == 2 and len(lines) == 1 and message in lines[0], stderr
     assert not (tmp_path / "x.csv").exists()
@@ -250,15 +238,14 @@ def test_the_options_it_prints_deblur_the_video(small_bundle, tmp_path):
     calibration = {"camera_matrix": lens.camera_matrix(HEIGHT, WIDTH).tolist(), "distortion_coeffs": lens.coefficients}
     profile.write_text(json.dumps({"calib_dimension": {"w": WIDTH, "h": HEIGHT}, "fisheye_params": calibration}))
     arguments = [str(video), "--gyro", str(gyro), "--camera", str(profile), "--find-axes"]
-    code, stdout, stderr = _run([*arguments, "--frame-times-out", str(frames), "--exposure-time", "0.01"])
+    code, stdout, stderr = run(main, *arguments, "--frame-times-out", frames, "--exposure-time", "0.01")
     assert code == 0, stderr
     assert "axes y,-x,z " in stdout and abs(float(stdout.split()[1]) - 1000 * TRUE_OFFSET_S) < 1.0
     printed = stdout.splitlines()[-1].split()
     assert printed[0] == "runtime.deblur"
     outdir = tmp_path / "out"
     options = ["--engine", str(small_bundle), "--backend", "ort-cpu", "--max-frames", "2", "-o", str(outdir)]
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert deblur_main([str(video), *printed[1:], *options]) == 0
+    assert run(deblur_main, video, *printed[1:], *options)[0] == 0
     rows = (outdir / "clip" / "trajectories.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 25
 
@@ -279,11 +266,10 @@ def test_what_cannot_be_synchronised_is_refused_in_one_line(tmp_path):
         ([str(still), "--gyro", str(gyro), "--search", "0"], "--search must be a positive number of seconds"),
         ([str(still), "--gyro", str(gyro), "--gyro-axes", "y,x,z"], "axes 'y,x,z' mirror the frame"),
     ]:
-        stderr = io.StringIO()
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-            assert main(arguments) == 2
-        lines = [line for line in stderr.getvalue().splitlines() if not line.startswith("frame ")]
-        assert len(lines) == 1 and message in lines[0], stderr.getvalue()
+        code, _, stderr = run(main, *arguments)
+        assert code == 2
+        lines = [line for line in stderr.splitlines() if not line.startswith("frame ")]
+        assert len(lines) == 1 and message in lines[0], stderr
     short = GyroLog(np.array([0.0, 0.01]), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="does not cover the video shifted by any offset"):
         find_offset(short, [FrameRotation(0.0, 1.0, np.zeros(3))], (0.0, 0.1))

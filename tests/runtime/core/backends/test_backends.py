@@ -111,14 +111,12 @@ def test_a_run_larger_than_a_tile_gives_its_memory_arena_back(bundle, monkeypatc
     assert grown[False][1] > 150 and grown[True][1] < grown[False][1] / 3
 
 
-def test_the_tensorrt_provider_keeps_its_caches_in_the_bundle_and_takes_the_profile(tmp_path, small_bundle):
-    import shutil
-
+def test_the_tensorrt_provider_keeps_its_caches_in_the_bundle_and_takes_the_profile(bundle_copy):
     from runtime.core.backends.ort import CACHE_DIRECTORY, execution_providers
     from runtime.core.bundle import load_bundle
     from runtime.core.profiles import load_build_profile
 
-    bundle = load_bundle(shutil.copytree(small_bundle, tmp_path / "bundle"))
+    bundle = load_bundle(bundle_copy)
     profile = load_build_profile(Path(__file__).resolve().parents[4] / "configs" / "build" / "jetson-orin-720p.yaml")
     (provider, options), *fallbacks = execution_providers("ort-tensorrt", bundle, "restoration", profile)
     assert provider == "TensorrtExecutionProvider" and fallbacks == ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -142,7 +140,7 @@ def openvino_available():
 
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 0.1)])
 def test_openvino_runs_the_graphs_as_onnxruntime_does(bundle, openvino_available, precision, tolerance):
-    from runtime.tools.benchmark import graph_feeds
+    from runtime.tools.feeds import graph_feeds
 
     feeds = graph_feeds(bundle, 48, 64)
     name, runners = load_runners(bundle, ROLES, BackendSettings("openvino", precision), log=pytest.fail)

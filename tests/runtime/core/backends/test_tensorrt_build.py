@@ -47,11 +47,6 @@ def profile_path(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def bundle(small_bundle, tmp_path) -> Path:
-    return Path(shutil.copytree(small_bundle, tmp_path / "bundle"))
-
-
 # --- Optimisation-profile shapes. --------------------------------------------------------------------------------
 
 
@@ -100,17 +95,16 @@ def test_the_refine_graph_is_built_in_fp32_only(small_bundle, profile_path):
         build.build_engines(small_bundle, profile_path, "fp16", roles="restoration,refine", log=lambda *_: None)
 
 
-def test_int8_engines_need_calibrated_graphs_that_passed_their_gate(small_bundle, profile_path, tmp_path):
+def test_int8_engines_need_calibrated_graphs_that_passed_their_gate(small_bundle, bundle_copy, profile_path):
     with pytest.raises(build.BuildError, match="no int8-tensorrt graphs to build int8 engines from; first run "):
         build.build_engines(small_bundle, profile_path, "int8", log=lambda *_: None)
-    bundle = Path(shutil.copytree(small_bundle, tmp_path / "bundle"))
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    (bundle / "restoration.int8-tensorrt.onnx").write_bytes((bundle / "restoration.onnx").read_bytes())
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    (bundle_copy / "restoration.int8-tensorrt.onnx").write_bytes((bundle_copy / "restoration.onnx").read_bytes())
     gate = {"passed": False, "summary": "restored PSNR vs sharp 30.00 -> 28.00 dB, loss 2.00 dB (max 0.5)"}
     variant = {"graphs": {"restoration": "restoration.int8-tensorrt.onnx"}, "gate": gate}
-    write_manifest(bundle, {**manifest, "precisions": {"int8-tensorrt": variant}})
+    write_manifest(bundle_copy, {**manifest, "precisions": {"int8-tensorrt": variant}})
     with pytest.raises(build.BuildError, match="failed their accuracy gate .*loss 2.00 dB.*; recalibrate"):
-        build.build_engines(bundle, profile_path, "int8", log=lambda *_: None)
+        build.build_engines(bundle_copy, profile_path, "int8", log=lambda *_: None)
 
 
 def test_an_int8_engine_is_tied_to_the_calibrated_graph_it_is_built_from(small_bundle):
@@ -296,29 +290,29 @@ def test_the_cli_refuses_a_missing_bundle_in_one_line(tmp_path, profile_path):
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: not a bundle directory"]
 
 
-def test_the_cli_refuses_an_invalid_profile_in_one_line(bundle, tmp_path):
+def test_the_cli_refuses_an_invalid_profile_in_one_line(bundle_copy, tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("precision: fp8\nbatch: {min: 1, opt: 1, max: 1}\n")
-    result = run_cli(str(bundle), "--profile", str(broken))
+    result = run_cli(str(bundle_copy), "--profile", str(broken))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {broken}: precision 'fp8' is not one of fp32, fp16, int8"]
 
 
-def test_the_cli_refuses_unknown_roles(bundle, profile_path):
-    result = run_cli(str(bundle), "--profile", str(profile_path), "--roles", "restoration,refinement")
+def test_the_cli_refuses_unknown_roles(bundle_copy, profile_path):
+    result = run_cli(str(bundle_copy), "--profile", str(profile_path), "--roles", "restoration,refinement")
     assert result.returncode == 2 and "unknown role refinement" in result.stderr
 
 
-def test_the_cli_says_when_tensorrt_is_missing(bundle, profile_path):
+def test_the_cli_says_when_tensorrt_is_missing(bundle_copy, profile_path):
     if trt_backend.unavailable_reason() is None:
         pytest.skip("TensorRT and a GPU are present here")
-    before = (bundle / MANIFEST).read_text()
-    result = run_cli(str(bundle), "--profile", str(profile_path), "--precision", "fp16")
+    before = (bundle_copy / MANIFEST).read_text()
+    result = run_cli(str(bundle_copy), "--profile", str(profile_path), "--precision", "fp16")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot build TensorRT engines here: ")
     assert "TensorRT" in lines[0] or "cuda-python" in lines[0] or "CUDA" in lines[0]
-    assert (bundle / MANIFEST).read_text() == before and not list(bundle.glob("*.engine"))
+    assert (bundle_copy / MANIFEST).read_text() == before and not list(bundle_copy.glob("*.engine"))
 
 
 def test_the_backend_reports_why_it_cannot_run_here():
@@ -347,24 +341,28 @@ def add_engine_record(bundle: Path, machine: engines.Machine, profile_path: Path
     write_manifest(bundle, engines.with_engine(loaded.manifest, record))
 
 
-def test_an_engine_of_another_tensorrt_release_is_refused_before_loading(bundle, profile_path, monkeypatch):
-    add_engine_record(bundle, engines.Machine("8.6.2.3", "Orin", "8.7"), profile_path)
+def test_an_engine_of_another_tensorrt_release_is_refused_before_loading(bundle_copy, profile_path, monkeypatch):
+    add_engine_record(bundle_copy, engines.Machine("8.6.2.3", "Orin", "8.7"), profile_path)
     monkeypatch.setattr(trt_backend, "unavailable_reason", lambda: None)
     monkeypatch.setattr(trt_backend, "current_machine", lambda: engines.Machine("10.3.0.30", "Orin", "8.7"))
     with pytest.raises(BackendError) as error:
-        trt_backend.load(load_bundle(bundle), "restoration", "fp32")
+        trt_backend.load(load_bundle(bundle_copy), "restoration", "fp32")
     message = str(error.value)
     assert "built with TensorRT 8.6.2.3, this machine has 10.3.0.30" in message
-    assert f"python -m export.tensorrt {bundle} --precision fp32 --profile configs/build/small-test.yaml" in message
+    assert (
+        f"python -m export.tensorrt {bundle_copy} --precision fp32 --profile configs/build/small-test.yaml" in message
+    )
     with pytest.raises(BackendError, match="no fp16 TensorRT engine for the restoration graph"):
-        trt_backend.load(load_bundle(bundle), "restoration", "fp16")
+        trt_backend.load(load_bundle(bundle_copy), "restoration", "fp16")
 
 
-def test_rebuild_builds_only_stale_engines_with_the_profile_they_were_built_with(bundle, profile_path, monkeypatch):
+def test_rebuild_builds_only_stale_engines_with_the_profile_they_were_built_with(
+    bundle_copy, profile_path, monkeypatch
+):
     """--rebuild: the engine of another TensorRT release is rebuilt with its recorded profile; a missing one
     needs --profile; one that fits is left alone."""
     here = engines.Machine("10.3.0.30", "Orin", "8.7")
-    add_engine_record(bundle, engines.Machine("8.6.2.3", "Orin", "8.7"), profile_path)
+    add_engine_record(bundle_copy, engines.Machine("8.6.2.3", "Orin", "8.7"), profile_path)
     monkeypatch.setattr(trt_backend, "current_machine", lambda: here)
     builds = []
 
@@ -374,8 +372,8 @@ def test_rebuild_builds_only_stale_engines_with_the_profile_they_were_built_with
         return []
 
     monkeypatch.setattr(build, "build_engines", record_build)
-    loaded = build.rebuild_stale(load_bundle(bundle), ["restoration"], "fp32", log=lambda _: None)
-    assert builds == [(bundle, "small-test", "fp32", ["restoration"])]
+    loaded = build.rebuild_stale(load_bundle(bundle_copy), ["restoration"], "fp32", log=lambda _: None)
+    assert builds == [(bundle_copy, "small-test", "fp32", ["restoration"])]
     assert engines.find_engine(loaded.manifest, "restoration", "fp32").tensorrt_version == "10.3.0.30"
     assert build.rebuild_stale(loaded, ["restoration"], "fp32", log=lambda _: None) is loaded
     assert len(builds) == 1
