@@ -40,7 +40,7 @@ from calibration.gate import (
     run_graphs,
 )
 from runtime.core.backends.fp32_island import SHAPE_OF, GraphNode, geometry_island
-from runtime.core.bundle import BundleError, add_precision, load_bundle
+from runtime.core.bundle import BundleError, add_precision, first_line, load_bundle
 from runtime.core.precisions import GATED_ROLES
 from runtime.io.media import MediaError
 
@@ -59,8 +59,8 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     """Read an ONNX file, with a one-line error when it is missing or not ONNX."""
     try:
         model = onnx.load(str(path))
-    except Exception as error:  # OSError, or protobuf's DecodeError for a file that is not ONNX
-        raise ConversionError(f"{path}: cannot read it as ONNX ({str(error).splitlines()[0]})") from None
+    except Exception as error:  # OSError, protobuf's DecodeError, onnx's ValidationError (external data)
+        raise ConversionError(f"{path}: cannot read it as ONNX ({first_line(error)})") from None
     if not model.HasField("graph") or not model.opset_import:
         raise ConversionError(f"{path}: not an ONNX model (no graph or opset)")
     return model

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import onnxruntime
 
+from runtime.core.bundle import BundleError, first_line
 from runtime.core.camera import intrinsics
 from runtime.core.precisions import GATED_ROLES
 from runtime.io.media import MediaError, read_image
@@ -185,7 +186,10 @@ def pair_samples(directory: Path, n_positions: int) -> list[Sample]:
 
 
 def cpu_session(path: Path) -> onnxruntime.InferenceSession:
-    """An onnxruntime CPU session, quiet."""
+    """An onnxruntime CPU session, quiet; BundleError naming the graph when onnxruntime cannot load it."""
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types per failure
+        raise BundleError(f"{path}: onnxruntime cannot load it ({first_line(error)})") from None

@@ -41,7 +41,7 @@ import onnx
 import onnxruntime
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from calibration.fp16 import geometry_node_names
+from calibration.fp16 import geometry_node_names, load_model
 from calibration.gate import (
     DEFAULT_MAX_LOSS_DB,
     IMAGE_SIDE,
@@ -168,7 +168,7 @@ def quantise_graph(
     """Write the QDQ INT8 graph of `source` to `destination`, calibrated on `feeds`; groups in `keep_float` and the
     geometry island stay float. `ranges`: onnxruntime's calibration cache (JSON): read when it exists (no
     calibration runs), else written, so one graph is calibrated once however often it is re-quantised."""
-    model = onnx.load(str(source))
+    model = load_model(source)
     excluded = geometry_node_names(model) | {
         node.name for node in model.graph.node if layer_group(node.name) in keep_float
     }
@@ -279,7 +279,7 @@ def calibrate(
     bundle = load_bundle(bundle_dir)
     target = TARGETS[settings.target]
     fp32 = {role: bundle.graph_path(role) for role in QUANTISED_ROLES}
-    groups = [group for role in QUANTISED_ROLES for group in quantisable_groups(onnx.load(str(fp32[role])))]
+    groups = [group for role in QUANTISED_ROLES for group in quantisable_groups(load_model(fp32[role]))]
     unknown = sorted(set(settings.keep_float) - set(groups))
     if unknown:
         raise CalibrationError(
@@ -319,7 +319,7 @@ def calibrate(
             version = str(bundle.manifest.get("tensorrt_min_version", "8.6"))
             for role, path in quantised.items():
                 cache = work / f"{role}.cache"
-                cache.write_text(tensorrt_calibration_cache(onnx.load(str(path)), version))
+                cache.write_text(tensorrt_calibration_cache(load_model(path), version))
                 files[f"{role}.{settings.precision}.calibration.cache"] = cache
         add_precision(bundle.path, settings.precision, files, entry)
     return entry

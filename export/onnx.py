@@ -7,7 +7,8 @@ Opset 17 (default) goes through the TorchScript exporter, the only one that stil
 highest opset TensorRT 8.5/8.6 (JetPack 5.1/6.0) parse. Opsets 18 and 19 use the dynamo exporter and need
 TensorRT 10. Opset 20 and later spell GridSample's mode `linear`, which TensorRT's parser runs as nearest:
 refused. The bundle is built in a temporary directory beside the target and renamed into place only when every
-graph passed, so a failed export leaves nothing behind.
+graph passed, so a failed export leaves nothing behind. `--force` replaces a bundle at `--out` (a folder whose
+manifest.json is one of ours), never anything else, nor a folder holding the checkpoints being exported.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from export.refine import export_refine
 from models.checkpoint import CheckpointError, architecture_of, load_restoration_net, load_trajectory_net
 from models.restoration import RestorationNet
 from models.trajectory import TrajectoryNet
-from runtime.core.bundle import SCHEMA_VERSION, file_sha256, load_bundle, write_manifest
+from runtime.core import textfiles
+from runtime.core.bundle import MANIFEST, SCHEMA_VERSION, file_sha256, load_bundle, write_manifest
 
 DEFAULT_SIGMA = 0.01
 
@@ -64,8 +66,9 @@ def export_bundle(
 ) -> Path:
     """Write the bundle directory `out` (trajectory, restoration, sequence and refine graphs plus manifest.json).
 
-    `sources` names the checkpoint files the nets came from, recorded with their sha256. Raises `ExportError`
-    on any failed check; `out` is then untouched.
+    `sources` names the checkpoint files the nets came from, recorded with their sha256. An existing `out` is
+    replaced only with `overwrite` and only when it is a bundle not holding any of `sources` (`_replaceable`).
+    Raises `ExportError` on any failed check; `out` is then untouched.
     """
     out = Path(out)
     if opset not in SUPPORTED_OPSETS:
@@ -73,8 +76,10 @@ def export_bundle(
             f"opset {opset} not supported: choose one of {SUPPORTED_OPSETS} (GridSample must be "
             "spelled 'bilinear', opset <= 19)"
         )
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out}: already exists; pass --force to replace it")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise ExportError(f"{out}: already exists; pass --force to replace it")
+        _replaceable(out, sources)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -96,7 +101,7 @@ def export_bundle(
         write_manifest(staging, manifest)
         manifest = export_refine(staging, opset, log)
         load_bundle(staging)
-        _move_into_place(staging, out)
+        _move_into_place(staging, out, sources)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -175,15 +180,43 @@ def _manifest(
     }
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Rename the finished bundle to `out`; an existing `out` is swapped out first and removed after."""
-    if not out.exists():
+def _move_into_place(staging: Path, out: Path, sources: dict[str, Path] | None = None) -> None:
+    """Rename the finished bundle to `out`; an existing `out`, checked again to be a bundle without `sources`
+    (`_replaceable`), is swapped out first and removed after."""
+    if not (out.exists() or out.is_symlink()):
         staging.rename(out)
         return
+    _replaceable(out, sources)
     retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
     out.rename(retired / out.name)
     staging.rename(out)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def _replaceable(out: Path, sources: dict[str, Path] | None) -> None:
+    """Raise ExportError unless `out` is a folder (not a link) holding a manifest.json of this schema, and none of
+    the checkpoint files in `sources` lies inside it: `--force` replaces a bundle, never anything else."""
+
+    def refuse(reason: str) -> ExportError:
+        return ExportError(f"{out}: not a bundle ({reason}); --force replaces only a bundle folder")
+
+    if out.is_symlink() or not out.is_dir():
+        raise refuse("a link" if out.is_symlink() else "not a folder")
+    try:
+        text = textfiles.read_text(out / MANIFEST, f"its {MANIFEST}")
+    except textfiles.TextFileError as error:
+        raise refuse(str(error)) from None
+    try:
+        manifest = textfiles.parse_json(text)
+    except textfiles.TextFileError as error:
+        raise refuse(f"its {MANIFEST}: {error}") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise refuse(f"its {MANIFEST} has schema_version {version!r:.40}, not {SCHEMA_VERSION}")
+    inside = out.resolve()
+    for role, source in (sources or {}).items():
+        if Path(source).resolve().is_relative_to(inside):
+            raise ExportError(f"{out}: holds the {role} checkpoint being exported ({source}); it is not replaced")
 
 
 def _format(errors: dict[str, float]) -> str:

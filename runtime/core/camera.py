@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from runtime.core.limits import FOCAL_LENGTH_PX
+
 #: The reference's epsilon in the Rodrigues axis `theta / (|theta| + eps)`; kept for parity with the nets.
 RODRIGUES_EPS = 1e-6
 
@@ -27,9 +29,14 @@ def intrinsics(
 ) -> FloatArray:
     """The camera matrix `[[f, 0, cx], [0, f, cy], [0, 0, 1]]` `(3, 3)` float64.
 
-    Defaults follow the reference: `f = max(H, W)` pixels, principal point `(W/2, H/2)`.
+    Defaults follow the reference: `f = max(H, W)` pixels, principal point `(W/2, H/2)`. A focal length given must
+    lie within `FOCAL_LENGTH_PX` (LimitError): one outside blurs by absurd extents (1e30 px moves points by
+    1e28 px), or NaN, far from its cause.
     """
-    focal = float(max(height, width)) if focal_length_px is None else float(focal_length_px)
+    if focal_length_px is None:
+        focal = float(max(height, width))
+    else:
+        focal = FOCAL_LENGTH_PX.check(focal_length_px, "camera intrinsics")
     cx, cy = principal_point if principal_point is not None else (width / 2, height / 2)
     return np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 

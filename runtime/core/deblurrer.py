@@ -29,7 +29,8 @@ from runtime.core import camera as camera_model
 from runtime.core.backends import BackendSettings, load_runners
 from runtime.core.backends.base import Runner
 from runtime.core.bundle import Bundle, load_bundle
-from runtime.core.motion import RowMotion, Trajectory
+from runtime.core.limits import FOCAL_LENGTH_PX, ROTATION_RAD, SIGMA
+from runtime.core.motion import ANGLE_NAMES, RowMotion, Trajectory
 from runtime.core.pixels import quantize
 from runtime.core.refine import GraphFunction, RefineResult, RefineSettings, graph_function, refine_trajectory
 from runtime.core.tiling import (
@@ -63,10 +64,13 @@ def refine_roles(precision: str) -> tuple[str, ...]:
     return ("refine",) if precision == "fp32" else ("refine", "sequence")
 
 
-def _focal_length(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"focal length must be a positive number of pixels, got {value}")
-    return value
+def _focal_length(value: float | None, source: str) -> float | None:
+    """A focal length in pixels within `FOCAL_LENGTH_PX` (or None), else ValueError naming `source`."""
+    if value is None:
+        return None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{source}: focal length must be a positive number of pixels, got {value}")
+    return FOCAL_LENGTH_PX.check(value, source)
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,10 @@ class RestoreSettings:
     """How a Deblurrer restores an image.
 
     `focal_length` is in pixels of the frames passed (None: the longer side, as the reference). `sigma` is the
-    noise level given to the restoration (None: the bundle's). Images whose longer side exceeds `tile_side` are
-    restored in overlapping tiles of at most `tile_side` px, and the graphs that only warp (sequence, refine) run
-    in tiles of at most 512 px (`WARP_TILE_SIDE`; see `runtime.core.tiling`); None never tiles.
+    noise level given to the restoration (None: the bundle's); both must lie within their `runtime.core.limits`.
+    Images whose longer side exceeds `tile_side` are restored in overlapping tiles of at most `tile_side` px, and
+    the graphs that only warp (sequence, refine) run in tiles of at most 512 px (`WARP_TILE_SIDE`; see
+    `runtime.core.tiling`); None never tiles.
     `estimation_side` runs the trajectory net on a copy of each image shrunk (area-averaged) to at most that many
     px on its longer side, with the focal length scaled to match: rotations do not depend on resolution, and a
     net predicts best at blur sizes in pixels like those it was trained on (`docs/tiling-and-memory.md`); None runs it
@@ -90,9 +95,13 @@ class RestoreSettings:
     estimation_side: int | None = None
 
     def __post_init__(self) -> None:
-        _focal_length(self.focal_length)
-        if self.sigma is not None and not (math.isfinite(self.sigma) and self.sigma >= 0):
-            raise ValueError(f"sigma (the noise level) must be a finite number >= 0, got {self.sigma}")
+        _focal_length(self.focal_length, "RestoreSettings.focal_length")
+        if self.sigma is not None:
+            if not (math.isfinite(self.sigma) and self.sigma >= 0):
+                raise ValueError(
+                    f"RestoreSettings.sigma: sigma (the noise level) must be a finite number >= 0, got {self.sigma}"
+                )
+            SIGMA.check(self.sigma, "RestoreSettings.sigma")
         if self.tile_side is not None and not self.tile_side >= MIN_TILE_SIDE:
             raise ValueError(
                 f"tile side must be at least {MIN_TILE_SIDE} px (or None: never tile), got {self.tile_side}"
@@ -355,7 +364,7 @@ class Deblurrer:
     def _camera(self, batch: np.ndarray, focal_length: float | None) -> np.ndarray:
         """The intrinsics of a `(1, 3, H, W)` batch: this image's focal length, else the Deblurrer's."""
         height, width = batch.shape[-2:]
-        focal = _focal_length(focal_length)
+        focal = _focal_length(focal_length, "the focal_length given for this image")
         focal = focal if focal is not None else self.restore_settings.focal_length
         return camera_model.intrinsics(height, width, focal)
 
@@ -524,12 +533,13 @@ class Deblurrer:
         return runner.run(inputs)
 
     def _poses(self, trajectory: np.ndarray) -> np.ndarray:
-        """A `(P, 3)` trajectory as the graphs' `(1, P, 3)` float32 input, checked."""
-        poses = np.asarray(trajectory, dtype=np.float32)
+        """A `(P, 3)` trajectory as the graphs' `(1, P, 3)` float32 input, checked: finite, within `ROTATION_RAD`."""
+        poses = np.asarray(trajectory, dtype=np.float64)
         expected = (self.bundle.n_positions, 3)
         if poses.shape != expected or not np.isfinite(poses).all():
             raise ValueError(f"a trajectory must be {expected[0]}x3 finite radians, got {_describe(trajectory)}")
-        return np.ascontiguousarray(poses[None])
+        ROTATION_RAD.check_all(poses, lambda index: f"the trajectory given, pose {index[0]} {ANGLE_NAMES[index[1]]}")
+        return np.ascontiguousarray(poses.astype(np.float32)[None])
 
     def _check_size(self, height: int, width: int) -> None:
         if min(height, width) < self._min_side:

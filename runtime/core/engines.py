@@ -34,6 +34,8 @@ _FIELDS = (
     "onnx_sha256",
     "built",
 )
+#: Record fields that are text and appear in messages, so hold one printable line.
+_TEXT_FIELDS = ("file", "tensorrt_version", "gpu_name", "compute_capability", "onnx_sha256", "built")
 
 
 class EngineRecordError(ValueError):
@@ -130,11 +132,18 @@ def new_record(
 def record_from_manifest(entry: Any) -> EngineRecord:
     """Read and validate one `manifest["engines"]` entry."""
     if not isinstance(entry, Mapping):
-        raise EngineRecordError(f"engine entry {entry!r} is not an object")
-    label = f"engine entry {entry.get('file', '?')}"
+        raise EngineRecordError(f"engine entry {_shown(entry)} is not an object")
+    file = entry.get("file", "?")
+    label = f"engine entry {file if isinstance(file, str) and file.isprintable() else _shown(file)}"
     absent = [key for key in _FIELDS if key not in entry]
     if absent:
         raise EngineRecordError(f"{label}: lacks {', '.join(absent)}")
+    texts = [key for key in _TEXT_FIELDS if not (isinstance(entry[key], str) and entry[key].isprintable())]
+    if texts:
+        raise EngineRecordError(f"{label}: {', '.join(texts)} not one-line text")
+    seconds = entry.get("build_seconds", 0.0)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise EngineRecordError(f"{label}: build_seconds is not a number")
     if entry["role"] not in ROLES:
         raise EngineRecordError(f"{label}: role {entry['role']!r} is not one of {', '.join(ROLES)}")
     if entry["precision"] not in ENGINE_PRECISIONS:
@@ -146,10 +155,13 @@ def record_from_manifest(entry: Any) -> EngineRecord:
         raise EngineRecordError(f"{label}: typing {typing!r} is not one of {', '.join(TYPINGS)}")
     if not isinstance(entry["profile"], Mapping):
         raise EngineRecordError(f"{label}: profile is not an object")
+    name = entry["profile"].get("name")
+    if name is not None and not (isinstance(name, str) and name.isprintable()):
+        raise EngineRecordError(f"{label}: profile name is not one-line text")
     try:
         profile_from_manifest(entry["profile"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise EngineRecordError(f"{label}: unreadable profile ({error})") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise EngineRecordError(f"{label}: unreadable profile ({(str(error).splitlines() or [''])[0][:80]})") from None
     return EngineRecord(
         file=str(entry["file"]),
         role=str(entry["role"]),
@@ -163,6 +175,12 @@ def record_from_manifest(entry: Any) -> EngineRecord:
         build_seconds=float(entry.get("build_seconds", 0.0)),
         typing=str(typing),
     )
+
+
+def _shown(value: object) -> str:
+    """A value as messages show it: its repr, one line, cut short when long."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def profile_from_manifest(entry: Mapping[str, Any]) -> BuildProfile:

@@ -17,17 +17,23 @@ import argparse
 import csv
 import functools
 import itertools
-import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from runtime.core import textfiles
+from runtime.core.limits import GYRO_RATE_RAD_S, ROTATION_RAD, Limit, LimitError
+
 N_POSES = 25
 #: Column names of the trajectory CSV that `python -m runtime.deblur` writes.
 CSV_ANGLES = ("pitch_rad", "yaw_rad", "roll_rad")
+#: The three angles of a pose, and the three axes of a gyroscope sample, in the order they are given.
+ANGLE_NAMES = ("pitch", "yaw", "roll")
+RATE_NAMES = ("x", "y", "z")
 
 
 class MotionError(ValueError):
@@ -57,9 +63,14 @@ def read_trajectory(path: str | Path, n_poses: int = N_POSES) -> np.ndarray:
       (there must be `n_poses` of them);
     - the authors' format (6 comma-separated columns, the last 3 angles) or 3 columns of angles, one row per
       recorded instant: resampled to `n_poses` over time and mean-centred.
+
+    Every angle must lie within `ROTATION_RAD`, and the file within `TEXT_FILE_BYTES` (`runtime.core.limits`).
     """
     path = Path(path)
-    text = _read_text(path, "trajectory file")
+    try:
+        text = textfiles.read_text(path, "trajectory file")
+    except textfiles.TextFileError as error:
+        raise MotionError(f"{path}: {error}") from None
     first = text.lstrip()[:1]
     if first == "{":
         poses = _json_poses(path, text)
@@ -67,9 +78,18 @@ def read_trajectory(path: str | Path, n_poses: int = N_POSES) -> np.ndarray:
         poses = _csv_poses(path, text)
     else:
         poses = recorded_poses(_numbers(path, text), n_poses)
+        _within(ROTATION_RAD, poses, lambda index: f"{path}: pose {index[0]} {ANGLE_NAMES[index[1]]} (mean-centred)")
     if poses.shape != (n_poses, 3):
         raise MotionError(f"{path}: holds {len(poses)} poses; the bundle needs {n_poses}")
     return poses
+
+
+def _within(limit: Limit, values: np.ndarray, source: Callable[[tuple[int, ...]], str]) -> None:
+    """`limit.check_all`, its refusal as a MotionError."""
+    try:
+        limit.check_all(values, source)
+    except LimitError as error:
+        raise MotionError(str(error)) from None
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -82,41 +102,66 @@ def _read_text(path: Path, what: str) -> str:
 
 
 def _json_poses(path: Path, text: str) -> np.ndarray:
+    reason = "not a trajectory.json with a 'poses' list of [pitch, yaw, roll]"
     try:
-        poses = np.asarray(json.loads(text)["poses"], dtype=np.float64)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        reason = f"not a trajectory.json with a 'poses' list of [pitch, yaw, roll] ({error})"
-        raise MotionError(f"{path}: {reason}") from None
-    return _checked(path, poses)
+        document = textfiles.parse_json(text)
+    except textfiles.TextFileError as error:
+        raise MotionError(f"{path}: {reason} ({error})") from None
+    try:
+        poses = np.asarray(document["poses"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise MotionError(f"{path}: {reason} ({str(error).splitlines()[0] if str(error) else error!r})") from None
+    return _checked(path, poses, lambda row: f"pose {row}")
 
 
 def _csv_poses(path: Path, text: str) -> np.ndarray:
-    rows = list(csv.DictReader(text.splitlines()))
+    try:
+        rows = list(csv.DictReader(text.splitlines()))
+    except csv.Error as error:
+        raise MotionError(f"{path}: not a CSV trajectory ({error})") from None
     if not rows or any(name not in rows[0] for name in CSV_ANGLES):
         raise MotionError(f"{path}: a CSV trajectory needs the columns {', '.join(CSV_ANGLES)}")
     try:
         poses = np.array([[float(row[name]) for name in CSV_ANGLES] for row in rows], dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise MotionError(f"{path}: a pose is not a number ({error})") from None
-    return _checked(path, poses)
+    return _checked(path, poses, lambda row: f"pose {row}")
 
 
 def _numbers(path: Path, text: str) -> np.ndarray:
     """The angle columns of a header-less recording: 6 columns (the authors', angles last) or 3."""
+    numbers, data = _numbered_rows(text.splitlines(), first_line=1)
     try:
-        data = np.loadtxt(text.splitlines(), delimiter=",", ndmin=2, dtype=np.float64)
+        table = _loadtxt(data, columns=None)
     except ValueError as error:
         raise MotionError(f"{path}: not a trajectory file ({str(error).splitlines()[0]})") from None
-    if data.shape[1] not in (3, 6) or len(data) < 2:
-        raise MotionError(f"{path}: expected at least 2 rows of 3 or 6 comma-separated columns, got {data.shape}")
-    return _checked(path, data[:, -3:])
+    if table.shape[1] not in (3, 6) or len(table) < 2:
+        raise MotionError(f"{path}: expected at least 2 rows of 3 or 6 comma-separated columns, got {table.shape}")
+    return _checked(path, table[:, -3:], lambda row: f"line {numbers[row]}")
 
 
-def _checked(path: Path, poses: np.ndarray) -> np.ndarray:
+def _loadtxt(lines: list[str], columns: list[int] | None) -> np.ndarray:
+    """`(N, C)` float64 numbers of comma-separated `lines` (only `columns`, when given); ValueError when they are
+    not numbers. A table with no numbers comes back empty, without numpy's warning: the callers refuse it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64, usecols=columns)
+
+
+def _numbered_rows(lines: list[str], first_line: int) -> tuple[list[int], list[str]]:
+    """The lines holding data (not blank, not only a `#` comment) and their numbers in the file, the first of
+    `lines` being `first_line`: what `np.loadtxt` reads of them, row by row."""
+    numbered = [(number, line) for number, line in enumerate(lines, first_line) if line.split("#", 1)[0].strip()]
+    return [number for number, _ in numbered], [line for _, line in numbered]
+
+
+def _checked(path: Path, poses: np.ndarray, row_name: Callable[[int], str]) -> np.ndarray:
+    """`(N, 3)` finite angles within `ROTATION_RAD`, else a MotionError naming the row (`row_name(index)`)."""
     if poses.ndim != 2 or poses.shape[1] != 3:
         raise MotionError(f"{path}: poses must be rows of 3 angles, got shape {poses.shape}")
     if not np.all(np.isfinite(poses)):
         raise MotionError(f"{path}: holds non-finite angles")
+    _within(ROTATION_RAD, poses, lambda index: f"{path}: {row_name(index[0])} {ANGLE_NAMES[index[1]]}")
     return poses
 
 
@@ -180,8 +225,9 @@ def read_gyro_log(path: str | Path) -> GyroLog:
     lines = _read_text(path, "gyroscope log").splitlines()
     if lines and lines[0].strip() in GCSV_FIRST_LINES:
         return _gcsv_log(path, lines)
-    body = lines[1:] if lines and lines[0].lstrip()[:1].isalpha() else lines
-    return _checked_log(path, _table(path, body, columns=None), time_scale=1.0, rate_scale=1.0)
+    header = 1 if lines and lines[0].lstrip()[:1].isalpha() else 0
+    numbers, data = _table(path, lines[header:], header + 1, columns=None)
+    return _checked_log(path, numbers, data, time_scale=1.0, rate_scale=1.0)
 
 
 def _gcsv_log(path: Path, lines: list[str]) -> GyroLog:
@@ -199,8 +245,8 @@ def _gcsv_log(path: Path, lines: list[str]) -> GyroLog:
     for key, scale in scales.items():
         if not scale > 0:
             raise MotionError(f"{path}: {key} must be a positive number, got {header[key]}")
-    data = _table(path, lines[names_row + 1 :], columns=[0, 1, 2, 3])
-    return _checked_log(path, data, scales["tscale"], scales["gscale"], _gcsv_readout_s(path, header))
+    numbers, data = _table(path, lines[names_row + 1 :], names_row + 2, columns=[0, 1, 2, 3])
+    return _checked_log(path, numbers, data, scales["tscale"], scales["gscale"], _gcsv_readout_s(path, header))
 
 
 def _gcsv_readout_s(path: Path, header: dict[str, str]) -> float | None:
@@ -228,27 +274,40 @@ def _number(text: str) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def _table(path: Path, lines: list[str], columns: list[int] | None) -> np.ndarray:
-    """The comma-separated numbers of `lines` (only `columns`, when given)."""
-    if not any(line.strip() for line in lines):
+def _table(path: Path, lines: list[str], first_line: int, columns: list[int] | None) -> tuple[list[int], np.ndarray]:
+    """The comma-separated numbers of `lines` (only `columns`, when given), and each row's line number in the file
+    (the first of `lines` being `first_line`)."""
+    numbers, data = _numbered_rows(lines, first_line)
+    if not data:
         raise MotionError(f"{path}: holds no samples")
     try:
-        return np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64, usecols=columns)
+        return numbers, _loadtxt(data, columns)
     except ValueError as error:
         raise MotionError(f"{path}: not a gyroscope log ({str(error).splitlines()[0]})") from None
 
 
 def _checked_log(
-    path: Path, data: np.ndarray, time_scale: float, rate_scale: float, readout_s: float | None = None
+    path: Path,
+    numbers: list[int],
+    data: np.ndarray,
+    time_scale: float,
+    rate_scale: float,
+    readout_s: float | None = None,
 ) -> GyroLog:
-    """The log of `(N, 4)` rows of time and rates, in the file's units times the scales."""
+    """The log of `(N, 4)` rows of time and rates (on the lines `numbers` of the file), in the file's units times
+    the scales: finite, times increasing, every rate within `GYRO_RATE_RAD_S` (`runtime.core.limits`)."""
     if data.shape[1] != 4 or len(data) < 2:
         raise MotionError(f"{path}: expected at least 2 rows of 4 columns (time_s, x, y, z), got shape {data.shape}")
     if not np.all(np.isfinite(data)):
         raise MotionError(f"{path}: holds non-finite values")
-    if not np.all(np.diff(data[:, 0]) > 0):
+    with np.errstate(over="ignore", under="ignore"):
+        times, rates = data[:, 0] * time_scale, data[:, 1:] * rate_scale
+    if not np.all(np.isfinite(times)):
+        raise MotionError(f"{path}: holds times beyond the range of numbers once scaled to seconds")
+    if not np.all(np.diff(times) > 0):
         raise MotionError(f"{path}: times must increase from row to row")
-    return GyroLog(data[:, 0] * time_scale, data[:, 1:] * rate_scale, readout_s)
+    _within(GYRO_RATE_RAD_S, rates, lambda index: f"{path}: line {numbers[index[0]]} {RATE_NAMES[index[1]]}")
+    return GyroLog(times, rates, readout_s)
 
 
 #: The camera's axes (x right, y down, z forward) as signed axes of a gyroscope: "x,-y,-z" for one whose y points up

@@ -1,14 +1,18 @@
 """Reading and writing images and videos, with clear refusals and atomic writes.
 
 Images come in as float32 RGB in [0, 1] plus what is needed to write results back the same way: the bit depth
-(8 or 16), whether the file was gray, and its alpha channel (kept as it was). Every write goes to a temporary
-file in the target folder and is renamed into place, so an interrupted run never leaves a half-written file.
+(8 or 16), whether the file was gray, and its alpha channel (kept as it was). An image larger than
+`runtime.core.limits.IMAGE_PIXELS` is refused from its header, before it is decoded, and a JPEG that ends before its
+end-of-image marker is refused as truncated (OpenCV would decode it with its lower part grey). Every write goes to a
+temporary file in the target folder and is renamed into place, so an interrupted run never leaves a half-written
+file, nor a temporary one when the rename fails.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from runtime.core.camera import focal_length_from_35mm
+from runtime.core.limits import FOCAL_LENGTH_PX, IMAGE_PIXELS, LimitError
 from runtime.core.pixels import quantize
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -107,15 +112,28 @@ _ORIENTATIONS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 def read_image(path: Path) -> Picture:
     """Read an 8/16-bit gray, RGB or RGBA image, upright; refuse anything else with a one-line reason.
 
-    OpenCV's unchanged mode (needed for 16 bits and alpha) ignores the EXIF orientation that phone photos carry,
-    so it is applied here: results come out upright, as viewers show the input.
+    The header (size, EXIF) is checked before the pixels are decoded, so an oversized image costs no memory (the
+    decoded size is checked too, for formats Pillow does not read), and a truncated JPEG is refused rather than
+    restored with its missing part grey. OpenCV's unchanged mode (needed for 16 bits and alpha) ignores the EXIF
+    orientation that phone photos carry, so it is applied here: results come out upright, as viewers show the
+    input. An EXIF focal length outside `runtime.core.limits.FOCAL_LENGTH_PX` refuses the image: a camera's
+    metadata that absurd is not used.
     """
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    size, orientation, tags = _header(path)
+    if size is not None:
+        _check_pixels(path, size[0] * size[1])
+    try:
+        encoded = path.read_bytes()
+    except OSError as error:
+        raise MediaError(f"{path}: cannot read ({error.strerror or error})") from None
+    if encoded.startswith(_JPEG_START) and not jpeg_complete(encoded):
+        raise MediaError(f"{path}: truncated (the JPEG data ends before its end-of-image marker)")
+    data = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED) if encoded else None
     if data is None:
         raise MediaError(f"{path}: not a readable image (corrupt, empty or not an image format OpenCV reads)")
-    orientation, tags = _exif(path)
+    _check_pixels(path, data.shape[0] * data.shape[1])
     stored_width = data.shape[1]
     data = np.ascontiguousarray(_ORIENTATIONS.get(orientation, lambda pixels: pixels)(data))
     if data.dtype == np.uint8:
@@ -136,23 +154,74 @@ def read_image(path: Path) -> Picture:
         raise MediaError(f"{path}: {data.shape[2]} channels are not supported (gray, RGB or RGBA)")
     rgb = bgr[..., ::-1].astype(np.float32) / np.float32(scale)
     focal_length = exif_focal_length(tags, stored_width, *rgb.shape[:2])
+    if focal_length is not None:
+        try:
+            FOCAL_LENGTH_PX.check(focal_length.pixels, f"{path} EXIF ({focal_length.source})")
+        except LimitError as error:
+            raise MediaError(str(error)) from None
     return Picture(rgb, bit_depth, gray, alpha, focal_length)
+
+
+def _check_pixels(path: Path, pixels: int) -> None:
+    """Refuse an image of more pixels than `IMAGE_PIXELS` allows, in one line naming the file and the limit."""
+    try:
+        IMAGE_PIXELS.check(pixels, str(path))
+    except LimitError as error:
+        raise MediaError(f"{error} ({IMAGE_PIXELS.reason})") from None
+
+
+_JPEG_START = b"\xff\xd8"
+#: A JPEG marker, found also inside a scan's entropy-coded data: 0xFF followed by anything but a stuffed zero, a
+#: fill byte or a restart marker (RST0-7), which all occur within a scan.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
+#: Markers without a length field: TEM and SOI.
+_JPEG_STANDALONE = frozenset({0x01, 0xD8})
+
+
+def jpeg_complete(data: bytes) -> bool:
+    """Whether a JPEG stream reaches its end-of-image marker (EOI). Segments are skipped by their lengths (an EXIF
+    thumbnail's own EOI is not taken for the image's), scans searched for the marker that ends them; data after the
+    EOI (phone makers append some) does not matter."""
+    position = len(_JPEG_START)
+    while (found := _JPEG_MARKER.search(data, position)) is not None:
+        marker, position = data[found.start() + 1], found.end()
+        if marker == 0xD9:
+            return True
+        if marker not in _JPEG_STANDALONE:
+            if position + 2 > len(data):
+                return False
+            position += int.from_bytes(data[position : position + 2], "big")
+    return False
 
 
 def exif_orientation(path: Path) -> int:
     """The EXIF orientation tag of an image file (1, upright, when it has none or cannot be read)."""
-    return _exif(path)[0]
+    return _header(path)[1]
 
 
-def _exif(path: Path) -> tuple[int, dict[int, Any]]:
-    """An image file's EXIF orientation (1 when absent) and its EXIF sub-IFD tags (empty when absent or
-    unreadable)."""
+def _header(path: Path) -> tuple[tuple[int, int] | None, int, dict[int, Any]]:
+    """An image file's size (width, height) as its header gives it (None when Pillow does not read the format), its
+    EXIF orientation (1 when absent) and its EXIF sub-IFD tags (empty when absent or unreadable).
+
+    Pillow refuses images above its decompression-bomb threshold while reading the header: that is said as the
+    `IMAGE_PIXELS` limit, in one line naming the file. Opened by its path, Pillow loads only the plugin its suffix
+    names.
+    """
     try:
-        with Image.open(path) as image:
+        image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        if found is not None:
+            _check_pixels(path, int(found.group(1)))
+        raise MediaError(f"{path}: {error}") from None
+    except (OSError, ValueError, SyntaxError, TypeError):  # Pillow's errors on unknown or damaged files
+        return None, 1, {}
+    with image:
+        try:
             exif = image.getexif()
-            return int(exif.get(EXIF_ORIENTATION, 1)), dict(exif.get_ifd(EXIF_IFD))
-    except (OSError, ValueError, SyntaxError, TypeError):  # Pillow's errors on unknown or damaged files and tags
-        return 1, {}
+            return image.size, int(exif.get(EXIF_ORIENTATION, 1)), dict(exif.get_ifd(EXIF_IFD))
+        except (OSError, ValueError, SyntaxError, TypeError):  # damaged or unusual tags
+            return image.size, 1, {}
 
 
 def to_file_pixels(rgb: np.ndarray, like: Picture | None = None) -> np.ndarray:
@@ -201,8 +270,13 @@ def _temporary_beside(path: Path) -> Path:
 
 
 def _publish(temporary: Path, path: Path) -> None:
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    """Rename a finished temporary file into place; when that fails, remove it and say why in one line."""
+    try:
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise MediaError(f"{path}: cannot write here ({error.strerror or error})") from None
 
 
 @contextmanager

@@ -49,10 +49,14 @@ def _kind(path: Path) -> str | None:
 
 
 def _named(found: list[tuple[str, Path | int]]) -> list[Source]:
-    """Output names from file stems (`camera0` for cameras), made unique with `_2`, `_3`, ... in order."""
+    """Output names from file stems (`camera0` for cameras), made unique with `_2`, `_3`, ... in order.
+
+    Leading dots are dropped: a stem such as `..` (of `...png`) would name the output folder's parent, and hidden
+    names are the result folders' temporary ones (`runtime.io.results`); a stem of dots only becomes `image`.
+    """
     sources, used = [], set()
     for kind, location in found:
-        stem = f"camera{location}" if isinstance(location, int) else location.stem
+        stem = f"camera{location}" if isinstance(location, int) else location.stem.lstrip(".") or "image"
         name, count = stem, 1
         while name in used:
             count += 1

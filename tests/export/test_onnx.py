@@ -125,6 +125,63 @@ def test_an_existing_bundle_is_replaced_only_when_asked(bundle_copy, small_nets,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
+def _snapshot(folder):
+    """Every file under `folder` with its bytes."""
+    return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda out: out.write_bytes(b"\x89PNG\r\n\x1a\n an image"), "not a folder"),
+        (
+            lambda out: (out.mkdir(), (out / "notes.txt").write_text("mine")),
+            "cannot read its manifest.json (No such file or directory)",
+        ),
+        (
+            lambda out: (out.mkdir(), (out / "manifest.json").write_text('{"schema_version": 7}')),
+            "its manifest.json has schema_version 7, not 1",
+        ),
+        (
+            lambda out: (out.mkdir(), (out / "manifest.json").write_text('{"schema_version": true}')),
+            "its manifest.json has schema_version True, not 1",
+        ),
+        (
+            lambda out: (out.mkdir(), (out / "manifest.json").write_text("[" * 50 + "]" * 50)),
+            "its manifest.json: JSON nesting 50 levels is outside 0..32 levels",
+        ),
+    ],
+)
+def test_force_replaces_nothing_but_a_bundle(small_nets, tmp_path, make, reason):
+    """An image, a folder of one's own or another tool's manifest at --out is refused, untouched, before any export."""
+    out = tmp_path / "out"
+    make(out)
+    before = _snapshot(tmp_path)
+    with pytest.raises(exporter.ExportError) as caught:
+        exporter.export_bundle(*small_nets, out, overwrite=True, log=lambda *_: None)
+    assert str(caught.value) == f"{out}: not a bundle ({reason}); --force replaces only a bundle folder"
+    assert _snapshot(tmp_path) == before and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_force_replaces_no_link_even_to_a_bundle(small_bundle, small_nets, tmp_path):
+    out = tmp_path / "out"
+    out.symlink_to(small_bundle, target_is_directory=True)
+    with pytest.raises(exporter.ExportError, match=r"out: not a bundle \(a link\); --force replaces only a bundle"):
+        exporter.export_bundle(*small_nets, out, overwrite=True, log=lambda *_: None)
+    assert out.is_symlink() and load_bundle(out)
+
+
+def test_the_checks_hold_again_when_the_bundle_is_moved_into_place(bundle_copy, tmp_path):
+    """`out` is checked again just before it is swapped out: a folder that stopped being a bundle stays."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (bundle_copy / "manifest.json").unlink()
+    before = _snapshot(bundle_copy)
+    with pytest.raises(exporter.ExportError, match="not a bundle"):
+        exporter._move_into_place(staging, bundle_copy)
+    assert _snapshot(bundle_copy) == before and staging.is_dir()
+
+
 @pytest.fixture
 def checkpoints(small_nets, tmp_path):
     save_checkpoint(small_nets[0], tmp_path / "trajectory.pt")
@@ -139,6 +196,29 @@ def test_command_line_export(checkpoints, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "restoration.onnx" in printed and " MB" in printed and "written in" in printed
     assert load_bundle(out).manifest["sources"]["trajectory"]["sha256"] == file_sha256(trajectory)
+
+
+def test_command_line_force_keeps_the_checkpoints_being_exported(checkpoints, small_bundle, tmp_path, capsys):
+    """`--out` the folder holding the checkpoints: refused whether it is a bundle or not, nothing deleted."""
+    trajectory, restoration = checkpoints
+    arguments = ["--trajectory", str(trajectory), "--restoration", str(restoration), "--force"]
+    before = _snapshot(tmp_path)
+    assert exporter.main([*arguments, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error == f"error: {tmp_path}: not a bundle (cannot read its manifest.json (No such file or directory)); "
+        "--force replaces only a bundle folder\n"
+    )
+    assert _snapshot(tmp_path) == before
+    (tmp_path / "manifest.json").write_bytes((small_bundle / "manifest.json").read_bytes())
+    before = _snapshot(tmp_path)
+    assert exporter.main([*arguments, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error == f"error: {tmp_path}: holds the trajectory checkpoint being exported ({trajectory}); it is not "
+        "replaced\n"
+    )
+    assert _snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize(

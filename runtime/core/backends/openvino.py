@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from runtime.core.backends.base import Backend, BackendError
-from runtime.core.bundle import Bundle
+from runtime.core.bundle import Bundle, first_line
 from runtime.core.precisions import OPENVINO_HINTS
 
 NAME = "openvino"
@@ -39,7 +39,7 @@ class OpenVinoRunner:
         try:
             results = self.request.infer({name: np.ascontiguousarray(value) for name, value in inputs.items()})
         except Exception as error:  # OpenVINO raises RuntimeError subclasses of its own
-            raise BackendError(f"{NAME}: {str(error).splitlines()[0]}") from None
+            raise BackendError(f"{NAME}: {first_line(error)}") from None
         return {name: np.array(results[name], copy=True) for name in self.output_names}
 
     def close(self) -> None:
@@ -69,7 +69,7 @@ def openvino_backend(threads: int | None = None) -> Backend:
         try:
             compiled = openvino.Core().compile_model(str(path), "CPU", config)
         except Exception as error:  # OpenVINO's own exception types
-            raise BackendError(f"{path}: {NAME} cannot compile it ({str(error).splitlines()[0]})") from None
+            raise BackendError(f"{path}: {NAME} cannot compile it ({first_line(error)})") from None
         graph = bundle.manifest["graphs"][role]
         names = tuple(tuple(value["name"] for value in graph[side]) for side in ("inputs", "outputs"))
         return OpenVinoRunner(compiled, *names)

@@ -3,7 +3,10 @@
 On the CPU provider the restoration and refine graphs are loaded with their averaged warps rewritten as DeformConv
 (`ort_warps`: the same values, faster there). The TensorRT execution provider keeps its engine and timing caches
 inside the bundle (`ort-trt-cache/`, which the manifest's sha256 table ignores) and takes its shape profile from a
-build profile when one is given.
+build profile when one is given. onnxruntime writes and reads those cached engines itself, unchecked by the
+bundle's sha256 table: a bundle from elsewhere should arrive without that folder (onnxruntime rebuilds it).
+Every graph reaches onnxruntime through `load_bundle`, which proved its file and external data; a file that is
+still not loadable (not ONNX, though its sha256 was recorded) is one BackendError line naming it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import onnxruntime
 
 from runtime.core.backends.base import Backend, BackendError
 from runtime.core.backends.ort_warps import deform_warps
-from runtime.core.bundle import Bundle
+from runtime.core.bundle import Bundle, first_line
 from runtime.core.profiles import BuildProfile
 
 CACHE_DIRECTORY = "ort-trt-cache"
@@ -53,7 +56,7 @@ class OrtRunner:
         try:
             outputs = self.session.run(list(self.output_names), dict(inputs), options)
         except Exception as error:  # onnxruntime raises its own exception types (bad input, out of memory, ...)
-            raise BackendError(f"{self.backend}: {str(error).splitlines()[0]}") from None
+            raise BackendError(f"{self.backend}: {first_line(error)}") from None
         return dict(zip(self.output_names, outputs, strict=True))
 
     def close(self) -> None:
@@ -109,13 +112,13 @@ def _make_backend(name: str, provider: str, profile: BuildProfile | None = None,
             )
         path: Path = bundle.graph_path(role, precision)
         options = session_options(threads)
-        source = _with_deform_warps(path, bundle.n_positions) if name == "ort-cpu" and role in WARP_ROLES else str(path)
+        providers = execution_providers(name, bundle, role, profile)
         try:
-            session = onnxruntime.InferenceSession(
-                source, options, providers=execution_providers(name, bundle, role, profile)
-            )
-        except Exception as error:  # onnxruntime raises its own exception types per failure
-            raise BackendError(f"{path}: {name} cannot load it ({str(error).splitlines()[0]})") from None
+            warps = name == "ort-cpu" and role in WARP_ROLES
+            source = _with_deform_warps(path, bundle.n_positions) if warps else str(path)
+            session = onnxruntime.InferenceSession(source, options, providers=providers)
+        except Exception as error:  # protobuf's DecodeError, onnx's ValidationError, onnxruntime's own types
+            raise BackendError(f"{path}: {name} cannot load it ({first_line(error)})") from None
         if provider not in session.get_providers():
             raise BackendError(f"{path}: {name} fell back to {session.get_providers()[0]}; {provider} is unusable")
         return OrtRunner(session, name)
@@ -137,7 +140,10 @@ def session_options(threads: int | None) -> onnxruntime.SessionOptions:
 
 
 def _with_deform_warps(path: Path, n_positions: int) -> bytes | str:
-    """The graph at `path` with its warps as DeformConv (`ort_warps`), serialised; `path` itself when it has none."""
+    """The graph at `path` with its warps as DeformConv (`ort_warps`), serialised; `path` itself when it has none.
+
+    Raises what `onnx.load` raises for a file that is not ONNX (protobuf's DecodeError, onnx's ValidationError).
+    """
     model, rewritten = deform_warps(onnx.load(path), n_positions)
     return model.SerializeToString() if rewritten else str(path)
 

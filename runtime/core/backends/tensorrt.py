@@ -4,22 +4,25 @@ TensorRT and cuda-python are imported inside functions, so this module imports (
 unavailable) on machines without them. The runner uses only the name-based I/O API that TensorRT 8.5 through 11
 share (`num_io_tensors`, `set_input_shape`, `set_tensor_address`, `execute_async_v3`); the binding-index API,
 removed in 10, is never touched. Engines are checked against their manifest record before TensorRT sees them:
-one built by another TensorRT release, on another GPU or from another graph is refused with a rebuild hint.
+one built by another TensorRT release, on another GPU or from another graph is refused with a rebuild hint, and
+one whose bytes differ from the sha256 in the manifest's `files` table is refused before it is deserialized.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runtime.core import engines
 from runtime.core.backends.base import Backend, BackendError
-from runtime.core.bundle import Bundle
+from runtime.core.bundle import MANIFEST, Bundle, BundleError, first_line
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -261,19 +264,34 @@ def load(bundle: Bundle, role: str, precision: str) -> TensorRTRunner:
     record, reason = engines.check_engine(bundle.manifest, role, precision, current_machine(), where)
     if reason is not None or record is None:
         raise BackendError(reason or engines.missing_reason(where, role, precision))
-    path = bundle.path / record.file
+    data, path = read_engine(bundle, record)
+    import tensorrt as trt
+
+    hint = engines.rebuild_hint(where, precision, str(record.profile.get("name", "PROFILE")))
+    trt_runtime = trt.Runtime(logger())
+    try:
+        engine = trt_runtime.deserialize_cuda_engine(data)
+    except Exception as error:  # TensorRT's bindings raise their own types for some damaged engines
+        raise BackendError(f"{path}: TensorRT could not deserialize the engine ({first_line(error)}); {hint}") from None
+    if engine is None:
+        raise BackendError(f"{path}: TensorRT could not deserialize the engine (see its log above); {hint}")
+    return TensorRTRunner(trt_runtime, engine, record, bundle.manifest["graphs"][role]["inputs"], where)
+
+
+def read_engine(bundle: Bundle, record: engines.EngineRecord) -> tuple[bytes, Path]:
+    """The bytes of a recorded engine file and its path, once they match the sha256 the manifest's `files` table
+    records: what TensorRT deserializes is what was hashed. BackendError otherwise."""
+    try:
+        path, expected = bundle.listed_file(record.file, f"the {record.role} {record.precision} engine record")
+    except BundleError as error:
+        raise BackendError(str(error)) from None
     try:
         data = path.read_bytes()
     except OSError as error:
         raise BackendError(f"{path}: cannot read the engine ({error.strerror or error})") from None
-    import tensorrt as trt
-
-    trt_runtime = trt.Runtime(logger())
-    engine = trt_runtime.deserialize_cuda_engine(data)
-    if engine is None:
-        hint = engines.rebuild_hint(where, precision, str(record.profile.get("name", "PROFILE")))
-        raise BackendError(f"{path}: TensorRT could not deserialize the engine (see its log above); {hint}")
-    return TensorRTRunner(trt_runtime, engine, record, bundle.manifest["graphs"][role]["inputs"], where)
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise BackendError(f"{path}: sha256 differs from {MANIFEST}: the engine was changed or damaged")
+    return data, path
 
 
 BACKEND = Backend("tensorrt", unavailable_reason, load)

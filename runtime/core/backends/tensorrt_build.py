@@ -7,7 +7,11 @@ Each graph is parsed with TensorRT's ONNX parser and built with one optimisation
 min/opt/max batch, height and width), the profile's workspace and builder optimisation level, and a timing cache
 kept in the bundle (`tensorrt-cache/`, per TensorRT release and GPU). Engines land as `{role}.{precision}.engine`
 (written to a temporary name first, renamed when every graph has built), and the manifest gets one record per
-engine (`runtime.core.engines`) and a refreshed sha256 table.
+engine (`runtime.core.engines`) and a refreshed sha256 table, which the runner checks each engine against.
+
+The timing cache is the builder's own and stays out of the sha256 table: it records how fast each kernel ran, so
+it steers which of several implementations of a layer the builder picks, never what the engine computes; TensorRT
+refuses one from another release or GPU (the builder then starts an empty one), and the runtime never reads it.
 
 FP16 keeps the geometry in FP32: every GridSample and everything upstream of its grid input (the sampling
 positions, computed from the trajectory, the intrinsics and the image size only). FP16 grid coordinates step by
@@ -280,7 +284,10 @@ def _build_one(
     weak_fp16 = typing == "weak"
     strongly_typed = precision in ("fp16", "int8") and not weak_fp16
     onnx_path = bundle.path / engines.source_graph(bundle.manifest, role, precision, typing)
-    model_bytes = onnx_path.read_bytes()
+    try:
+        model_bytes = onnx_path.read_bytes()
+    except OSError as error:
+        raise BuildError(f"{onnx_path}: cannot read the graph ({error.strerror or error})") from None
     builder = trt.Builder(trt_logger)
     network = builder.create_network(_network_flags(strongly_typed))
     parser = trt.OnnxParser(network, trt_logger)
@@ -382,9 +389,13 @@ def _parser_errors(parser: trt.OnnxParser, model_bytes: bytes) -> str:
 
 
 def _onnx_node_names(model_bytes: bytes) -> list[str]:
+    """Each node of a serialized graph as "name (op)"; none when the bytes are not ONNX (the parser said why)."""
     import onnx
 
-    model = onnx.load_from_string(model_bytes)
+    try:
+        model = onnx.load_from_string(model_bytes)
+    except Exception:  # protobuf's DecodeError: the node is then named by its index
+        return []
     return [f"{node.name or '<unnamed>'} ({node.op_type})" for node in model.graph.node]
 
 

@@ -6,6 +6,7 @@ import torch
 
 from models import geometry
 from runtime.core import camera
+from runtime.core.limits import LimitError
 
 HEIGHT, WIDTH = 45, 64
 
@@ -99,3 +100,12 @@ def test_a_35mm_equivalent_focal_length_gives_the_same_diagonal_field_of_view():
     # A 4:3 phone photo from a 26 mm-equivalent lens: the diagonal (5000 px) over the film's (43.27 mm).
     assert camera.focal_length_from_35mm(26.0, 3000, 4000) == pytest.approx(26.0 * 5000 / np.hypot(36, 24))
     assert camera.focal_length_from_35mm(26.0, 4000, 3000) == camera.focal_length_from_35mm(26.0, 3000, 4000)
+
+
+@pytest.mark.parametrize(("focal", "shown"), [(1e30, "1e+30"), (float("nan"), "nan"), (0.0, "0"), (-500.0, "-500")])
+def test_a_focal_length_no_camera_has_is_refused_before_it_turns_to_nan(focal, shown):
+    """At 1e30 px a trajectory of 0.01 rad moves points by 1e28 px; such a camera is refused where it is made."""
+    with pytest.raises(LimitError) as caught:
+        camera.intrinsics(HEIGHT, WIDTH, focal)
+    assert str(caught.value) == f"camera intrinsics: focal length {shown} px is outside 1..1000000 px"
+    assert camera.intrinsics(HEIGHT, WIDTH, 1e6)[0, 0] == 1e6

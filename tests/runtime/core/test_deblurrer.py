@@ -11,6 +11,7 @@ from runtime.core.backends.base import BackendError
 from runtime.core.backends.ort_warps import deform_warps
 from runtime.core.bundle import load_bundle
 from runtime.core.deblurrer import Deblurrer, RestoreSettings
+from runtime.core.limits import LimitError
 from runtime.core.motion import RowMotion
 from runtime.core.pixels import quantize
 from runtime.core.refine import RefineSettings
@@ -157,6 +158,73 @@ def test_images_and_trajectories_the_nets_cannot_take_are_refused(deblurrer, cal
 def test_bad_settings_are_refused(small_bundle, settings, message):
     with pytest.raises(ValueError, match=message):
         Deblurrer(small_bundle, CPU, RestoreSettings(**settings), log=lambda _: None)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"focal_length": 1e30}, "RestoreSettings.focal_length: focal length 1e+30 px is outside 1..1000000 px"),
+        ({"focal_length": 0.5}, "RestoreSettings.focal_length: focal length 0.5 px is outside 1..1000000 px"),
+        ({"sigma": 1e10}, "RestoreSettings.sigma: sigma (the noise level) 10000000000 is outside 0..0.5"),
+        ({"sigma": np.float32(0.75)}, "RestoreSettings.sigma: sigma (the noise level) 0.75 is outside 0..0.5"),
+    ],
+)
+def test_settings_beyond_any_camera_are_refused_naming_the_setting_and_the_limit(settings, message):
+    with pytest.raises(LimitError) as caught:
+        RestoreSettings(**settings)
+    assert str(caught.value) == message
+
+
+BOUND = "rotation {} rad is outside -0.785398..0.785398 rad"
+
+
+def _shake(pose: int, axis: int, value: float) -> np.ndarray:
+    trajectory = np.zeros((25, 3))
+    trajectory[pose, axis] = value
+    return trajectory
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda d: d.restore(smooth_rgb(48, 64), focal_length=1e30),
+            "the focal_length given for this image: focal length 1e+30 px is outside 1..1000000 px",
+        ),
+        (
+            lambda d: d.estimate_trajectory(smooth_rgb(48, 64), 1e7),
+            "the focal_length given for this image: focal length 10000000 px is outside 1..1000000 px",
+        ),
+        (
+            lambda d: d.restore(smooth_rgb(48, 64), trajectory=_shake(3, 1, 100.0)),
+            "the trajectory given, pose 3 yaw: " + BOUND.format(100),
+        ),
+        (
+            lambda d: d(smooth_bgr8(48, 64), trajectory=_shake(0, 2, -1e30)),
+            "the trajectory given, pose 0 roll: " + BOUND.format("-1e+30"),
+        ),
+        (
+            lambda d: d.restore(smooth_rgb(48, 64), trajectory=RowMotion(lambda f: _shake(24, 0, 0.1 + 2 * f), 2)),
+            "the trajectory given, pose 24 pitch: " + BOUND.format(1.1),
+        ),
+        (
+            lambda d: d.reblur(smooth_rgb(48, 64), _shake(5, 0, 1e30), camera(48, 64)),
+            "the trajectory given, pose 5 pitch: " + BOUND.format("1e+30"),
+        ),
+    ],
+)
+def test_focal_lengths_and_trajectories_beyond_any_camera_are_refused(deblurrer, call, message):
+    """Not "finite radians" for 1e30 rad, nor a NaN further on: the value, the limit and where it came from."""
+    with pytest.raises(LimitError) as caught:
+        call(deblurrer)
+    assert str(caught.value) == message
+
+
+def test_the_nets_clamped_estimate_is_taken_back(deblurrer):
+    """The trajectory net clamps its poses to pi/4 in float32; such a trajectory restores, and refines."""
+    clamped = np.full((25, 3), np.float32(np.pi / 4))
+    result = deblurrer.restore(smooth_rgb(48, 64), trajectory=clamped)
+    assert np.array_equal(result.trajectory, clamped) and np.isfinite(result.restored).all()
 
 
 def test_the_focal_length_is_honoured(small_bundle, deblurrer, frame):

@@ -58,14 +58,14 @@ def test_reader_matches_the_trajectory_the_authors_fixture_was_made_from(case_b)
 @pytest.mark.parametrize("columns", [6, 3])
 def test_a_recording_is_resampled_over_normalised_time(tmp_path, columns):
     time = np.linspace(0.0, 1.0, 49)
-    angles = np.stack([time, -2 * time, time**2], axis=1)
+    angles = 0.1 * np.stack([time, -2 * time, time**2], axis=1)
     rows = np.hstack([np.zeros((49, columns - 3)), angles])
     path = tmp_path / "trajectory.txt"
     np.savetxt(path, rows, delimiter=",")
     trajectory = read_trajectory(path)
     expected_time = np.linspace(0.0, 1.0, N_POSES)
-    np.testing.assert_allclose(trajectory[:, 0], expected_time - 0.5, atol=1e-12)
-    np.testing.assert_allclose(trajectory[:, 1], -2 * (expected_time - 0.5), atol=1e-12)
+    np.testing.assert_allclose(trajectory[:, 0], 0.1 * (expected_time - 0.5), atol=1e-12)
+    np.testing.assert_allclose(trajectory[:, 1], -0.2 * (expected_time - 0.5), atol=1e-12)
     assert np.all(np.diff(trajectory[:, 2]) > 0)  # linear interpolation keeps the order in time
 
 
@@ -390,3 +390,111 @@ def test_a_gyroscope_mounted_otherwise_is_turned_into_the_cameras_axes():
     ]:
         with pytest.raises(ValueError, match=reason):
             axes_matrix(spec)
+
+
+# --- physical bounds and file bounds ------------------------------------------------------------------------
+
+ROTATION_BOUND = "rotation {value} rad is outside -0.785398..0.785398 rad"
+
+
+@pytest.mark.parametrize("value", [100.0, 1e30, -1e30])
+@pytest.mark.parametrize("form", ["json", "csv", "recording"])
+def test_trajectory_files_with_poses_beyond_a_quarter_turn_are_refused(tmp_path, form, value):
+    """A pose of 100 rad or 1e30 rad is no camera shake: refused naming the file, the row, the value and the limit
+    (a constant offset of 1e30 rad would otherwise be centred away to nothing)."""
+    poses = np.zeros((N_POSES, 3))
+    poses[:, 1] = value
+    if form == "json":
+        path = _write(tmp_path / "trajectory.json", json.dumps({"poses": poses.tolist()}))
+        row = "pose 0"
+    elif form == "csv":
+        lines = ["pose,pitch_rad,yaw_rad,roll_rad", *(f"{i},{p},{y},{r}" for i, (p, y, r) in enumerate(poses.tolist()))]
+        path = _write(tmp_path / "trajectory.csv", "\n".join(lines) + "\n")
+        row = "pose 0"
+    else:
+        path = tmp_path / "recorded.txt"
+        np.savetxt(path, np.hstack([np.zeros((N_POSES, 3)), poses]), delimiter=",")
+        row = "line 1"
+    shown = f"{value:g}" if abs(value) > 1e9 else f"{value:.0f}"
+    with pytest.raises(MotionError) as caught:
+        read_trajectory(path)
+    assert str(caught.value) == f"{path}: {row} yaw: " + ROTATION_BOUND.format(value=shown)
+
+
+def test_a_recording_is_bounded_where_it_is_and_once_centred(tmp_path):
+    """The row in the file is named by its line (comments and blank lines counted); a recording whose angles are
+    each within bounds but whose centred poses are not is refused after centring."""
+    path = _write(tmp_path / "recorded.txt", "# made up\n0,0,0,0,0.01,0\n\n0,0,0,0,2.5,0\n")
+    with pytest.raises(MotionError, match=r"recorded.txt: line 4 yaw: rotation 2.5 rad is outside"):
+        read_trajectory(path)
+    rows = np.zeros((N_POSES, 6))
+    rows[:-1, 4], rows[-1, 4] = -0.78, 0.78
+    np.savetxt(path, rows, delimiter=",")
+    with pytest.raises(
+        MotionError, match=r"recorded.txt: pose 24 yaw \(mean-centred\): rotation 1.497599+8 rad is outside"
+    ):
+        read_trajectory(path)
+
+
+def test_the_nets_clamped_estimates_read_back(tmp_path):
+    """The trajectory net clamps to pi/4 in float32; the trajectory.json written from such an estimate reads."""
+    poses = np.full((N_POSES, 3), np.float32(np.pi / 4), dtype=np.float32)
+    path = _write(tmp_path / "trajectory.json", json.dumps({"poses": poses.astype(float).tolist()}))
+    np.testing.assert_array_equal(read_trajectory(path), poses)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"poses": ' + "[" * 40 + "]" * 40 + "}", "(JSON nesting 41 levels is outside 0..32 levels)"),
+        ("{" + '"a": {' * 100_000 + "}" * 100_001, "(JSON nested too deep to parse; JSON nesting must be within"),
+        ('{"poses": [[1' + "0" * 400 + ", 0, 0]]}", "('int too large to convert to float')"),
+        ('{"poses": [[1' + "0" * 5000 + ", 0, 0]]}", "(not valid JSON (Exceeds the limit (4300 digits)"),
+    ],
+)
+def test_trajectory_json_nested_too_deep_or_beyond_floats_is_refused(tmp_path, text, reason):
+    path = _write(tmp_path / "trajectory.json", text)
+    with pytest.raises(MotionError) as caught:
+        read_trajectory(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a trajectory.json with a 'poses' list of [pitch, yaw, roll] {reason}")
+    assert "\n" not in message
+
+
+def test_a_trajectory_file_over_16_mib_is_refused_unparsed(tmp_path):
+    path = tmp_path / "trajectory.csv"
+    path.write_bytes(b"pitch_rad,yaw_rad,roll_rad\n" + b"0,0,0\n" * (3 * 2**20))
+    with pytest.raises(MotionError) as caught:
+        read_trajectory(path)
+    size = path.stat().st_size
+    assert str(caught.value) == f"{path}: trajectory file: file size {size} bytes is outside 0..16777216 bytes"
+
+
+def test_a_csv_field_over_the_csv_limit_is_refused(tmp_path):
+    path = _write(tmp_path / "trajectory.csv", 'pitch_rad,yaw_rad,roll_rad\n"' + "0" * 200_000 + '",0,0\n')
+    with pytest.raises(MotionError, match=r"trajectory.csv: not a CSV trajectory \(field larger than field limit"):
+        read_trajectory(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where", "value"),
+    [
+        ("gyro.csv", "0,0.1,0.2,0.3\n0.01,1e6,0.2,0.3\n", "line 2 x", "1000000"),
+        ("gyro.csv", "time_s,x,y,z\n0,0.1,0.2,0.3\n\n# paused\n0.01,0.1,0.2,-41\n", "line 5 z", "-41"),
+        # 41 rad/s once scaled: 82000 raw units of 0.0005 rad/s
+        ("clip.gcsv", _gcsv("0,200,400,600,0,0,0\n5,200,82000,600,0,0,0\n"), "line 12 y", "41"),
+    ],
+)
+def test_gyroscope_rates_beyond_any_gyroscope_are_refused_naming_the_line(tmp_path, name, text, where, value):
+    """Common MEMS gyroscopes measure at most 2000 deg/s (35 rad/s): a sample beyond 40 rad/s (after the log's
+    scale) is refused naming the file's line and the axis."""
+    path = _write(tmp_path / name, text)
+    with pytest.raises(MotionError) as caught:
+        read_gyro_log(path)
+    assert str(caught.value) == f"{path}: {where}: gyroscope rate {value} rad/s is outside -40..40 rad/s"
+
+
+def test_gyroscope_times_that_overflow_once_scaled_are_refused(tmp_path):
+    path = _write(tmp_path / "a.gcsv", "CAMERA IMU LOG\ntscale,1e300\nt,gx,gy,gz\n0,0,0,0\n1e300,0,0,0\n")
+    with pytest.raises(MotionError, match=r"a.gcsv: holds times beyond the range of numbers once scaled to seconds"):
+        read_gyro_log(path)

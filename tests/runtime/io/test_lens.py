@@ -6,7 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.io.lens import Lens, lens_from_preset, undistort, undistort_points, undistortion_maps
+from runtime.io.lens import (
+    Lens,
+    LensError,
+    lens_from_preset,
+    make_lens,
+    undistort,
+    undistort_points,
+    undistortion_maps,
+)
 from tests.runtime.conftest import distort
 
 HEIGHT, WIDTH, FOCAL = 240, 320, 260.0
@@ -62,3 +70,44 @@ def test_a_preset_lens_block_is_checked():
     ]:
         with pytest.raises(ValueError, match=message):
             lens_from_preset(block, 640, height, 500.0)
+
+
+@pytest.mark.parametrize(
+    ("focal_lengths", "centre", "message"),
+    [
+        ((1e30, 260.0), (160.0, 120.0), "focal length x: focal length 1e+30 px is outside 1..1000000 px"),
+        ((260.0, float("nan")), (160.0, 120.0), "focal length y: focal length nan px is outside 1..1000000 px"),
+        (
+            (260.0, 260.0),
+            (1e30, 120.0),
+            "principal point x 1e+30 px is outside 0..320 px, the 320x240 calibrated frame",
+        ),
+        (
+            (260.0, 260.0),
+            (160.0, float("nan")),
+            "principal point y nan px is outside 0..240 px, the 320x240 calibrated frame",
+        ),
+        ((260.0, 260.0), (160.0, -1.0), "principal point y -1.0 px is outside 0..240 px, the 320x240 calibrated frame"),
+    ],
+)
+def test_a_lens_with_its_centre_off_the_frame_or_an_absurd_focal_length_is_refused(focal_lengths, centre, message):
+    """A NaN or far-off lens centre would otherwise reach the undistortion maps and be blamed on what comes after."""
+    with pytest.raises(LensError) as caught:
+        make_lens("fisheye", (0.0, 0.0, 0.0, 0.0), focal_lengths, centre, WIDTH, HEIGHT)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_preset_lens_block_names_its_centre_and_takes_only_lists():
+    with pytest.raises(
+        LensError, match=r"^lens.principal_point_px y 1e\+30 px is outside 0..480 px, the 640x480 calibrated frame$"
+    ):
+        lens_from_preset(
+            {"model": "fisheye", "distortion": [0, 0, 0, 0], "principal_point_px": [0, 1e30]}, 640, 480, 5e2
+        )
+    for block in (
+        {"model": "fisheye", "distortion": "0000"},
+        {"model": "fisheye", "distortion": [0] * 4, "principal_point_px": "12"},
+    ):
+        with pytest.raises(LensError, match="a lens needs distortion"):
+            lens_from_preset(block, 640, 480, 500.0)

@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
+from runtime.core.limits import FOCAL_LENGTH_PX, IMAGE_PIXELS, Limit, LimitError
 from runtime.io import media
 
 
@@ -141,3 +142,76 @@ def test_a_photos_focal_length_is_read_from_its_exif(tmp_path, tags, pixels, sou
         pixels = 26.0
     assert picture.exif_focal_length.pixels == pytest.approx(pixels)
     assert picture.exif_focal_length.source.startswith(source)
+
+
+def limit_refusal(limit: Limit, value: float, source: str) -> str:
+    """The one line `limit` refuses `value` from `source` with (and, for the image size, why it is there)."""
+    with pytest.raises(LimitError) as error:
+        limit.check(value, source)
+    return f"{error.value} ({limit.reason})" if limit is IMAGE_PIXELS else str(error.value)
+
+
+def jpeg_bytes(tmp_path) -> bytes:
+    cv2.imwrite(str(tmp_path / "whole.jpg"), (gradient() * 255).astype(np.uint8))
+    return (tmp_path / "whole.jpg").read_bytes()
+
+
+def test_a_truncated_jpeg_is_refused_not_restored_with_a_grey_bottom(tmp_path):
+    """OpenCV's imread decodes a truncated JPEG silently, its missing rows grey; the data must reach its EOI."""
+    whole = jpeg_bytes(tmp_path)
+    assert media.jpeg_complete(whole)
+    for cut in (len(whole) // 2, len(whole) - 2):
+        (tmp_path / "cut.jpg").write_bytes(whole[:cut])
+        with pytest.raises(media.MediaError) as error:
+            media.read_image(tmp_path / "cut.jpg")
+        expected = f"{tmp_path / 'cut.jpg'}: truncated (the JPEG data ends before its end-of-image marker)"
+        assert str(error.value) == expected
+    # An EOI inside a segment (an EXIF thumbnail's, here a comment's) is not the image's end ...
+    comment = b"\xff\xfe" + (2 + 4).to_bytes(2, "big") + b"\xff\xd9\xff\xd9"
+    assert not media.jpeg_complete(whole[:2] + comment + whole[2 : len(whole) // 2])
+    # ... and data a camera appends after the EOI does not matter.
+    (tmp_path / "trailer.jpg").write_bytes(whole + b"\x00MAKERDATA\xff\xda\x00\x04\x01\x02")
+    assert media.read_image(tmp_path / "trailer.jpg").rgb.shape == (40, 60, 3)
+
+
+def test_an_image_above_the_pixel_limit_is_refused_from_its_header(tmp_path, monkeypatch):
+    """13500 x 13500 lies between Pillow's decompression-bomb limit and OpenCV's: one line, nothing decoded."""
+    from PIL import Image
+
+    Image.new("1", (13500, 13500)).save(tmp_path / "bomb.png")  # a few KB on disk
+    assert (tmp_path / "bomb.png").stat().st_size < 100_000
+    monkeypatch.setattr(media.cv2, "imdecode", lambda *_: pytest.fail("decoded"))
+    with pytest.raises(media.MediaError) as error:
+        media.read_image(tmp_path / "bomb.png")
+    assert str(error.value) == limit_refusal(IMAGE_PIXELS, 13500 * 13500, str(tmp_path / "bomb.png"))
+    assert str(error.value).endswith(f" ({IMAGE_PIXELS.reason})") and "\n" not in str(error.value)
+
+
+def test_an_absurd_exif_focal_length_refuses_the_photo(tmp_path):
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+
+    image = Image.fromarray((gradient() * 255).round().astype(np.uint8))
+    exif = image.getexif()
+    sub = exif.get_ifd(media.EXIF_IFD)
+    sub[media.EXIF_FOCAL_LENGTH], sub[media.EXIF_FOCAL_PLANE_X_RESOLUTION] = IFDRational(1000.0), IFDRational(1e6)
+    sub[media.EXIF_FOCAL_PLANE_UNIT] = 5  # um: 1e9 px per mm, a 1e12 px focal length
+    image.save(tmp_path / "photo.jpg", exif=exif)
+    with pytest.raises(media.MediaError) as error:
+        media.read_image(tmp_path / "photo.jpg")
+    read = media.exif_focal_length(dict(sub), 60, 40, 60)
+    assert read.pixels == pytest.approx(1e12) and read.source.startswith("FocalLength 1000 mm at 1e+09 px/mm")
+    source = f"{tmp_path / 'photo.jpg'} EXIF ({read.source})"
+    assert str(error.value) == limit_refusal(FOCAL_LENGTH_PX, read.pixels, source)
+
+
+def test_a_rename_that_fails_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "taken.png").mkdir()
+    (tmp_path / "taken.png" / "inside").write_bytes(b"")  # a non-empty folder where the file should go
+    with pytest.raises(media.MediaError, match=r"taken\.png: cannot write here \("):
+        media.write_bytes(tmp_path / "taken.png", b"data")
+    writer = media.VideoWriter(tmp_path / "taken.png", 12.0, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(media.MediaError, match=r"taken\.png: cannot write here \("):
+        writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.png"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime.io.lens import Lens
-from runtime.io.presets import CameraPreset, read_camera_preset
+from runtime.io.presets import CameraPreset, PresetError, read_camera_preset
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -85,4 +85,88 @@ def test_a_bad_preset_is_refused_in_one_line_naming_it(tmp_path, text, message):
     with pytest.raises(ValueError) as caught:
         read_camera_preset(path)
     assert str(caught.value).startswith(str(path)) and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "focal_length_px: 1.0e+30\nwidth_px: 3840\n",
+            "focal_length_px: focal length 1e+30 px is outside 1..1000000 px",
+        ),
+        ("focal_length_px: .nan\nwidth_px: 3840\n", "focal_length_px: focal length nan px is outside 1..1000000 px"),
+        ("focal_length_px: 1400\nwidth_px: .inf\n", "not a camera preset with focal_length_px and width_px"),
+        (
+            "focal_length_px: 1400\nwidth_px: 1000000\nheight_px: 1000000\n",
+            "image size 1000000000000 pixels is outside",
+        ),
+        (
+            "focal_length_px: 1400\nwidth_px: 3840\nheight_px: 2160\n"
+            "lens:\n  model: fisheye\n  distortion: [0, 0, 0, 0]\n  principal_point_px: [1.0e+30, 1080]\n",
+            "lens.principal_point_px x 1e+30 px is outside 0..3840 px, the 3840x2160 calibrated frame",
+        ),
+        (
+            "focal_length_px: 1400\nwidth_px: 3840\nheight_px: 2160\n"
+            "lens:\n  model: fisheye\n  distortion: [0, 0, 0, 0]\n  principal_point_px: [1920, .nan]\n",
+            "lens.principal_point_px y nan px is outside 0..2160 px, the 3840x2160 calibrated frame",
+        ),
+        (
+            "a: " + "[" * 5000 + "]" * 5000 + "\n",
+            "not a camera preset with focal_length_px and width_px (nested too deep",
+        ),
+    ],
+)
+def test_a_preset_beyond_any_camera_is_refused_naming_the_value_and_the_limit(tmp_path, text, message):
+    path = tmp_path / "camera.yaml"
+    path.write_text(text)
+    with pytest.raises(PresetError) as caught:
+        read_camera_preset(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"camera_matrix": [[1e30, 0.0, 1921.0], [0.0, 2146.0, 1065.0], [0.0, 0.0, 1.0]]},
+            "(fisheye_params.camera_matrix fx: focal length 1e+30 px is outside 1..1000000 px)",
+        ),
+        (
+            {"camera_matrix": [[2150.0, 0.0, 1e30], [0.0, 2146.0, 1065.0], [0.0, 0.0, 1.0]]},
+            "(fisheye_params.camera_matrix cx 1e+30 px is outside 0..3840 px, the 3840x2160 calibrated frame)",
+        ),
+        (
+            {"camera_matrix": [[2150.0, 0.0, 1921.0], [0.0, 2146.0, -5.0], [0.0, 0.0, 1.0]]},
+            "(fisheye_params.camera_matrix cy -5.0 px is outside 0..2160 px, the 3840x2160 calibrated frame)",
+        ),
+    ],
+)
+def test_a_gyroflow_profile_beyond_any_camera_is_refused(tmp_path, changes, message):
+    profile = _profile()
+    profile["fisheye_params"].update(changes)
+    path = tmp_path / "camera.json"
+    path.write_text(json.dumps(profile))
+    with pytest.raises(PresetError) as caught:
+        read_camera_preset(path)
+    assert str(caught.value) == f"{path}: not a usable Gyroflow lens profile {message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"calib_dimension": ' + "[" * 40 + "]" * 40 + "}", "JSON nesting 41 levels is outside 0..32 levels"),
+        ('{"calib_dimension": ' + "[" * 100_000 + "]" * 100_000 + "}", "JSON nested too deep to parse"),
+        ('{"calib_dimension": {"w": 1' + "0" * 400 + ', "h": 1}}', "not a usable Gyroflow lens profile"),
+        ('{"calib_dimension": {}, "distortion_model": []}', "lens model [] is not one this runtime follows"),
+        (" " * (16 * 2**20 + 1), "camera preset: file size 16777217 bytes is outside 0..16777216 bytes"),
+    ],
+)
+def test_a_gyroflow_profile_nested_too_deep_or_too_large_is_refused_in_one_line(tmp_path, text, message):
+    path = tmp_path / "camera.json"
+    path.write_text(text)
+    with pytest.raises(PresetError) as caught:
+        read_camera_preset(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
     assert "\n" not in str(caught.value)

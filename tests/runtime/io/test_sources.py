@@ -39,3 +39,10 @@ def test_what_names_nothing_is_reported_per_argument(tmp_path):
 def test_a_file_with_an_unknown_suffix_is_tried_as_an_image(tmp_path):
     sources, _ = expand([str(touch(tmp_path / "scan.raw"))])
     assert [(s.kind, s.name) for s in sources] == [("image", "scan")]
+
+
+def test_names_of_dots_name_no_folder_outside_or_hidden(tmp_path):
+    """`...png` has the stem `..`: taken as a result folder's name it would be the output folder's parent."""
+    files = [touch(tmp_path / name) for name in ("...png", "..png", ".hidden.png")]
+    sources, _ = expand([str(path) for path in files])
+    assert [s.name for s in sources] == ["image", "image_2", "hidden"]

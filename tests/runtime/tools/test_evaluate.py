@@ -12,6 +12,7 @@ import pytest
 from runtime.core.backends import BackendSettings
 from runtime.tools import metrics
 from runtime.tools.evaluate import MEAN_COLUMNS, REFINED_MEAN_COLUMNS, evaluate, main
+from runtime.tools.pairs import PairsError, read_pairs
 from tests import conftest
 from tests.runtime.conftest import CROP, NAMES, smooth_bgr8
 
@@ -183,6 +184,43 @@ BAD_LISTINGS = {
         "entry [0] ('scene_drift'): focal_length must be a positive number of pixels, got -5",
     ),
     "name with a slash": (lambda listing: _entry(listing, name="../x"), "entry [0] ('../x'): name must be"),
+    "trajectory of 100 rad": (
+        lambda listing: _entry(listing, trajectory=[[0, 100, 0]] * 25),
+        "entry [0] ('scene_drift'): trajectory pose 0 yaw: rotation 100 rad is outside -0.785398..0.785398 rad",
+    ),
+    "trajectory of 1e30 rad": (
+        lambda listing: _entry(listing, trajectory=[[0, 0, 0]] * 24 + [[0, 0, -1e30]]),
+        "entry [0] ('scene_drift'): trajectory pose 24 roll: rotation -1e+30 rad is outside -0.785398..0.785398 rad",
+    ),
+    "focal length of 1e30 px": (
+        lambda listing: _entry(listing, focal_length=1e30),
+        "entry [0] ('scene_drift'): focal_length: focal length 1e+30 px is outside 1..1000000 px",
+    ),
+    "focal length beyond floats": (
+        lambda listing: _entry(listing, focal_length=10**400),
+        "entry [0] ('scene_drift'): focal_length must be a positive number of pixels, got 1000000",
+    ),
+    "blurry up a folder": (
+        lambda listing: _entry(listing, blurry="../scene_drift_blurry.png"),
+        "entry [0] ('scene_drift'): 'blurry' must be a plain file name in ",
+    ),
+    "sharp at an absolute path": (
+        lambda listing: _entry(listing, sharp="/etc/passwd"),
+        "entry [0] ('scene_drift'): 'sharp' must be a plain file name in ",
+    ),
+    "sharp in a sub-folder": (
+        lambda listing: _entry(listing, sharp="sub/scene_drift_sharp.png"),
+        "entry [0] ('scene_drift'): 'sharp' must be a plain file name in ",
+    ),
+    "blurry is ..": (lambda listing: _entry(listing, blurry=".."), "'blurry' must be a plain file name in "),
+    "nested too deep": (
+        lambda listing: "[" * 40 + "]" * 40,
+        "pairs.json: JSON nesting 40 levels is outside 0..32 levels",
+    ),
+    "nested beyond the parser": (
+        lambda listing: "[" * 100_000 + "]" * 100_000,
+        "pairs.json: JSON nested too deep to parse; JSON nesting must be within 0..32 levels",
+    ),
     "duplicate names": (
         lambda listing: _entry(listing, name=listing[1]["name"]),
         "pairs.json: entry [1] ('scene_wobble'): the name is used by an earlier entry",
@@ -201,6 +239,39 @@ def test_a_bad_pairs_json_is_refused_in_one_line(small_bundle, pairs, tmp_path, 
     assert stderr.startswith(f"error: {folder / 'pairs.json'}: ") and stderr.count("\n") == 1
     assert message in stderr
     assert not (tmp_path / "out" / "evaluation.json").exists()
+
+
+def test_pairs_images_may_not_lead_out_of_the_pairs_folder(pairs, tmp_path):
+    """A name that is a link to a file elsewhere is refused before it is read; a link within the folder is fine."""
+    folder = copy_of(pairs, tmp_path)
+    outside = tmp_path / "elsewhere.png"
+    shutil.copy(folder / f"{NAMES[0]}_sharp.png", outside)
+    listing = json.loads((folder / "pairs.json").read_text())
+    (folder / "linked.png").symlink_to(outside)
+    (folder / "pairs.json").write_text(json.dumps(_entry(listing, sharp="linked.png")))
+    with pytest.raises(PairsError) as caught:
+        read_pairs(folder)
+    message = str(caught.value)
+    assert (
+        message
+        == f"{folder / 'pairs.json'}: entry [0] ('{NAMES[0]}'): 'sharp' 'linked.png' is a link leading outside {folder}"
+    )
+    (folder / "linked.png").unlink()
+    (folder / "linked.png").symlink_to("linked.png")
+    with pytest.raises(PairsError, match=r"'sharp' 'linked.png' cannot be resolved in .* \(Symlink loop from"):
+        read_pairs(folder)
+    (folder / "linked.png").unlink()
+    (folder / "linked.png").symlink_to(folder / f"{NAMES[0]}_sharp.png")
+    assert read_pairs(folder)[0].sharp == folder / "linked.png"
+
+
+def test_a_pairs_json_over_16_mib_is_refused_unread(pairs, tmp_path):
+    folder = copy_of(pairs, tmp_path)
+    (folder / "pairs.json").write_bytes(b" " * (16 * 2**20 + 1))
+    with pytest.raises(PairsError) as caught:
+        read_pairs(folder)
+    expected = "the pairs listing: file size 16777217 bytes is outside 0..16777216 bytes"
+    assert str(caught.value) == f"{folder / 'pairs.json'}: {expected}"
 
 
 def test_missing_inputs_are_refused_in_one_line(small_bundle, pairs, tmp_path):
