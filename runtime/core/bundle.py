@@ -32,6 +32,7 @@ from typing import Any, TypeGuard
 
 from runtime.core.engines import EngineRecordError, record_from_manifest
 from runtime.core.limits import MIN_SIDE_PX, SIGMA, LimitError
+from runtime.core.textfiles import nesting
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -184,7 +185,7 @@ def read_manifest(manifest_path: Path) -> dict[str, Any]:
         raise BundleError(f"{manifest_path}: unreadable manifest ({first_line(error)})") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{manifest_path}: not a manifest (a JSON object is expected)")
-    if _depth(manifest) > MAX_MANIFEST_DEPTH:
+    if nesting(manifest) > MAX_MANIFEST_DEPTH:
         raise BundleError(f"{manifest_path}: nested deeper than {MAX_MANIFEST_DEPTH} levels")
     return manifest
 
@@ -477,21 +478,6 @@ def _inside(root: Path, file: Path) -> bool:
     """Whether `file`, its symbolic links followed, lies inside the directory `root` (itself resolved)."""
     real = Path(os.path.realpath(file))
     return real != root and root in real.parents
-
-
-def _depth(value: Any) -> int:
-    """How deeply objects and lists nest in a JSON value (a scalar: 0), counted without recursion and no further
-    than one level past `MAX_MANIFEST_DEPTH`."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        item, level = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, level)
-        if level <= MAX_MANIFEST_DEPTH:
-            pending += [(child, level + 1) for child in children]
-    return deepest
 
 
 def _key(name: str) -> str:

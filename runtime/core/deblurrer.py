@@ -552,6 +552,24 @@ class Deblurrer:
         return self._batch
 
 
+def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--sigma`, `--tile-side` and `--estimation-side`: the `RestoreSettings` of the commands that restore images
+    (`restore_settings` reads them back)."""
+    parser.add_argument("--sigma", type=float, help="noise level for the restoration (default: the bundle's)")
+    parser.add_argument(
+        "--tile-side",
+        type=int,
+        default=DEFAULT_TILE_SIDE,
+        help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE}; 0: never tile)",
+    )
+    add_estimation_argument(parser)
+
+
+def restore_settings(args: argparse.Namespace) -> RestoreSettings:
+    """The `RestoreSettings` of the options `add_restore_arguments` added."""
+    return RestoreSettings(sigma=args.sigma, tile_side=args.tile_side or None, estimation_side=args.estimation_side)
+
+
 def add_estimation_argument(parser: argparse.ArgumentParser) -> None:
     """`--estimation-side PX`: `RestoreSettings.estimation_side`, for the commands that make a Deblurrer."""
     parser.add_argument(

@@ -483,7 +483,10 @@ class FrameTimes:
 def read_frame_times(path: str | Path) -> FrameTimes:
     """A CSV with the columns `exposure_start_s`, `exposure_s` and, optionally, `readout_s`; one row per frame."""
     path = Path(path)
-    rows = list(csv.DictReader(_read_text(path, "frame times").splitlines()))
+    try:
+        rows = list(csv.DictReader(_read_text(path, "frame times").splitlines()))
+    except csv.Error as error:
+        raise MotionError(f"{path}: not a CSV of frame times ({error})") from None
     if not rows or any(name not in rows[0] for name in ("exposure_start_s", "exposure_s")):
         raise MotionError(
             f"{path}: frame times need the columns exposure_start_s, exposure_s (and optionally readout_s)"

@@ -3,8 +3,17 @@
 Per image: the restored image (same bit depth, gray-ness and alpha as the input), the trajectory as JSON and CSV,
 the kernel-field overlay, the trajectory plot, the reblurred image and, on request, the sharp-frame sequence
 (PNG folder, GIF, MP4). Per video or camera: the restored video at the source's frame rate and the per-frame
-trajectories as CSV (and, when refining, the per-frame reblur loss before and after refinement). A source that
-fails is reported and the batch goes on; nothing is written over an input.
+trajectories as CSV (and, when refining, the per-frame reblur loss before and after refinement).
+
+Each result folder is written whole or not at all (`runtime.io.results`): never over an input, through a link or
+out of the output folder, nor mixed with another run's files. A result that is not finite (NaN or infinite values,
+as an absurd noise level or focal length gives) is refused before anything is written. A source that fails is
+reported in one line and the batch goes on. Ctrl-C or SIGTERM (`runtime.io.stopping`) stops the batch at the next
+safe point: the source at hand leaves nothing (a camera keeps the frames restored so far, as it runs until
+stopped), and the summary counts the sources not processed as skipped. With `Options.skip_done` a source whose
+result folder already holds every file the run writes is left as it is (a re-run does what is missing).
+
+`run_source` processes one source; `runtime.io.ray_batch` runs it on Ray workers, one Deblurrer each.
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ import csv
 import functools
 import io
 import json
+import re
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,6 +35,7 @@ import numpy as np
 from runtime.core.backends.base import BackendError
 from runtime.core.camera import scale_intrinsics
 from runtime.core.deblurrer import Deblurrer, DeblurResult
+from runtime.core.limits import FOCAL_LENGTH_PX
 from runtime.core.motion import KnownMotion, MotionError
 from runtime.io import pictures
 from runtime.io.lens import Lens, undistort
@@ -40,13 +52,24 @@ from runtime.io.media import (
 )
 from runtime.io.presets import CameraPreset
 from runtime.io.progress import Progress
+from runtime.io.results import ResultFolder, protected_paths
 from runtime.io.sources import Source
+from runtime.io.stopping import Interrupted, StopRequest
 
 SEQUENCE_FPS = 10.0
 #: The GIF is a preview: its frames are shrunk to this longer side (the PNG frames and the MP4 keep full size).
 SEQUENCE_GIF_MAX_SIDE = 800
 #: The kernel overlay of a smaller image is drawn on an enlarged copy, so the kernels stay readable.
 KERNEL_OVERLAY_MIN_SIDE = 512
+#: Every file and folder a result folder may hold (relative, with `/`): what a rerun replaces with it.
+OUTPUTS = re.compile(
+    r"restored\.png|reblurred\.png|trajectory\.json|trajectory\.csv|kernels\.png|trajectory\.png"
+    r"|sequence\.gif|sequence\.mp4|frames|frames/frame_\d+\.png|restored\.mp4|trajectories\.csv|refinement\.csv"
+)
+
+
+class ResultError(ValueError):
+    """A restoration whose result cannot be written (not finite); one line naming the input."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +77,8 @@ class Options:
     """How to process and what to write. `focal_length` is in pixels of the input as read (before resizing);
     a camera preset gives it instead, and with a lens calibration has each image undistorted first
     (`runtime.io.lens`). `motion`, when known (a trajectory file, a gyroscope log), replaces the trajectory net's
-    estimate."""
+    estimate. `skip_done` leaves a source whose result folder already holds every file this run writes
+    (`already_done`) as it is, so a re-run does only what is missing; otherwise a rerun replaces the folder."""
 
     outdir: Path
     focal_length: float | None = None
@@ -65,42 +89,109 @@ class Options:
     timings: bool = False
     max_frames: int | None = None
     motion: KnownMotion | None = None
+    skip_done: bool = False
 
 
 @dataclass
 class Summary:
+    """What a batch did: the sources done, those failed (location, reason), those skipped because it was
+    stopped, the signal that stopped it (`SIGINT`, `SIGTERM`; None: it ran to the end) and, with
+    `Options.skip_done`, the sources left as they were because their results were already complete."""
+
     done: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: str | None = None
     seconds: float = 0.0
+    already_done: list[str] = field(default_factory=list)
 
 
 def run_batch(
-    deblurrer: Deblurrer, sources: list[Source], options: Options, progress: Callable[[str], None] | None = None
+    deblurrer: Deblurrer,
+    sources: list[Source],
+    options: Options,
+    progress: Callable[[str], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> Summary:
-    """Process every source; a failure is recorded with its reason and the next source goes on."""
+    """Process every source; a failure is recorded with its reason and the next source goes on. A stop requested
+    through `stop` (or a KeyboardInterrupt) ends the batch at the next safe point."""
     progress = progress or Progress()
-    inputs = {source.location.resolve() for source in sources if isinstance(source.location, Path)}
+    stop = stop or StopRequest()
+    inputs = protected_paths(source.location for source in sources if isinstance(source.location, Path))
     summary = Summary()
     started = time.perf_counter()
     for index, source in enumerate(sources, 1):
+        if stop.requested:
+            break
+        if options.skip_done and already_done(source, options, deblurrer.bundle.n_positions):
+            summary.already_done.append(source.name)
+            continue
         label = f"[{index}/{len(sources)}] {source.name}"
         progress(label)
-        target = options.outdir / source.name
         try:
-            if target.resolve() in inputs or any(path.parent == target.resolve() for path in inputs):
-                raise MediaError(f"{target}: results would go where an input lies; choose another -o")
             told = functools.partial(_prefixed, progress, label)
-            if source.kind == "image":
-                _image(deblurrer, source, options, target, told)
-            else:
-                _video(deblurrer, source, options, target, told)
+            failure = run_source(deblurrer, source, options, inputs, told, stop)
+        except (Interrupted, KeyboardInterrupt):
+            stop.request(signal.SIGINT)  # a KeyboardInterrupt: no handler recorded the request
+            break
+        if failure is None:
             summary.done.append(source.name)
-        except (MediaError, ValueError, OSError, BackendError, cv2.error) as error:
-            summary.failed.append((str(source.location), str(error)))
+        else:
+            summary.failed.append((str(source.location), failure))
+    processed = len(summary.done) + len(summary.failed) + len(summary.already_done)
+    summary.skipped = [source.name for source in sources[processed:]]
+    summary.interrupted = stop.name
     summary.seconds = time.perf_counter() - started
     if isinstance(progress, Progress):
         progress.done()
     return summary
+
+
+def run_source(
+    deblurrer: Deblurrer,
+    source: Source,
+    options: Options,
+    inputs: frozenset[Path],
+    progress: Callable[[str], None],
+    stop: StopRequest,
+) -> str | None:
+    """Process one source into its result folder, as a batch does each (a Ray worker too): None when done, else
+    why it failed, the folder then left as it was. `inputs` are the batch's `protected_paths`. A stop at a safe
+    point (Interrupted) or a KeyboardInterrupt goes through, leaving nothing."""
+    try:
+        with ResultFolder(options.outdir, source.name, inputs, OUTPUTS) as target:
+            if source.kind == "image":
+                _image(deblurrer, source, options, target, progress, stop.check)
+            else:
+                _video(deblurrer, source, options, target, progress, stop)
+    except (MediaError, ValueError, OSError, BackendError, cv2.error) as error:
+        return str(error)
+    except MemoryError:
+        return "out of memory"
+    return None
+
+
+def expected_outputs(source: Source, options: Options, n_positions: int) -> list[str]:
+    """The files (relative, with `/`) a run with these options always writes for a source, `n_positions` being
+    the bundle's (one sharp frame each); none for a camera, which runs until stopped. A video's refinement.csv,
+    written only when its frames were refined, is not among them."""
+    if source.kind == "camera":
+        return []
+    if source.kind == "video":
+        return ["restored.mp4", "trajectories.csv"]
+    outputs = ["restored.png", "reblurred.png", "trajectory.json", "trajectory.csv", "kernels.png", "trajectory.png"]
+    if options.sequence:
+        outputs += ["sequence.gif", "sequence.mp4", *(f"frames/frame_{i:02d}.png" for i in range(n_positions))]
+    return outputs
+
+
+def already_done(source: Source, options: Options, n_positions: int) -> bool:
+    """Whether the source's result folder (not a link) already holds every file this run writes: complete, as a
+    result folder is put in place whole (`runtime.io.results`). What it holds is not compared with this run's
+    settings: `Options.skip_done` is for re-running the same command."""
+    expected = expected_outputs(source, options, n_positions)
+    folder = options.outdir / source.name
+    return bool(expected) and not folder.is_symlink() and all((folder / name).is_file() for name in expected)
 
 
 def _prefixed(progress: Callable[[str], None], label: str, text: str) -> None:
@@ -108,7 +199,11 @@ def _prefixed(progress: Callable[[str], None], label: str, text: str) -> None:
 
 
 def focal_length_for(
-    options: Options, shape: tuple[int, ...], processed_scale: float, exif: ExifFocalLength | None = None
+    options: Options,
+    shape: tuple[int, ...],
+    processed_scale: float,
+    exif: ExifFocalLength | None = None,
+    photo: Path | None = None,
 ) -> tuple[float | None, str]:
     """The focal length in pixels of the processed image (None for the default, the longer side), and where it
     came from: --focal-length, else --camera, else the photo's EXIF, else the default.
@@ -119,7 +214,8 @@ def focal_length_for(
         return options.focal_length * processed_scale, "--focal-length"
     if options.camera_preset is not None:
         return options.camera_preset.focal_length_at(shape[0], shape[1]) * processed_scale, "--camera"
-    if exif is not None:
+    if exif is not None:  # any photo can carry an absurd one: refused when it would be used
+        FOCAL_LENGTH_PX.check(exif.pixels, f"{photo} EXIF ({exif.source})" if photo else f"EXIF ({exif.source})")
         return exif.pixels * processed_scale, f"EXIF: {exif.source}"
     return None, "default: the longer side"
 
@@ -151,18 +247,27 @@ def _scaled(image: np.ndarray, factor: float) -> np.ndarray:
 
 
 def _image(
-    deblurrer: Deblurrer, source: Source, options: Options, target: Path, progress: Callable[[str], None]
+    deblurrer: Deblurrer,
+    source: Source,
+    options: Options,
+    target: Path,
+    progress: Callable[[str], None],
+    checkpoint: Callable[[], None],
 ) -> None:
+    """Restore one photo into `target`; `checkpoint` is called between steps (it raises to stop)."""
     assert isinstance(source.location, Path)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     picture = read_image(source.location)
+    checkpoint()
     shape = picture.rgb.shape[:2]
     rgb, factor = _resize(picture.rgb, options)
     if factor != 1.0:
         picture = replace(picture, rgb=rgb, alpha=_resize_alpha(picture.alpha, rgb.shape[:2]))
     timings["read"] = time.perf_counter() - started
-    focal_length, focal_length_source = focal_length_for(options, shape, factor, picture.exif_focal_length)
+    focal_length, focal_length_source = focal_length_for(
+        options, shape, factor, picture.exif_focal_length, source.location
+    )
     lens = _lens(options)
     if focal_length is not None and lens is not None:
         rgb = undistort(rgb, lens, focal_length)
@@ -170,6 +275,8 @@ def _image(
         picture = replace(picture, rgb=rgb, alpha=alpha)
     trajectory = options.motion.photo() if options.motion else None
     result = deblurrer.restore(rgb, focal_length, trajectory=trajectory, progress=progress)
+    check_finite(result, str(source.location))
+    checkpoint()
     timings.update(result.timings)
     started = time.perf_counter()
     restored = np.clip(result.restored, 0, 1)
@@ -180,6 +287,7 @@ def _image(
     else:
         reblurred = deblurrer.reblur(restored, motion, result.intrinsics)
         timings["reblur"] = time.perf_counter() - started
+    checkpoint()
 
     started = time.perf_counter()
     write_image(target / "restored.png", to_file_pixels(restored, picture))
@@ -191,10 +299,25 @@ def _image(
     plot = pictures.trajectory_plot(result.trajectory, float(result.intrinsics[0, 0]), rgb.shape[:2])
     write_image(target / "trajectory.png", plot)
     if options.sequence:
-        _write_sequence(target, frames)
+        _write_sequence(target, frames, checkpoint)
     timings["write"] = time.perf_counter() - started
     if options.timings:
         print(f"{source.name}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
+
+
+def check_finite(result: DeblurResult, where: str) -> None:
+    """Refuse a result with NaN or infinite values (the restored image, the trajectory or the intrinsics): written,
+    it would be a black image or a NaN trajectory reported as done."""
+    for what, values in (
+        ("restored image", result.restored),
+        ("trajectory", result.trajectory),
+        ("camera intrinsics", result.intrinsics),
+    ):
+        if not np.isfinite(values).all():
+            raise ResultError(
+                f"{where}: the {what} holds NaN or infinite values (an absurd --sigma or focal length gives that); "
+                "nothing written"
+            )
 
 
 def _kernel_overlay(rgb: np.ndarray, result: DeblurResult) -> np.ndarray:
@@ -206,9 +329,10 @@ def _kernel_overlay(rgb: np.ndarray, result: DeblurResult) -> np.ndarray:
     return pictures.kernel_field(preview, motion, camera)
 
 
-def _write_sequence(target: Path, frames_rgb: np.ndarray) -> None:
+def _write_sequence(target: Path, frames_rgb: np.ndarray, checkpoint: Callable[[], None]) -> None:
     """The sharp frames (`(P, H, W, 3)` uint8 RGB) as PNGs, an MP4 and a looping GIF preview (at most
-    `SEQUENCE_GIF_MAX_SIDE`), all at `SEQUENCE_FPS`; one frame at a time is turned to BGR for the files."""
+    `SEQUENCE_GIF_MAX_SIDE`), all at `SEQUENCE_FPS`; one frame at a time is turned to BGR for the files, and
+    `checkpoint` called after each."""
     height, width = frames_rgb.shape[1:3]
     factor = min(1.0, SEQUENCE_GIF_MAX_SIDE / max(height, width))
     previews = []
@@ -219,6 +343,7 @@ def _write_sequence(target: Path, frames_rgb: np.ndarray) -> None:
             write_image(target / "frames" / f"frame_{number:02d}.png", bgr)
             writer.write(bgr)
             previews.append(_scaled(bgr, factor)[..., ::-1])
+            checkpoint()
     except BaseException:
         writer.abort()
         raise
@@ -231,8 +356,15 @@ def _resize_alpha(alpha: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarra
 
 
 def _video(
-    deblurrer: Deblurrer, source: Source, options: Options, target: Path, progress: Callable[[str], None]
+    deblurrer: Deblurrer,
+    source: Source,
+    options: Options,
+    target: Path,
+    progress: Callable[[str], None],
+    stop: StopRequest,
 ) -> None:
+    """Restore a video or camera frame by frame into `target`. A stop request ends a camera (its frames so far are
+    its result) and interrupts a video file (checked before each frame)."""
     if options.motion is not None and source.kind == "camera":
         raise MotionError(f"camera {source.location}: known motion needs a video file, whose frame times are known")
     reader = VideoReader(source.location)
@@ -244,12 +376,16 @@ def _video(
         for number, frame in enumerate(reader):
             if options.max_frames is not None and number >= options.max_frames:
                 break
+            if stop.requested and source.kind == "camera":
+                break
+            stop.check()
             rgb, factor = _resize(frame[..., ::-1].astype(np.float32) / np.float32(255), options)
             focal_length = focal_length_for(options, frame.shape[:2], factor)[0]
             if focal_length is not None and (lens := _lens(options)) is not None:
                 rgb = undistort(rgb, lens, focal_length)
             trajectory = options.motion.frame(number, reader.timestamp_s) if options.motion else None
             result = deblurrer.restore(rgb, focal_length, trajectory=trajectory)
+            check_finite(result, f"{source.location}: frame {number}")
             restored = to_file_pixels(np.clip(result.restored, 0, 1))
             if writer is None:
                 writer = VideoWriter(target / "restored.mp4", reader.fps, (restored.shape[1], restored.shape[0]))
@@ -273,11 +409,11 @@ def _video(
     if writer is None:
         raise MediaError(f"{source.location}: no frames could be read")
     writer.close()
-    _write_csv(
+    write_csv(
         target / "trajectories.csv", ["frame", "pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px"], rows
     )
     if refined:
-        _write_csv(target / "refinement.csv", ["frame", "reblur_loss_before", "reblur_loss_after"], refined)
+        write_csv(target / "refinement.csv", ["frame", "reblur_loss_before", "reblur_loss_after"], refined)
     if options.timings:
         stages = ", ".join(f"{k} {float(np.median(v)) * 1000:.0f} ms" for k, v in timings.items())
         print(f"{source.name}: {len(rows) // deblurrer.bundle.n_positions} frames, per frame (median): {stages}")
@@ -317,7 +453,7 @@ def _write_trajectory(
     rows = [
         [pose, *map(float, angles), float(camera[0, 0]), width, height] for pose, angles in enumerate(result.trajectory)
     ]
-    _write_csv(
+    write_csv(
         target / "trajectory.csv",
         ["pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px", "width_px", "height_px"],
         rows,
@@ -339,7 +475,8 @@ def refinement_record(result: DeblurResult) -> dict[str, object] | None:
     }
 
 
-def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> None:
+def write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> None:
+    """A table of results as a CSV file, written atomically (trajectory.csv, trajectories.csv, refinement.csv)."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)

@@ -1,12 +1,19 @@
 """`python -m runtime.deblur`: deblur images, folders, globs, videos or a camera with a bundle. Torch-free.
 
 python -m runtime.deblur --engine BUNDLE photo.jpg shots/ 'burst/*.png' clip.mp4 -o results/
+python -m runtime.deblur --engine BUNDLE shots/ -o results/ --ray local --workers 4   # on a Ray cluster
+
+Exit status: 0 all done; 1 done, but some input failed (one line each at the end); 2 the run could not start;
+130 or 143 stopped by Ctrl-C (SIGINT) or SIGTERM, after the current write: the summary says what was done.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import math
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,13 +23,13 @@ from runtime.core.backends.base import BackendError
 from runtime.core.backends.tensorrt_build import rebuild_stale
 from runtime.core.bundle import Bundle, BundleError, load_bundle
 from runtime.core.deblurrer import (
-    DEFAULT_TILE_SIDE,
     NET_ROLES,
     Deblurrer,
-    RestoreSettings,
-    add_estimation_argument,
+    add_restore_arguments,
     refine_roles,
+    restore_settings,
 )
+from runtime.core.limits import FOCAL_LENGTH_PX, SIGMA
 from runtime.core.motion import (
     CAMERA_AXES,
     GyroMotion,
@@ -36,10 +43,13 @@ from runtime.core.motion import (
 )
 from runtime.core.profiles import ProfileError, load_build_profile
 from runtime.core.refine import add_refine_arguments, refine_settings
-from runtime.io.batch import Options, run_batch
+from runtime.io import ray_batch
+from runtime.io.batch import Options, Summary, run_batch
 from runtime.io.media import make_outdir
 from runtime.io.presets import read_camera_preset
+from runtime.io.ray_batch import ClusterError, WorkerSettings
 from runtime.io.sources import expand
+from runtime.io.stopping import EXIT_CODES, StopRequest
 
 #: The compact demo bundle shipped with the project, used when --engine is not given.
 DEMO_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "demo"
@@ -116,14 +126,24 @@ def _check_arguments(args: argparse.Namespace) -> None:
         (args.max_side, "--max-side", "at least 1 pixel", lambda v: v >= 1),
         (args.sigma, "--sigma", "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0),
         (args.max_frames, "--max-frames", "at least 1", lambda v: v >= 1),
+        (args.workers, "--workers", "at least 1", lambda v: v >= 1),
     ]
     for value, name, expected, valid in checks:
         if value is not None and not valid(value):
             raise ValueError(f"{name} must be {expected}, got {value}")
+    for value, name, limit in [(args.focal_length, "--focal-length", FOCAL_LENGTH_PX), (args.sigma, "--sigma", SIGMA)]:
+        if value is not None:
+            limit.check(value, name)
+    if args.workers is not None and args.ray is None:
+        raise ValueError("--workers goes with --ray")
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(prog="python -m runtime.deblur", description=__doc__.splitlines()[0])
+    parse = argparse.ArgumentParser(
+        prog="python -m runtime.deblur",
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n")[-1].strip(),
+    )
     parse.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video, folder, glob or camera index")
     parse.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the results (one sub-folder each)")
     parse.add_argument("--engine", type=Path, default=None, help="bundle directory (default: the shipped demo bundle)")
@@ -153,14 +173,7 @@ def parser() -> argparse.ArgumentParser:
     size = parse.add_mutually_exclusive_group()
     size.add_argument("--max-side", type=int, metavar="PX", help="shrink inputs whose longer side is larger")
     size.add_argument("--scale", type=float, help="resize inputs by this factor")
-    parse.add_argument("--sigma", type=float, help="noise level for the restoration (default: the bundle's)")
-    parse.add_argument(
-        "--tile-side",
-        type=int,
-        default=DEFAULT_TILE_SIDE,
-        help=f"restore images with a longer side above this in tiles (default {DEFAULT_TILE_SIDE}; 0: never tile)",
-    )
-    add_estimation_argument(parse)
+    add_restore_arguments(parse)
     known = parse.add_argument_group("known camera motion (skips the trajectory net)")
     motion = known.add_mutually_exclusive_group()
     motion.add_argument(
@@ -203,18 +216,52 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--sequence", action="store_true", help="also write the sharp frames (PNGs, GIF, MP4)")
     parse.add_argument("--timings", action="store_true", help="print per-stage times for each image")
     parse.add_argument("--max-frames", type=int, metavar="N", help="stop videos and cameras after N frames")
+    parse.add_argument(
+        "--skip-done",
+        action="store_true",
+        help="leave an input whose result folder already holds every file this run writes, one line each (a re-run "
+        "then does what is missing or failed; default: the folder is replaced)",
+    )
     add_refine_arguments(parse)
+    cluster = parse.add_argument_group(
+        f"Ray cluster ({ray_batch.INSTALL})",
+        "Each input goes whole to one worker, which writes its result folder as a plain run does; a video to one "
+        "worker, frame after frame; cameras are refused. Workers on other machines need this project installed and "
+        "must see the bundle, the inputs and the output folder at the same paths (a shared file system). Each "
+        "worker's backend runs --threads threads (default 1 with --ray) and reserves as many CPUs. Ctrl-C or "
+        "SIGTERM stops handing inputs out: those in flight are finished.",
+    )
+    cluster.add_argument(
+        "--ray",
+        metavar="ADDRESS|local",
+        help="spread the inputs over Ray workers, one Deblurrer each: 'local' starts a cluster on this machine, an "
+        "address (host:port, auto) joins a running one",
+    )
+    cluster.add_argument(
+        "--workers", type=int, metavar="N", help="how many Ray workers (default: the cluster's CPUs / --threads)"
+    )
     return parse
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Run the command; returns its exit status (see the module's docstring)."""
+    try:
+        return _run(parser().parse_args(argv))
+    except KeyboardInterrupt:  # while loading: the batch itself stops on its own
+        print("interrupted by SIGINT before any input was processed", file=sys.stderr)
+        return EXIT_CODES[signal.SIGINT]
+
+
+def _run(args: argparse.Namespace) -> int:
     bundle = args.engine or DEMO_BUNDLE
     if args.engine is None and not DEMO_BUNDLE.exists():
         print(f"error: no --engine given and the demo bundle {DEMO_BUNDLE} is missing", file=sys.stderr)
         return 2
+    deblurrer: Deblurrer | None = None
     try:
         _check_arguments(args)
+        if args.ray is not None:
+            ray_batch.require_ray()
         loaded = load_bundle(bundle)
         options = Options(
             outdir=args.outdir,
@@ -226,27 +273,53 @@ def main(argv: list[str] | None = None) -> int:
             timings=args.timings,
             max_frames=args.max_frames,
             motion=known_motion(args, loaded.n_positions),
+            skip_done=args.skip_done,
         )
         backend = backend_settings(args, load_build_profile(args.profile) if args.profile else None)
-        restore = RestoreSettings(
-            sigma=args.sigma, tile_side=args.tile_side or None, estimation_side=args.estimation_side
-        )
+        if args.ray is not None and backend.threads is None:
+            backend = dataclasses.replace(backend, threads=1)
+        restore = restore_settings(args)
         refine = refine_settings(args)
         if args.rebuild:
             loaded = rebuild_engines(loaded, backend, refine is not None, _stderr)
-        deblurrer = Deblurrer(loaded, backend, restore, refine, log=_stderr)
-    except (BundleError, BackendError, ProfileError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        make_outdir(args.outdir)
-    except ValueError as error:
-        deblurrer.close()
+        if args.ray is None:
+            deblurrer = Deblurrer(loaded, backend, restore, refine, log=_stderr)
+    except (BundleError, BackendError, ProfileError, ValueError, ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     sources, errors = expand(args.inputs)
-    with deblurrer:
-        summary = run_batch(deblurrer, sources, options)
+    try:
+        cameras = [source for source in sources if source.kind == "camera"]
+        if args.ray is not None and cameras:
+            raise ValueError(f"camera {cameras[0].location}: cameras are not read through --ray; run without it")
+        make_outdir(args.outdir)
+    except ValueError as error:
+        if deblurrer is not None:
+            deblurrer.close()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    stop = StopRequest()
+    with stop.handling_signals(), deblurrer or contextlib.nullcontext():
+        if deblurrer is not None:
+            summary = run_batch(deblurrer, sources, options, stop=stop)
+        else:
+            settings = WorkerSettings(bundle, backend, restore, refine, options)
+            try:
+                summary = ray_batch.run_on_cluster(
+                    args.ray, args.workers, settings, sources, loaded.n_positions, stop, _stderr
+                )
+            except ClusterError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+        failures = _report(summary, errors, args.outdir)
+    if stop.signum is not None:
+        return EXIT_CODES[signal.Signals(stop.signum)]
+    return 1 if failures else 0
+
+
+def _report(summary: Summary, errors: list[str], outdir: Path) -> list[str]:
+    """Print the summary line, the inputs left as they were (`--skip-done`) and the failures, one line each, to
+    stderr; returns the failures."""
     failures = [
         *errors,
         *(
@@ -254,13 +327,16 @@ def main(argv: list[str] | None = None) -> int:
             for location, reason in summary.failed
         ),
     ]
-    print(
-        f"{len(summary.done)} done, {len(failures)} failed in {summary.seconds:.1f} s; results in {args.outdir}",
-        file=sys.stderr,
-    )
+    kept = f", {len(summary.already_done)} already done" if summary.already_done else ""
+    counts = f"{len(summary.done)} done{kept}, {len(failures)} failed"
+    if summary.interrupted is not None:
+        counts = f"interrupted by {summary.interrupted}: {counts}, {len(summary.skipped)} skipped"
+    print(f"{counts} in {summary.seconds:.1f} s; results in {outdir}", file=sys.stderr)
+    for name in summary.already_done:
+        print(f"already done: {outdir / name}", file=sys.stderr)
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return failures
 
 
 def _stderr(text: str) -> None:

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from runtime.core.camera import focal_length_from_35mm
-from runtime.core.limits import FOCAL_LENGTH_PX, IMAGE_PIXELS, LimitError
+from runtime.core.limits import IMAGE_PIXELS, LimitError
 from runtime.core.pixels import quantize
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -116,8 +117,8 @@ def read_image(path: Path) -> Picture:
     decoded size is checked too, for formats Pillow does not read), and a truncated JPEG is refused rather than
     restored with its missing part grey. OpenCV's unchanged mode (needed for 16 bits and alpha) ignores the EXIF
     orientation that phone photos carry, so it is applied here: results come out upright, as viewers show the
-    input. An EXIF focal length outside `runtime.core.limits.FOCAL_LENGTH_PX` refuses the image: a camera's
-    metadata that absurd is not used.
+    input. The EXIF focal length is returned as the file gives it; the command line holds it to
+    `runtime.core.limits.FOCAL_LENGTH_PX` when it uses it.
     """
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
@@ -153,13 +154,7 @@ def read_image(path: Path) -> Picture:
     else:
         raise MediaError(f"{path}: {data.shape[2]} channels are not supported (gray, RGB or RGBA)")
     rgb = bgr[..., ::-1].astype(np.float32) / np.float32(scale)
-    focal_length = exif_focal_length(tags, stored_width, *rgb.shape[:2])
-    if focal_length is not None:
-        try:
-            FOCAL_LENGTH_PX.check(focal_length.pixels, f"{path} EXIF ({focal_length.source})")
-        except LimitError as error:
-            raise MediaError(str(error)) from None
-    return Picture(rgb, bit_depth, gray, alpha, focal_length)
+    return Picture(rgb, bit_depth, gray, alpha, exif_focal_length(tags, stored_width, *rgb.shape[:2]))
 
 
 def _check_pixels(path: Path, pixels: int) -> None:
@@ -208,7 +203,9 @@ def _header(path: Path) -> tuple[tuple[int, int] | None, int, dict[int, Any]]:
     names.
     """
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():  # the size is held to IMAGE_PIXELS below, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
     except Image.DecompressionBombError as error:
         found = re.search(r"\((\d+) pixels\)", str(error))
         if found is not None:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from runtime.core.camera import intrinsics, intrinsics_inverse
+from runtime.core.limits import FOCAL_LENGTH_PX
 from runtime.core.motion import (
     AXES_SPECS,
     CAMERA_AXES,
@@ -386,6 +387,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for option, value, unit in positive:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ValueError(f"{option} must be a positive number of {unit}, got {value}")
+    if args.focal_length is not None:
+        FOCAL_LENGTH_PX.check(args.focal_length, "--focal-length")
     if args.readout_time is not None and not math.isfinite(args.readout_time):
         raise ValueError(f"--readout-time must be a finite number of seconds, got {args.readout_time}")
     if args.max_frames is not None and args.max_frames < 2:

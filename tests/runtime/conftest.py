@@ -13,6 +13,7 @@ import pytest
 
 from runtime.core import motion
 from runtime.core.bundle import MANIFEST, write_manifest
+from runtime.core.limits import IMAGE_PIXELS, Limit, LimitError
 from runtime.io.lens import Lens, undistort_points
 from tests.conftest import shared_file
 
@@ -90,3 +91,10 @@ def distort(image: np.ndarray, lens: Lens, focal_length_px: float) -> np.ndarray
     pinhole = undistort_points(np.stack([xs.ravel(), ys.ravel()], axis=1), lens, height, width, focal_length_px)
     map_x, map_y = (pinhole[:, axis].reshape(height, width).astype(np.float32) for axis in (0, 1))
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def limit_refusal(limit: Limit, value: float, source: str) -> str:
+    """The one line `limit` refuses `value` from `source` with (and, for the image size, why it is there)."""
+    with pytest.raises(LimitError) as error:
+        limit.check(value, source)
+    return f"{error.value} ({limit.reason})" if limit is IMAGE_PIXELS else str(error.value)

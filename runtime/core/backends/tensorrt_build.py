@@ -11,7 +11,8 @@ engine (`runtime.core.engines`) and a refreshed sha256 table, which the runner c
 
 The timing cache is the builder's own and stays out of the sha256 table: it records how fast each kernel ran, so
 it steers which of several implementations of a layer the builder picks, never what the engine computes; TensorRT
-refuses one from another release or GPU (the builder then starts an empty one), and the runtime never reads it.
+refuses one from another release or GPU (the builder then starts an empty one). Only the builder reads it
+(`python -m export.tensorrt`, `runtime.deblur --rebuild`); no engine run does.
 
 FP16 keeps the geometry in FP32: every GridSample and everything upstream of its grid input (the sampling
 positions, computed from the trajectory, the intrinsics and the image size only). FP16 grid coordinates step by

@@ -357,6 +357,12 @@ def test_frame_times_give_each_frame_its_own_exposure_and_readout(tmp_path):
         (read_frame_times, "frames.csv", "exposure_start_s,exposure_s\n0,x\n", "not a number"),
         (read_frame_times, "frames.csv", "exposure_start_s,exposure_s\n0,0\n", "exposure times must be positive"),
         (read_frame_times, "frames.csv", "exposure_start_s,exposure_s,readout_s\n0,0.01,nan\n", "every time finite"),
+        (
+            read_frame_times,
+            "frames.csv",
+            "exposure_start_s,exposure_s\n" + "9" * 200_000 + ",1\n",
+            "not a CSV of frame",
+        ),
     ],
 )
 def test_bad_files_are_refused_in_one_line_naming_them(tmp_path, reader, name, content, reason):

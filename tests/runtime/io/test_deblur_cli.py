@@ -253,6 +253,8 @@ def test_rebuild_asks_for_the_engines_the_deblurrer_loads(small_bundle, monkeypa
         (["--scale", "0"], "--scale must be a positive factor, got 0.0"),
         (["--max-side", "0"], "--max-side must be at least 1 pixel, got 0"),
         (["--sigma", "nan"], "--sigma must be a finite number >= 0, got nan"),
+        (["--sigma", "1e10"], "--sigma: sigma (the noise level) 10000000000 is outside 0..0.5"),
+        (["--focal-length", "1e30"], "--focal-length: focal length 1e+30 px is outside 1..1000000 px"),
         (["--max-frames", "0"], "--max-frames must be at least 1, got 0"),
         (["--tile-side", "100"], "tile side must be at least 256 px"),
         (["--estimation-side", "16"], "estimation side must be at least 32 px"),

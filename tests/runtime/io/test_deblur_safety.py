@@ -25,8 +25,7 @@ from runtime.io import media, results
 from runtime.io.deblur import main
 from runtime.io.results import ResultFolder
 from tests import conftest
-from tests.runtime.conftest import smooth_bgr8, write_video
-from tests.runtime.io.test_media import limit_refusal
+from tests.runtime.conftest import limit_refusal, smooth_bgr8, write_video
 
 ROOT = Path(__file__).resolve().parents[3]
 HEIGHT, WIDTH = 48, 64

@@ -2,8 +2,10 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.core.limits import FOCAL_LENGTH_PX, IMAGE_PIXELS, Limit, LimitError
+from runtime.core.limits import FOCAL_LENGTH_PX, IMAGE_PIXELS, LimitError
 from runtime.io import media
+from runtime.io.batch import Options, focal_length_for
+from tests.runtime.conftest import limit_refusal
 
 
 def gradient(height: int = 40, width: int = 60) -> np.ndarray:
@@ -144,13 +146,6 @@ def test_a_photos_focal_length_is_read_from_its_exif(tmp_path, tags, pixels, sou
     assert picture.exif_focal_length.source.startswith(source)
 
 
-def limit_refusal(limit: Limit, value: float, source: str) -> str:
-    """The one line `limit` refuses `value` from `source` with (and, for the image size, why it is there)."""
-    with pytest.raises(LimitError) as error:
-        limit.check(value, source)
-    return f"{error.value} ({limit.reason})" if limit is IMAGE_PIXELS else str(error.value)
-
-
 def jpeg_bytes(tmp_path) -> bytes:
     cv2.imwrite(str(tmp_path / "whole.jpg"), (gradient() * 255).astype(np.uint8))
     return (tmp_path / "whole.jpg").read_bytes()
@@ -187,7 +182,7 @@ def test_an_image_above_the_pixel_limit_is_refused_from_its_header(tmp_path, mon
     assert str(error.value).endswith(f" ({IMAGE_PIXELS.reason})") and "\n" not in str(error.value)
 
 
-def test_an_absurd_exif_focal_length_refuses_the_photo(tmp_path):
+def test_an_absurd_exif_focal_length_is_read_as_the_file_gives_it_and_refused_where_used(tmp_path):
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational
 
@@ -197,12 +192,16 @@ def test_an_absurd_exif_focal_length_refuses_the_photo(tmp_path):
     sub[media.EXIF_FOCAL_LENGTH], sub[media.EXIF_FOCAL_PLANE_X_RESOLUTION] = IFDRational(1000.0), IFDRational(1e6)
     sub[media.EXIF_FOCAL_PLANE_UNIT] = 5  # um: 1e9 px per mm, a 1e12 px focal length
     image.save(tmp_path / "photo.jpg", exif=exif)
-    with pytest.raises(media.MediaError) as error:
-        media.read_image(tmp_path / "photo.jpg")
-    read = media.exif_focal_length(dict(sub), 60, 40, 60)
+    read = media.read_image(tmp_path / "photo.jpg").exif_focal_length
     assert read.pixels == pytest.approx(1e12) and read.source.startswith("FocalLength 1000 mm at 1e+09 px/mm")
+    options = Options(tmp_path)
+    with pytest.raises(LimitError) as error:
+        focal_length_for(options, (40, 60), 1.0, read, tmp_path / "photo.jpg")
     source = f"{tmp_path / 'photo.jpg'} EXIF ({read.source})"
     assert str(error.value) == limit_refusal(FOCAL_LENGTH_PX, read.pixels, source)
+    # Given the focal length another way, the photo's EXIF is not used, so not refused.
+    overridden = Options(tmp_path, focal_length=500.0)
+    assert focal_length_for(overridden, (40, 60), 1.0, read, tmp_path / "photo.jpg") == (500.0, "--focal-length")
 
 
 def test_a_rename_that_fails_leaves_no_temporary_file(tmp_path):

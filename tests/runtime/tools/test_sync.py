@@ -265,6 +265,10 @@ def test_what_cannot_be_synchronised_is_refused_in_one_line(tmp_path):
         ([str(still), "--gyro", str(tmp_path / "none.csv")], "none.csv: cannot read gyroscope log"),
         ([str(still), "--gyro", str(gyro), "--search", "0"], "--search must be a positive number of seconds"),
         ([str(still), "--gyro", str(gyro), "--gyro-axes", "y,x,z"], "axes 'y,x,z' mirror the frame"),
+        (
+            [str(still), "--gyro", str(gyro), "--focal-length", "1e30"],
+            "--focal-length: focal length 1e+30 px is outside 1..1000000 px",
+        ),
     ]:
         code, _, stderr = run(main, *arguments)
         assert code == 2
