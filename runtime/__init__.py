@@ -10,8 +10,9 @@ The API a capture app uses (a frame is OpenCV's HxWx3 uint8 BGR; `Deblurrer.rest
         result = deblurrer(frame)  # result.restored: the frame deblurred, uint8 BGR; result.timings: seconds
         trajectory = result.trajectory  # (P, 3) radians (pitch, yaw, roll): the camera shake
 
-The command lines are `python -m runtime.deblur`, `runtime.evaluate`, `runtime.benchmark`, `runtime.sensitivity`
-and `runtime.sync`.
+The command lines are `python -m runtime.deblur` (with `--ray` on a Ray cluster), `runtime.evaluate`,
+`runtime.benchmark`, `runtime.sensitivity`, `runtime.sync`, and for serving `runtime.serve`, `runtime.client` and
+`runtime.service.benchmark` (docs/serving.md).
 """
 
 from runtime.core.backends import BackendSettings
