@@ -218,9 +218,10 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--max-frames", type=int, metavar="N", help="stop videos and cameras after N frames")
     parse.add_argument(
         "--skip-done",
-        action="store_true",
-        help="leave an input whose result folder already holds every file this run writes, one line each (a re-run "
-        "then does what is missing or failed; default: the folder is replaced)",
+        action=argparse.BooleanOptionalAction,
+        help="leave an input whose result folder already holds every file this run writes, one line each, so a "
+        "re-run does what is missing or failed (default: on with --ray, whose batches resume; otherwise off: the "
+        "folder is replaced)",
     )
     add_refine_arguments(parse)
     cluster = parse.add_argument_group(
@@ -273,7 +274,7 @@ def _run(args: argparse.Namespace) -> int:
             timings=args.timings,
             max_frames=args.max_frames,
             motion=known_motion(args, loaded.n_positions),
-            skip_done=args.skip_done,
+            skip_done=args.ray is not None if args.skip_done is None else args.skip_done,
         )
         backend = backend_settings(args, load_build_profile(args.profile) if args.profile else None)
         if args.ray is not None and backend.threads is None:

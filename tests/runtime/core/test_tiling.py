@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from runtime.core import deblurrer as deblurrer_module
-from runtime.core import tiling
+from runtime.core import pipeline, tiling
 from runtime.core.backends import BackendSettings, load_runners
 from runtime.core.bundle import load_bundle
 from runtime.core.camera import intrinsics
@@ -135,23 +134,6 @@ def test_tiled_restoration_equals_the_whole_image(small_bundle, recorded_traject
     assert error.max() <= 1e-3
 
 
-def test_a_margin_the_tiles_cannot_hold_is_capped_and_said_once(small_bundle, recorded_trajectory, monkeypatch):
-    calls = []
-
-    def restore_tiled(restore, blurry, trajectory, camera, tile, margin, progress, bands=1):
-        calls.append((tile, margin))
-        return blurry.copy(), 4
-
-    monkeypatch.setattr(deblurrer_module, "restore_tiled", restore_tiled)
-    said = []
-    image = smooth_rgb(264, 288)
-    with Deblurrer(small_bundle, CPU, RestoreSettings(tile_side=256), log=said.append) as deblurrer:
-        for _ in range(2):
-            deblurrer.restore(image, 5000.0, recorded_trajectory)  # an 85 px blur: margins of 256 px
-    assert calls == [(256, 64), (256, 64)]
-    assert len(said) == 1 and "blur of 85 px needs tile margins of 256 px but tiles of 256 px allow 64" in said[0]
-
-
 def test_the_warp_margin_is_one_blur_extent_and_a_cell():
     assert tiling.warp_margin(0.0) == 8
     assert tiling.warp_margin(20.5) == 24
@@ -186,7 +168,7 @@ def spy_on_warp_graphs(monkeypatch) -> list[tuple[int, int]]:
 
         return spied
 
-    monkeypatch.setattr(deblurrer_module, "graph_function", recording)
+    monkeypatch.setattr(pipeline, "graph_function", recording)
     return sizes
 
 

@@ -1,6 +1,6 @@
 """`python -m runtime.deblur --ray`: a batch spread over a real local Ray cluster gives the plain run's results,
-failure lines, exit codes and summary; `--skip-done` leaves complete results alone in both; Ctrl-C and SIGTERM stop
-handing inputs out; without Ray the option is one line."""
+failure lines, exit codes and summary; `--skip-done` (the default on Ray) leaves complete results alone in both;
+Ctrl-C and SIGTERM stop handing inputs out; without Ray the option is one line."""
 
 import functools
 import json
@@ -96,11 +96,12 @@ def test_a_ray_batch_writes_the_plain_runs_results(both):
         assert written == expected, name
 
 
-def test_a_ray_rerun_with_skip_done_leaves_the_inputs_done_and_retries_the_failed_one(both, photos, tmp_path):
+def test_a_ray_rerun_leaves_the_inputs_done_and_retries_the_failed_one(both, photos, tmp_path):
+    """On Ray `--skip-done` is the default: a cluster batch resumes."""
     outdir = Path(shutil.copytree(both["ray"][3], tmp_path / "out"))
     before = snapshot(outdir)
 
-    code, _, stderr = run(*COMMON, *ON_RAY, "--skip-done", "-o", outdir, photos)
+    code, _, stderr = run(*COMMON, *ON_RAY, "-o", outdir, photos)
 
     assert code == 1, stderr
     assert len(lines(stderr, "0 done, 3 already done, 1 failed in ")) == 1, stderr
