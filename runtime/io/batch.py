@@ -24,6 +24,7 @@ import io
 import json
 import re
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -482,3 +483,31 @@ def write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -
     writer.writerow(header)
     writer.writerows(rows)
     write_bytes(path, text.getvalue().encode())
+
+
+def report(summary: Summary, errors: list[str], outdir: Path) -> list[str]:
+    """Print a run's summary line, the inputs left as they were (`--skip-done`) and the failures (`errors` of the
+    inputs that never ran first), one line each, to stderr; returns the failures. Shared by every command that
+    writes result folders (`runtime.deblur`, its Ray mode, `runtime.client`)."""
+    failures = [
+        *errors,
+        *(
+            one_line(reason if reason.startswith(location) else f"{location}: {reason}")
+            for location, reason in summary.failed
+        ),
+    ]
+    kept = f", {len(summary.already_done)} already done" if summary.already_done else ""
+    counts = f"{len(summary.done)} done{kept}, {len(failures)} failed"
+    if summary.interrupted is not None:
+        counts = f"interrupted by {summary.interrupted}: {counts}, {len(summary.skipped)} skipped"
+    print(f"{counts} in {summary.seconds:.1f} s; results in {outdir}", file=sys.stderr)
+    for name in summary.already_done:
+        print(f"already done: {outdir / name}", file=sys.stderr)
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return failures
+
+
+def one_line(text: str) -> str:
+    """A multi-line message (an exception's) as one line."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())

@@ -44,7 +44,7 @@ from runtime.core.motion import (
 from runtime.core.profiles import ProfileError, load_build_profile
 from runtime.core.refine import add_refine_arguments, refine_settings
 from runtime.io import ray_batch
-from runtime.io.batch import Options, Summary, run_batch
+from runtime.io.batch import Options, report, run_batch
 from runtime.io.media import make_outdir
 from runtime.io.presets import read_camera_preset
 from runtime.io.ray_batch import ClusterError, WorkerSettings
@@ -312,40 +312,14 @@ def _run(args: argparse.Namespace) -> int:
             except ClusterError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
-        failures = _report(summary, errors, args.outdir)
+        failures = report(summary, errors, args.outdir)
     if stop.signum is not None:
         return EXIT_CODES[signal.Signals(stop.signum)]
     return 1 if failures else 0
 
 
-def _report(summary: Summary, errors: list[str], outdir: Path) -> list[str]:
-    """Print the summary line, the inputs left as they were (`--skip-done`) and the failures, one line each, to
-    stderr; returns the failures."""
-    failures = [
-        *errors,
-        *(
-            _one_line(reason if reason.startswith(location) else f"{location}: {reason}")
-            for location, reason in summary.failed
-        ),
-    ]
-    kept = f", {len(summary.already_done)} already done" if summary.already_done else ""
-    counts = f"{len(summary.done)} done{kept}, {len(failures)} failed"
-    if summary.interrupted is not None:
-        counts = f"interrupted by {summary.interrupted}: {counts}, {len(summary.skipped)} skipped"
-    print(f"{counts} in {summary.seconds:.1f} s; results in {outdir}", file=sys.stderr)
-    for name in summary.already_done:
-        print(f"already done: {outdir / name}", file=sys.stderr)
-    for failure in failures:
-        print(f"failed: {failure}", file=sys.stderr)
-    return failures
-
-
 def _stderr(text: str) -> None:
     print(text, file=sys.stderr)
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from runtime.core.backends import BackendSettings
 from runtime.core.backends.base import BackendError
 from runtime.core.deblurrer import Deblurrer, RestoreSettings
 from runtime.core.refine import RefineSettings
-from runtime.io.batch import Options, Summary, already_done, run_source
+from runtime.io.batch import Options, Summary, already_done, one_line, run_source
 from runtime.io.progress import Progress
 from runtime.io.results import protected_paths
 from runtime.io.sources import Source
@@ -197,7 +197,7 @@ def _connected(address: str, cpus: int) -> Iterator[Any]:
             else:
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise ClusterError(f"cannot use the Ray cluster at {address}: {_one_line(str(error))}") from None
+            raise ClusterError(f"cannot use the Ray cluster at {address}: {one_line(str(error))}") from None
         if keep_handler:  # ray.init replaces it with one that exits at once; the batch stops at a safe point
             signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
         yield ray
@@ -212,7 +212,7 @@ def _await_ready(ray: Any, handles: list[Any], log: Callable[[str], object]) -> 
     try:
         answers = ray.get([handle.ready.remote() for handle in handles])
     except ray.exceptions.RayError as error:
-        raise ClusterError(f"a Ray worker did not start: {_one_line(str(error))}") from None
+        raise ClusterError(f"a Ray worker did not start: {one_line(str(error))}") from None
     for problem, lines in answers:
         if problem is not None:
             raise ClusterError(problem)
@@ -259,10 +259,10 @@ def _dispatch(
             try:
                 outcome = ray.get(reference)
             except ray.exceptions.RayActorError as error:  # the worker died: it gets no more sources
-                outcomes[number] = f"the Ray worker processing it died ({_one_line(str(error))})"
+                outcomes[number] = f"the Ray worker processing it died ({one_line(str(error))})"
                 continue
             except ray.exceptions.RayTaskError as error:
-                outcomes[number] = _one_line(f"{type(error.cause).__name__}: {error.cause}")
+                outcomes[number] = one_line(f"{type(error.cause).__name__}: {error.cause}")
             else:
                 for line in outcome.said:
                     log(line)
@@ -298,10 +298,6 @@ def _as_given(text: str, source: Source, outdir: Path, given_outdir: Path) -> st
     if isinstance(source.location, Path):
         text = text.replace(str(source.location.absolute()), str(source.location))
     return text.replace(str(outdir), str(given_outdir))
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _quiet(_: str) -> None:

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from runtime.core import camera
-from runtime.io.batch import OUTPUTS, Options, Summary, focal_length_for, write_csv
+from runtime.io.batch import OUTPUTS, Options, Summary, focal_length_for, one_line, report, write_csv
 from runtime.io.media import (
     MediaError,
     VideoReader,
@@ -99,16 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     stop = StopRequest()
     with stop.handling_signals():
         summary = run(connection, sources, args.outdir, args.concurrency, stop=stop)
-        failures = [
-            *errors,
-            *(reason if reason.startswith(where) else f"{where}: {reason}" for where, reason in summary.failed),
-        ]
-        counts = f"{len(summary.done)} done, {len(failures)} failed"
-        if summary.interrupted is not None:
-            counts = f"interrupted by {summary.interrupted}: {counts}, {len(summary.skipped)} skipped"
-        print(f"{counts} in {summary.seconds:.1f} s; results in {args.outdir}", file=sys.stderr)
-        for failure in failures:
-            print(f"failed: {failure}", file=sys.stderr)
+        failures = report(summary, errors, args.outdir)
     if stop.signum is not None:
         return EXIT_CODES[signal.Signals(stop.signum)]
     return 1 if failures else 0
@@ -288,9 +279,5 @@ def _prefixed(progress: Callable[[str], object], label: str, text: str) -> None:
 
 def _reason(error: Exception) -> str:
     """One line for a failed input; an unexpected error also names its type."""
-    text = _one_line(str(error))
+    text = one_line(str(error))
     return text if isinstance(error, INPUT_ERRORS) else f"{type(error).__name__}: {text}"
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())

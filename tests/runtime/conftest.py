@@ -4,7 +4,11 @@ in ../shared."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -98,3 +102,31 @@ def limit_refusal(limit: Limit, value: float, source: str) -> str:
     with pytest.raises(LimitError) as error:
         limit.check(value, source)
     return f"{error.value} ({limit.reason})" if limit is IMAGE_PIXELS else str(error.value)
+
+
+def deblur_until_signalled(arguments: list[object], ready: Path, number: int, group: bool = False) -> tuple[int, str]:
+    """Run `python -m runtime.deblur ARGUMENTS` in a subprocess, send it signal `number` once the folder `ready`
+    exists (to its whole process group when `group`, as Ctrl-C in a terminal does), and return its exit code and
+    stderr; the process is always ended."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runtime.deblur", *map(str, arguments)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=group,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.is_dir() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.poll() is None, "the run ended before the signal could be sent"
+        if group:
+            os.killpg(process.pid, number)
+        else:
+            process.send_signal(number)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stderr

@@ -7,9 +7,6 @@ import errno
 import functools
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -25,7 +22,7 @@ from runtime.io import media, results
 from runtime.io.deblur import main
 from runtime.io.results import ResultFolder
 from tests import conftest
-from tests.runtime.conftest import limit_refusal, smooth_bgr8, write_video
+from tests.runtime.conftest import deblur_until_signalled, limit_refusal, smooth_bgr8, write_video
 
 ROOT = Path(__file__).resolve().parents[3]
 HEIGHT, WIDTH = 48, 64
@@ -265,25 +262,9 @@ def test_a_signal_stops_the_batch_after_the_current_write(small_bundle, photo, t
     last = tmp_path / "last.png"
     last.write_bytes(photo.read_bytes())
     outdir = tmp_path / "out"
-    command = [sys.executable, "-m", "runtime.deblur", "--engine", small_bundle, "--backend", "ort-cpu"]
-    process = subprocess.Popen(
-        [*map(str, command), "-o", str(outdir), str(photo), str(clip), str(last)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (outdir / "photo").is_dir() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert process.poll() is None, "the run ended before the signal could be sent"
-        process.send_signal(number)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == code, stderr
+    arguments = ["--engine", small_bundle, "--backend", "ort-cpu", "-o", outdir, photo, clip, last]
+    returncode, stderr = deblur_until_signalled(arguments, outdir / "photo", number)
+    assert returncode == code, stderr
     name = signal.Signals(number).name
     summary = [line for line in stderr.splitlines() if line.startswith("interrupted by ")]
     assert len(summary) == 1 and summary[0].startswith(f"interrupted by {name}: 1 done, 0 failed, 2 skipped in ")

@@ -4,14 +4,11 @@ Ctrl-C and SIGTERM stop handing inputs out; without Ray the option is one line."
 
 import functools
 import json
-import os
 import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import pytest
 
 from runtime.io.deblur import DEMO_BUNDLE, main
 from tests import conftest
-from tests.runtime.conftest import smooth_bgr8
+from tests.runtime.conftest import deblur_until_signalled, smooth_bgr8
 
 ROOT = Path(__file__).resolve().parents[3]
 IMAGE_OUTPUTS = ("restored.png", "reblurred.png", "trajectory.json", "trajectory.csv", "kernels.png", "trajectory.png")
@@ -194,29 +191,9 @@ def test_a_signal_stops_handing_inputs_out_and_finishes_those_in_flight(tmp_path
     for seed in range(6):
         cv2.imwrite(str(inputs / f"photo{seed}.png"), smooth_bgr8(256, 256, seed=seed))
     outdir = tmp_path / "out"
-    command = [sys.executable, "-m", "runtime.deblur", *COMMON, "--ray", "local", "--workers", 2]
-    process = subprocess.Popen(
-        [*map(str, command), "-o", str(outdir), str(inputs)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (outdir / "photo0").is_dir() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert process.poll() is None, "the run ended before the signal could be sent"
-        if number == signal.SIGINT:
-            os.killpg(process.pid, number)
-        else:
-            process.send_signal(number)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == code, stderr
+    arguments = [*COMMON, "--ray", "local", "--workers", 2, "-o", outdir, inputs]
+    returncode, stderr = deblur_until_signalled(arguments, outdir / "photo0", number, group=number == signal.SIGINT)
+    assert returncode == code, stderr
     name = signal.Signals(number).name
     pattern = re.compile(rf"interrupted by {name}: (\d) done, 0 failed, (\d) skipped in .*")
     counts = [(int(match[1]), int(match[2])) for match in map(pattern.fullmatch, stderr.splitlines()) if match]
