@@ -73,6 +73,11 @@ class ResultError(ValueError):
     """A restoration whose result cannot be written (not finite); one line naming the input."""
 
 
+#: The columns of a photo's trajectory.csv and of a video's trajectories.csv (one row per pose, per frame).
+TRAJECTORY_COLUMNS = ["pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px", "width_px", "height_px"]
+VIDEO_TRAJECTORY_COLUMNS = ["frame", "pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px"]
+
+
 @dataclass(frozen=True)
 class Options:
     """How to process and what to write. `focal_length` is in pixels of the input as read (before resizing);
@@ -410,9 +415,7 @@ def _video(
     if writer is None:
         raise MediaError(f"{source.location}: no frames could be read")
     writer.close()
-    write_csv(
-        target / "trajectories.csv", ["frame", "pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px"], rows
-    )
+    write_csv(target / "trajectories.csv", VIDEO_TRAJECTORY_COLUMNS, rows)
     if refined:
         write_csv(target / "refinement.csv", ["frame", "reblur_loss_before", "reblur_loss_after"], refined)
     if options.timings:
@@ -456,7 +459,7 @@ def _write_trajectory(
     ]
     write_csv(
         target / "trajectory.csv",
-        ["pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px", "width_px", "height_px"],
+        TRAJECTORY_COLUMNS,
         rows,
     )
 

@@ -32,7 +32,17 @@ import cv2
 import numpy as np
 
 from runtime.core import camera
-from runtime.io.batch import OUTPUTS, Options, Summary, focal_length_for, one_line, report, write_csv
+from runtime.io.batch import (
+    OUTPUTS,
+    TRAJECTORY_COLUMNS,
+    VIDEO_TRAJECTORY_COLUMNS,
+    Options,
+    Summary,
+    focal_length_for,
+    one_line,
+    report,
+    write_csv,
+)
 from runtime.io.media import (
     MediaError,
     VideoReader,
@@ -208,8 +218,7 @@ def _image(connection: Connection, source: Source, target: Path, checkpoint: Cal
     rows = [
         [pose, *map(float, angles), float(intrinsics[0, 0]), width, height] for pose, angles in enumerate(trajectory)
     ]
-    header = ["pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px", "width_px", "height_px"]
-    write_csv(target / "trajectory.csv", header, rows)
+    write_csv(target / "trajectory.csv", TRAJECTORY_COLUMNS, rows)
 
 
 def _video(
@@ -269,8 +278,7 @@ def _video(
     if writer is None:
         raise MediaError(f"{source.location}: no frames could be read")
     writer.close()
-    header = ["frame", "pose", "pitch_rad", "yaw_rad", "roll_rad", "focal_length_px"]
-    write_csv(target / "trajectories.csv", header, rows)
+    write_csv(target / "trajectories.csv", VIDEO_TRAJECTORY_COLUMNS, rows)
 
 
 def _prefixed(progress: Callable[[str], object], label: str, text: str) -> None:
